@@ -1,14 +1,21 @@
 """Slice datasets over fastMRI-format HDF5 volumes, with the SMUG code's preprocessing.
 
-Per slice: the fully sampled coil images are centre-cropped to the recon size, the target is their
-coil combination (SENSE with the volume's sensitivity maps for multicoil, the single coil image for
-single-coil data), everything is divided by the target's maximum magnitude, and k-space is
-recomputed from the crop. Models therefore see normalised complex images with ``max |x| = 1``,
-which is what SMUG's clamp to [-1, 1] assumes.
+Per slice: the k-space columns the ISMRMRD header marks as padding are zeroed (never acquired;
+fastMRI's VarNet transform zeroes its mask there), the fully sampled coil images are brought to the
+recon size (centre-cropped, or zero-padded symmetrically where the image is narrower, as in some
+brain FLAIR volumes), the target is their coil combination (SENSE with the volume's sensitivity maps
+for multicoil, the single coil image for single-coil data), everything is divided by the target's
+maximum magnitude, and k-space is recomputed from the crop. Models therefore see normalised complex
+images with ``max |x| = 1``, which is what SMUG's clamp to [-1, 1] assumes, all of one size, so one
+fixed column mask of the recon width fits every slice (the SMUG setting).
+
+fastMRI's own transforms shrink the crop to the image for the narrow FLAIR volumes instead; padding
+was chosen so knee, brain and FLAIR slices can share a mask and a batch.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +27,24 @@ import torch
 from torch.utils.data import Dataset
 
 from smug.coil_combine import sens_combine
-from smug.fastmri_io import inspect_volume, load_slice, open_volume, read_sens_maps
+from smug.coil_combine import rss
+from smug.fastmri_io import (
+    EncodingInfo,
+    VolumeInfo,
+    inspect_volume,
+    load_slice,
+    open_volume,
+    read_file_mask,
+    zero_kspace_padding,
+)
 from smug.fftc import fft2c, ifft2c
 from smug.operators import apply_column_mask
-from smug.transforms import center_crop
+from smug.sens_maps import read_sens_maps
+from smug.transforms import center_crop_or_pad
 
+LOG = logging.getLogger(__name__)
 MaskSource = torch.Tensor | Callable | None
+Padding = EncodingInfo | tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,13 @@ def select_slices(paths: Sequence[str | os.PathLike], num_slices: int | None) ->
 
     As the SMUG code, a split uses a fixed number of slices; taking them from the centre of each
     volume avoids the near-empty edge slices. ``None`` keeps every slice.
+
+    The rule, for any mix of volumes (knee and brain, single- and multicoil, any depth): volumes are
+    sorted by path; slices are dealt one per volume in turn, in that order, until ``num_slices`` are
+    dealt, skipping volumes whose every slice is taken (so each volume gets an equal share, the
+    first volumes one more when it does not divide, and shallow volumes pass their share on); each
+    volume contributes its central slices (:func:`central_slices`). Anatomy plays no part: the share
+    of brain slices is the share of brain volumes.
 
     Args:
         paths: fastMRI HDF5 volumes (validated here; a bad file raises naming it).
@@ -83,21 +109,30 @@ def select_slices(paths: Sequence[str | os.PathLike], num_slices: int | None) ->
 
 
 def preprocess_slice(
-    kspace: np.ndarray, recon_size: Sequence[int], sens_maps: np.ndarray | None = None
+    kspace: np.ndarray,
+    recon_size: Sequence[int],
+    sens_maps: np.ndarray | None = None,
+    padding: Padding = None,
 ) -> dict[str, torch.Tensor]:
     """SMUG preprocessing of one fully sampled slice.
 
     Args:
         kspace: complex ``(C, H, W)`` (``C = 1`` single-coil).
-        recon_size: ``(h, w)`` crop.
+        recon_size: ``(h, w)``; the coil images are centre-cropped to it where larger and
+            zero-padded symmetrically where smaller.
         sens_maps: complex ``(C, h, w)`` for multicoil, else None.
+        padding: the volume's :class:`EncodingInfo` or ``(padding_left, padding_right)``: k-space
+            columns outside that range are zeroed first. None keeps every column.
 
     Returns:
         dict with ``kspace`` complex64 ``(C, h, w)`` (fully sampled, normalised), ``target``
         complex64 ``(h, w)`` with ``max |target| = 1``, ``scale`` (the divisor) and ``sens_maps``
         complex64 ``(C, h, w)`` when given.
     """
-    coil_images = center_crop(ifft2c(torch.from_numpy(np.asarray(kspace, np.complex64))), recon_size)
+    kspace = np.asarray(kspace, np.complex64)
+    if padding is not None:
+        kspace = zero_kspace_padding(kspace, padding)
+    coil_images = center_crop_or_pad(ifft2c(torch.from_numpy(kspace)), recon_size)
     if sens_maps is None:
         if coil_images.shape[0] != 1:
             raise ValueError(f"multicoil k-space with {coil_images.shape[0]} coils needs sensitivity maps")
@@ -121,33 +156,89 @@ def preprocess_slice(
     return out
 
 
+def preprocess_undersampled_slice(
+    kspace: np.ndarray, file_mask: np.ndarray, padding: Padding = None, sens_maps: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
+    """Preprocessing of one slice of a test file: k-space as stored (already undersampled), no target.
+
+    The grid stays the stored ``(H, W)``, since cropping columns in the image domain would mix the
+    sampled and unsampled k-space columns; crop reconstructions to the recon size at the end, as
+    fastMRI's VarNet does. Without a target the divisor is the maximum of the zero-filled
+    root-sum-of-squares image, so inputs are on roughly the training scale.
+
+    Args:
+        kspace: complex ``(C, H, W)``, zero outside the sampled columns.
+        file_mask: the file's ``(W,)`` column mask.
+        padding: as for :func:`preprocess_slice`; the mask is cleared there too.
+        sens_maps: complex ``(C, H, W)``, or None.
+
+    Returns:
+        dict with ``kspace`` complex64 ``(C, H, W)`` (masked, normalised), ``mask`` bool ``(W,)``,
+        ``scale`` and ``sens_maps`` when given.
+    """
+    kspace = np.asarray(kspace, np.complex64)
+    mask = torch.from_numpy(np.asarray(file_mask) != 0)
+    if mask.shape != (kspace.shape[-1],):
+        raise ValueError(
+            f"file mask of shape {tuple(mask.shape)} does not match k-space width {kspace.shape[-1]}"
+        )
+    if padding is not None:
+        kspace = zero_kspace_padding(kspace, padding)
+        mask = zero_kspace_padding(mask, padding)
+    masked = apply_column_mask(torch.from_numpy(kspace)[None], mask)[0]
+    scale = rss(ifft2c(masked)).max().clamp_min(torch.finfo(torch.float32).tiny)
+    out = {"kspace": masked / scale, "mask": mask, "scale": scale.to(torch.float32)}
+    if sens_maps is not None:
+        sens = torch.from_numpy(np.asarray(sens_maps, np.complex64))
+        if sens.shape != masked.shape:
+            raise ValueError(
+                f"sensitivity maps of shape {tuple(sens.shape)} do not match the stored k-space grid "
+                f"{tuple(masked.shape)} of a test file"
+            )
+        out["sens_maps"] = sens
+    return out
+
+
 class SliceDataset(Dataset):
     """Undersampled slices for training and evaluation.
 
     Each item is a dict: ``kspace`` (masked, complex ``(C, h, w)``), ``mask`` (``(w,)`` bool),
-    ``target`` (complex ``(h, w)``), ``sens_maps`` (multicoil only), ``scale``, ``fname``, ``slice``.
+    ``target`` (complex ``(h, w)``), ``sens_maps`` (multicoil only), ``scale``, ``fname``, ``slice``;
+    see :func:`preprocess_slice`. Volumes smaller than the recon size (narrow FLAIR brain images) are
+    zero-padded to it, and logged once per volume.
+
+    Test and challenge files have no target; they raise unless ``allow_no_target`` is set. Their
+    items (see :func:`preprocess_undersampled_slice`) keep the stored k-space grid ``(C, H, W)``,
+    use the file's own stored mask whatever ``mask`` says, have no ``target``, and carry
+    ``sens_maps`` only when ``sens_dir`` is given (maps on the stored grid). Do not mix them with
+    target-carrying files in one batch.
 
     Args:
         refs: slices, e.g. from :func:`select_slices`.
         mask: a fixed ``(w,)`` column mask (the SMUG setting: one mask for every slice), a fastMRI
             ``MaskFunc`` (seeded per volume with ``tuple(map(ord, fname))``, fastMRI's convention),
             or None for fully sampled k-space.
-        sens_dir: folder of ``{fname}`` HDF5 files with ``sens_maps`` ``(slices, C, h, w)`` (multicoil).
+        sens_dir: folder, or folders searched in order, of ``{fname}`` sensitivity-map files
+            (:mod:`smug.sens_maps`) for multicoil volumes.
         recon_size: crop ``(h, w)``; default: the file header's reconSpace.
         cache: keep decoded slices in memory (after the first epoch reading costs nothing).
+        allow_no_target: accept test files (no reconstruction dataset, a stored ``mask``).
     """
 
     def __init__(
         self,
         refs: Sequence[SliceRef],
         mask: MaskSource = None,
-        sens_dir: str | os.PathLike | None = None,
+        sens_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         recon_size: Sequence[int] | None = None,
         cache: bool = True,
+        allow_no_target: bool = False,
     ):
         self.refs = list(refs)
         self.mask = mask
-        self.sens_dir = None if sens_dir is None else Path(sens_dir)
+        if sens_dir is None or isinstance(sens_dir, (str, os.PathLike)):
+            sens_dir = [] if sens_dir is None else [sens_dir]
+        self.sens_dirs = [Path(d) for d in sens_dir]
         self.recon_size = None if recon_size is None else tuple(recon_size)
         self.cache = cache
         self._cached: dict[int, dict] = {}
@@ -155,13 +246,46 @@ class SliceDataset(Dataset):
         # handle opened in the parent.
         self._handles: dict[Path, h5py.File] = {}
         self._handle_pid = os.getpid()
+        self.allow_no_target = allow_no_target
         self._info = {ref.path: inspect_volume(ref.path) for ref in self.refs}
         for info in self._info.values():
-            if info.challenge == "multicoil" and self.sens_dir is None:
-                raise ValueError(f"{info.path}: multicoil volume but no sens_dir with sensitivity maps given")
+            self._check_volume(info)
+
+    def _check_volume(self, info: VolumeInfo) -> None:
+        if not info.has_target:
+            if not self.allow_no_target:
+                raise ValueError(
+                    f"{info.path}: test files have no ground truth (no reconstruction dataset), which "
+                    "training and evaluation need; use the *_val split for evaluation, or pass "
+                    "allow_no_target=True to reconstruct it"
+                )
+            if info.file_mask_shape is None:
+                raise ValueError(
+                    f"{info.path}: no ground truth and no stored 'mask' dataset to undersample with"
+                )
+            return
+        if info.challenge == "multicoil" and not self.sens_dirs:
+            raise ValueError(f"{info.path}: multicoil volume but no sens_dir with sensitivity maps given")
+        image_size = info.kspace_shape[-2:]
+        recon_size = self.recon_size or info.encoding.recon_size[:2]
+        if image_size[0] < recon_size[0] or image_size[1] < recon_size[1]:
+            LOG.info(
+                "%s: image %s is smaller than the recon size %s; zero-padding it symmetrically",
+                info.path.name,
+                tuple(image_size),
+                tuple(recon_size),
+            )
 
     def __len__(self) -> int:
         return len(self.refs)
+
+    def sens_map_path(self, fname: str) -> Path:
+        """The first ``sens_dir`` holding maps of ``fname`` (the first one if none does, so that
+        the reader's "file not found" names a path)."""
+        for folder in self.sens_dirs:
+            if (folder / fname).is_file():
+                return folder / fname
+        return self.sens_dirs[0] / fname
 
     def _handle(self, path: Path) -> h5py.File:
         if os.getpid() != self._handle_pid:
@@ -173,12 +297,19 @@ class SliceDataset(Dataset):
     def _load(self, index: int) -> dict:
         ref = self.refs[index]
         info = self._info[ref.path]
-        kspace, _ = load_slice(self._handle(ref.path), ref.slice_idx)
+        handle = self._handle(ref.path)
+        kspace, _ = load_slice(handle, ref.slice_idx)
         sens = None
-        if info.challenge == "multicoil":
-            sens = read_sens_maps(self.sens_dir / ref.fname, ref.slice_idx)
-        recon_size = self.recon_size or info.encoding.recon_size[:2]
-        item = preprocess_slice(kspace, recon_size, sens)
+        if info.challenge == "multicoil" and self.sens_dirs:
+            sens = read_sens_maps(self.sens_map_path(ref.fname), ref.slice_idx)
+        try:
+            if info.has_target:
+                recon_size = self.recon_size or info.encoding.recon_size[:2]
+                item = preprocess_slice(kspace, recon_size, sens, padding=info.encoding)
+            else:
+                item = preprocess_undersampled_slice(kspace, read_file_mask(handle), info.encoding, sens)
+        except ValueError as exc:
+            raise ValueError(f"{ref.path} slice {ref.slice_idx}: {exc}") from None
         item.update(fname=ref.fname, slice=ref.slice_idx)
         return item
 
@@ -200,5 +331,7 @@ class SliceDataset(Dataset):
             item = self._load(index)
             if self.cache:
                 self._cached[index] = item
+        if "target" not in item:
+            return dict(item)
         mask = self.column_mask(item["fname"], item["kspace"].shape[-1])
         return {**item, "kspace": apply_column_mask(item["kspace"][None], mask)[0], "mask": mask}

@@ -4,8 +4,14 @@ Layout (fastMRI's): ``kspace`` complex64 ``(slices, H, W)`` single-coil or ``(sl
 multicoil, with ``H`` the readout (x) and ``W`` the phase-encode (y) axis; the target
 ``reconstruction_esc`` (single-coil) or ``reconstruction_rss`` (multicoil), float ``(slices, h, w)``,
 absent from test files; ``ismrmrd_header`` the ISMRMRD XML; attributes such as ``acquisition``,
-``max``, ``norm`` and ``patient_id``. Sensitivity-map files hold ``sens_maps`` complex
-``(slices, coils, h, w)``.
+``max``, ``norm`` and ``patient_id``. Test and challenge files hold k-space that is already
+undersampled, a ``mask`` ``(W,)`` of the sampled columns and the attributes ``acceleration`` and
+``num_low_frequency``. Sensitivity-map files are read and written by :mod:`smug.sens_maps`.
+
+Real files come as single-coil knee (``(S, 640, 368)`` k-space, ``reconstruction_esc``
+``(S, 320, 320)``, acquisitions ``CORPD_FBK`` / ``CORPDFS_FBK``, names like ``file1000001.h5``) and
+multicoil knee and brain (``(S, C, H, W)``, ``reconstruction_rss``; brain acquisitions ``AXT1``,
+``AXT1PRE``, ``AXT1POST``, ``AXT2``, ``AXFLAIR``, names like ``file_brain_AXT2_200_6002551.h5``).
 
 Every problem with a file raises :class:`FastMRIFormatError` naming the file, so a bad volume
 among thousands is found from the message alone.
@@ -14,6 +20,7 @@ among thousands is found from the message alone.
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +31,12 @@ import numpy as np
 
 ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
 RECON_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
+# Dataset of a sensitivity-map file (read and written by smug.sens_maps, also by smug.synthetic).
 SENS_MAPS_KEY = "sens_maps"
+FILE_MASK_KEY = "mask"
+# Acquisition prefixes and file-name patterns of fastMRI's two anatomies.
+_ANATOMY_ACQUISITION_PREFIXES = (("knee", "CORPD"), ("brain", "AX"))
+_ANATOMY_NAME_PATTERNS = (("brain", re.compile(r"file_brain_.*")), ("knee", re.compile(r"file1\d*(\..*)?")))
 
 
 class FastMRIFormatError(ValueError):
@@ -57,7 +69,10 @@ class VolumeInfo:
 
     ``recon_key`` is the challenge's target dataset (``reconstruction_esc`` / ``reconstruction_rss``)
     or ``None`` when the file has none (test files); ``target_shape`` is its ``(h, w)`` or ``None``.
-    ``num_coils`` is 1 for single-coil data.
+    ``num_coils`` is 1 for single-coil data. ``file_mask_shape`` is the shape of a test file's
+    ``mask`` (always ``(W,)``, checked) or ``None``; read the mask with :func:`read_file_mask`.
+    ``acceleration`` and ``num_low_frequency`` are the test-file attributes of the same names, or
+    ``None``.
     """
 
     path: Path
@@ -69,6 +84,69 @@ class VolumeInfo:
     target_shape: tuple[int, int] | None
     encoding: EncodingInfo
     attrs: dict[str, Any]
+    file_mask_shape: tuple[int, ...] | None = None
+    acceleration: float | None = None
+    num_low_frequency: int | None = None
+
+    @property
+    def has_target(self) -> bool:
+        """False for test and challenge files, which carry no reconstruction."""
+        return self.recon_key is not None
+
+    @property
+    def anatomy(self) -> str | None:
+        """``"knee"``, ``"brain"`` or ``None``; see :func:`anatomy_of`."""
+        return anatomy_of(self.path.name, self.attrs.get("acquisition"))
+
+
+def anatomy_of(fname: str, acquisition: str | None = None) -> str | None:
+    """The anatomy of a fastMRI volume from its ``acquisition`` attribute, else its file name.
+
+    ``CORPD*`` acquisitions (``CORPD_FBK``, ``CORPDFS_FBK``) are knee, ``AX*`` (``AXT1``, ``AXT2``,
+    ``AXFLAIR``, ...) brain; without a known acquisition, ``file_brain_*`` names are brain and
+    ``file1*`` names knee. ``None`` when neither tells.
+    """
+    if isinstance(acquisition, str):
+        for anatomy, prefix in _ANATOMY_ACQUISITION_PREFIXES:
+            if acquisition.upper().startswith(prefix):
+                return anatomy
+    for anatomy, pattern in _ANATOMY_NAME_PATTERNS:
+        if pattern.fullmatch(fname):
+            return anatomy
+    return None
+
+
+def zero_kspace_padding(kspace: Any, encoding: EncodingInfo | tuple[int, int]) -> Any:
+    """Zero the k-space columns outside ``[padding_left, padding_right)``, which were never acquired.
+
+    fastMRI's VarNet transform zeroes its mask there; zeroing the data itself makes every later step
+    (crop, normalisation, masks) independent of whatever a file stores in those columns. Bounds are
+    clipped to ``[0, W]`` (headers may place them outside the stored grid).
+
+    Args:
+        kspace: numpy array or torch tensor ``(..., W)``; not modified.
+        encoding: the volume's :class:`EncodingInfo`, or ``(padding_left, padding_right)``.
+
+    Returns:
+        a copy of ``kspace`` of the same type with the padding columns zero.
+
+    Raises:
+        ValueError: the clipped bounds leave no column.
+    """
+    if isinstance(encoding, EncodingInfo):
+        left, right = encoding.padding_left, encoding.padding_right
+    else:
+        left, right = (int(bound) for bound in encoding)
+    width = kspace.shape[-1]
+    left, right = min(max(left, 0), width), min(max(right, 0), width)
+    if left >= right:
+        raise ValueError(
+            f"k-space padding bounds {(left, right)} (clipped to [0, {width}]) leave no acquired column"
+        )
+    out = np.array(kspace, copy=True) if isinstance(kspace, np.ndarray) else kspace.clone()
+    out[..., :left] = 0
+    out[..., right:] = 0
+    return out
 
 
 def parse_ismrmrd_header(xml: bytes | str) -> EncodingInfo:
@@ -114,8 +192,9 @@ def inspect_volume(path: str | os.PathLike) -> VolumeInfo:
 
     Raises:
         FastMRIFormatError: the file is missing, not (or a truncated) HDF5 file, lacks ``kspace`` or
-            ``ismrmrd_header``, has k-space that is not complex ``(S, H, W)`` / ``(S, C, H, W)``, or a
-            target of the wrong rank or slice count.
+            ``ismrmrd_header``, has k-space that is not complex ``(S, H, W)`` / ``(S, C, H, W)``, a
+            target of the wrong rank or slice count, a ``mask`` that is not ``(W,)``, or an
+            ``acceleration`` / ``num_low_frequency`` attribute that is not a positive number.
     """
     with _open_hdf5(path) as hf:
         return _describe(hf, Path(path))
@@ -164,26 +243,31 @@ def load_slice(hf: h5py.File, slice_idx: int) -> tuple[np.ndarray, np.ndarray | 
     return kspace, target
 
 
-def read_sens_maps(path: str | os.PathLike, slice_idx: int) -> np.ndarray:
-    """Read the sensitivity maps of one slice, complex64 ``(C, h, w)``.
+def read_file_mask(hf_or_path: h5py.File | str | os.PathLike) -> np.ndarray | None:
+    """The stored column mask of a test or challenge file, bool ``(W,)``, or ``None`` if it has none.
+
+    Accepts an open handle (e.g. from :func:`open_volume`) or a path, which is validated first.
 
     Raises:
-        FastMRIFormatError: missing or unreadable file, no ``sens_maps`` dataset, not complex
-            ``(S, C, h, w)``, or ``slice_idx`` out of range.
+        FastMRIFormatError: as :func:`inspect_volume`, e.g. a mask that is not ``(W,)``.
     """
-    with _open_hdf5(path) as hf:
-        if SENS_MAPS_KEY not in hf:
-            raise FastMRIFormatError(path, f"no {SENS_MAPS_KEY!r} dataset (keys: {sorted(hf.keys())})")
-        maps = hf[SENS_MAPS_KEY]
-        if not isinstance(maps, h5py.Dataset) or maps.dtype.kind != "c" or maps.ndim != 4:
-            raise FastMRIFormatError(
-                path, f"{SENS_MAPS_KEY!r} must be complex (slices, coils, h, w), got {_describe_dataset(maps)}"
-            )
-        index = _check_slice_index(Path(path), slice_idx, maps.shape[0])
-        try:
-            return np.asarray(maps[index], dtype=np.complex64)
-        except OSError as exc:
-            raise FastMRIFormatError(path, f"cannot read {SENS_MAPS_KEY} slice {index} ({exc})") from None
+    if isinstance(hf_or_path, h5py.File):
+        return _read_file_mask(hf_or_path, Path(hf_or_path.filename))
+    with open_volume(hf_or_path) as hf:
+        return _read_file_mask(hf, Path(hf_or_path))
+
+
+def _read_file_mask(hf: h5py.File, path: Path) -> np.ndarray | None:
+    if FILE_MASK_KEY not in hf:
+        return None
+    try:
+        mask = np.asarray(hf[FILE_MASK_KEY][()])
+    except OSError as exc:
+        raise FastMRIFormatError(path, f"cannot read {FILE_MASK_KEY!r} ({exc})") from None
+    width = hf["kspace"].shape[-1]
+    if mask.shape != (width,):
+        raise FastMRIFormatError(path, f"{FILE_MASK_KEY!r} has shape {mask.shape}, expected ({width},)")
+    return mask != 0
 
 
 def _open_hdf5(path: str | os.PathLike) -> h5py.File:
@@ -211,7 +295,8 @@ def _describe_unchecked(hf: h5py.File, path: Path) -> VolumeInfo:
     if not isinstance(kspace, h5py.Dataset) or kspace.dtype.kind != "c" or kspace.ndim not in (3, 4):
         raise FastMRIFormatError(
             path,
-            "'kspace' must be complex (slices, H, W) or (slices, coils, H, W), got " + _describe_dataset(kspace),
+            "'kspace' must be complex (slices, H, W) or (slices, coils, H, W), got "
+            + _describe_dataset(kspace),
         )
     challenge = "singlecoil" if kspace.ndim == 3 else "multicoil"
     num_slices = kspace.shape[0]
@@ -227,7 +312,9 @@ def _describe_unchecked(hf: h5py.File, path: Path) -> VolumeInfo:
                 path, f"{recon_key!r} must be real (slices, h, w), got {_describe_dataset(target)}"
             )
         if target.shape[0] != num_slices:
-            raise FastMRIFormatError(path, f"{recon_key!r} has {target.shape[0]} slices but 'kspace' has {num_slices}")
+            raise FastMRIFormatError(
+                path, f"{recon_key!r} has {target.shape[0]} slices but 'kspace' has {num_slices}"
+            )
         target_shape = (target.shape[1], target.shape[2])
     else:
         recon_key = None
@@ -239,6 +326,21 @@ def _describe_unchecked(hf: h5py.File, path: Path) -> VolumeInfo:
     except (ValueError, TypeError) as exc:
         raise FastMRIFormatError(path, f"unparsable ismrmrd_header: {exc}") from None
 
+    file_mask_shape = None
+    if FILE_MASK_KEY in hf:
+        mask = hf[FILE_MASK_KEY]
+        width = kspace.shape[-1]
+        if not isinstance(mask, h5py.Dataset) or mask.dtype.kind not in "biuf" or mask.shape != (width,):
+            raise FastMRIFormatError(
+                path,
+                f"{FILE_MASK_KEY!r} must be a real or bool ({width},) column mask matching the k-space width "
+                f"{width}, got {_describe_dataset(mask)}",
+            )
+        file_mask_shape = tuple(mask.shape)
+    attrs = {key: _plain(value) for key, value in hf.attrs.items()}
+    acceleration = _number_attr(path, attrs, "acceleration", float)
+    num_low_frequency = _number_attr(path, attrs, "num_low_frequency", int)
+
     return VolumeInfo(
         path=path,
         challenge=challenge,
@@ -248,8 +350,22 @@ def _describe_unchecked(hf: h5py.File, path: Path) -> VolumeInfo:
         recon_key=recon_key,
         target_shape=target_shape,
         encoding=encoding,
-        attrs={key: _plain(value) for key, value in hf.attrs.items()},
+        attrs=attrs,
+        file_mask_shape=file_mask_shape,
+        acceleration=acceleration,
+        num_low_frequency=num_low_frequency,
     )
+
+
+def _number_attr(path: Path, attrs: dict[str, Any], key: str, kind: type) -> Any:
+    """A positive numeric attribute as ``kind`` (int ones must be whole), or None when absent."""
+    if key not in attrs:
+        return None
+    value = attrs[key]
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not np.isfinite(number) or number <= 0 or (kind is int and number != int(number)):
+        raise FastMRIFormatError(path, f"attribute {key!r} must be a positive {kind.__name__}, got {value!r}")
+    return kind(number)
 
 
 def _check_slice_index(path: Path, slice_idx: int, num_slices: int) -> int:

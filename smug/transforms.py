@@ -1,4 +1,4 @@
-"""Shape and representation transforms: centre crops and the complex <-> 2-channel boundary.
+"""Shape and representation transforms: centre crops (and pads) and the complex <-> 2-channel boundary.
 
 Networks see real tensors with real and imaginary parts as two channels; everything else in the
 library works on complex tensors. :func:`complex_to_channels` and :func:`channels_to_complex` are
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -29,6 +30,35 @@ def center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     top = (big_h - h) // 2
     left = (big_w - w) // 2
     return x[..., top : top + h, left : left + w]
+
+
+def center_crop_or_pad(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Bring the last two axes to ``shape``: centre-crop where larger, zero-pad where smaller.
+
+    Crops use :func:`center_crop`'s offsets ``(H - h) // 2``; pads put ``(h - H) // 2`` zeros before
+    and the rest after, so cropping a padded image back to its size is exact. fastMRI's transforms
+    shrink the crop instead when an image is narrower than the recon size (some brain FLAIR volumes);
+    padding keeps every slice at one size, so a single fixed column mask fits all of them.
+
+    Args:
+        x: tensor or numpy array ``(..., H, W)``.
+        shape: ``(h, w)``, positive.
+
+    Returns:
+        ``(..., h, w)``, of ``x``'s type and dtype; a view of ``x`` when only cropping.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot crop or pad an image of shape {tuple(x.shape[-2:])} to {(h, w)}")
+    big_h, big_w = x.shape[-2], x.shape[-1]
+    x = center_crop(x, (min(h, big_h), min(w, big_w)))
+    if x.shape[-2:] == (h, w):
+        return x
+    out_shape = tuple(x.shape[:-2]) + (h, w)
+    out = np.zeros(out_shape, dtype=x.dtype) if isinstance(x, np.ndarray) else x.new_zeros(out_shape)
+    top, left = (h - x.shape[-2]) // 2, (w - x.shape[-1]) // 2
+    out[..., top : top + x.shape[-2], left : left + x.shape[-1]] = x
+    return out
 
 
 def complex_to_channels(x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from smug.coil_combine import rss, sens_combine
-from smug.fastmri_io import parse_ismrmrd_header, read_sens_maps
+from smug.fastmri_io import parse_ismrmrd_header
+from smug.sens_maps import read_sens_maps
 from smug.fftc import fft2c, ifft2c
 from smug.synthetic import (
     SyntheticVolume,
