@@ -23,13 +23,19 @@ from smug.runtime import limit_threads, select_device, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+    )
     parser.add_argument("--attack", required=True, help="name in smug.attacks.ATTACKS")
     parser.add_argument("--eps", type=float, nargs="+", required=True, help="attack strengths")
     parser.add_argument("--model", help="model.pt to attack (not needed for random noise)")
-    parser.add_argument("--test", nargs="+", required=True, help="test volumes (fastMRI HDF5)")
+    parser.add_argument(
+        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
+    )
     parser.add_argument("--mask", required=True, help="column mask .npz")
-    parser.add_argument("--sens-dir", help="sensitivity maps folder (multicoil)")
+    parser.add_argument(
+        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+    )
     parser.add_argument("--test-slices", type=int, default=None, help="central test slices (default all)")
     parser.add_argument("--steps", type=int, default=10, help="PGD iterations")
     parser.add_argument("--step-factor", type=float, default=None, help="PGD step = factor * eps (default eps/3)")

@@ -24,12 +24,18 @@ from smug.stages import NonFiniteLossError, train_stage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+    )
     parser.add_argument("--spec", required=True, help="training spec: inline JSON or a JSON/YAML file")
-    parser.add_argument("--train", nargs="+", required=True, help="training volumes (fastMRI HDF5)")
-    parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5)")
+    parser.add_argument(
+        "--train", nargs="+", required=True, help="training volumes (fastMRI HDF5), or @LIST: one path per line"
+    )
+    parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5), or @LIST")
     parser.add_argument("--mask", required=True, help="column mask .npz from scripts/make_masks.py")
-    parser.add_argument("--sens-dir", help="folder of sensitivity-map files (multicoil data)")
+    parser.add_argument(
+        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+    )
     parser.add_argument("--init", help="model.pt to start from (denoiser for MoDL/SMUG, MoDL for RS-E2E)")
     parser.add_argument("--model", required=True, help="output model.pt")
     parser.add_argument("--metrics", required=True, help="output per-epoch CSV")

@@ -62,15 +62,17 @@ def solver_options(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
     )
     parser.add_argument("--method", required=True, choices=METHODS, help="classical method")
     parser.add_argument(
         "--lams", nargs="+", type=float, required=True, help="candidate regularisation weights"
     )
     parser.add_argument("--num-iters", type=int, default=50, help="solver iterations (default 50)")
-    parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5)")
-    parser.add_argument("--sens-dir", help="folder of sensitivity-map files (multicoil data)")
+    parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5), or @LIST")
+    parser.add_argument(
+        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+    )
     parser.add_argument("--mask", required=True, help="column mask .npz from scripts/make_masks.py")
     parser.add_argument("--val-slices", type=int, default=8, help="validation slices used (default 8)")
     parser.add_argument("--batch-size", type=int, default=4, help="slices reconstructed at once (default 4)")

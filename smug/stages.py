@@ -180,7 +180,7 @@ def train_stage(
     out_metrics: str | os.PathLike,
     checkpoint: str | os.PathLike,
     device: torch.device,
-    sens_dir: str | None = None,
+    sens_dir: str | Sequence[str] | None = None,
     init_path: str | None = None,
     on_epoch_end=None,
 ) -> dict[str, Any]:

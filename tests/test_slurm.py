@@ -20,9 +20,15 @@ from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, snakemake, wr
 
 GPU_RULES = ("train", "attack", "evaluate")
 CPU_RULES = (
-    "synthetic_dataset", "masks", "tune_classical", "untrained_method", "zero_filled_method", "noise",
-    "robustness_table", "figures",
+    "masks", "tune_classical", "untrained_method", "zero_filled_method", "noise", "robustness_table", "figures",
+    "split_list",
 )
+# Rules that only one data source has: the synthetic dataset, or fastMRI's download and indexing (CPU)
+# and sensitivity-map estimation (GPU, multicoil only).
+SOURCE_RULES = {
+    "synthetic": {"synthetic_dataset": "cpu"},
+    "fastmri": {"fetch_fastmri": "cpu", "index_fastmri": "cpu"},
+}
 # The tiny config cut to two models, so the cluster run is twelve short jobs: data, masks, the
 # zero-filled method, two trainings, two attacks, one noise file, two evaluations, table, figures.
 SLURM_MODELS = ["zero_filled", "modl"]
@@ -121,24 +127,45 @@ def test_limit_threads_caps_torch_and_rejects_zero():
         torch.set_num_threads(before)
 
 
+def fastmri_access(dest, config: dict) -> str:
+    """An access overlay as a user writes it: a (fake) signed URL per dataset and the hash list."""
+    datasets = {entry["dataset"] for split in config["fastmri"]["splits"].values() for entry in split.values()}
+    hashes = dest / "fastmri_sha256.txt"
+    hashes.write_text("".join(f"{'0' * 64}  {name}.tar.xz\n" for name in sorted(datasets)))
+    urls = {name: f"https://fastmri.invalid/{name}.tar.xz?Signature=x" for name in datasets}
+    return str(write_config(dest, {"fastmri": {"urls": urls, "sha256_file": str(hashes)}}, "access.yaml"))
+
+
 @pytest.mark.parametrize("config_name", CONFIGS)
 def test_config_requests_gpus_only_for_gpu_rules(tmp_path, config_name):
-    """Dry run of each shipped config (the embedded default, and any paper-scale config beside it)
-    under the slurm profile; no cluster needed."""
+    """Dry run of each shipped config (the embedded default and the paper-scale fastMRI configs,
+    given fake download links) under the slurm profile: the whole DAG, from data to figures, with
+    GPUs requested exactly by the GPU rules; no cluster needed."""
     copy_workflow(tmp_path)
     copy_profile(tmp_path)
+    config = yaml.safe_load((REPO / "config" / config_name).read_text())
+    source = config.get("data", {}).get("source", "synthetic")
     args = ["-n", "--profile", "slurm", "--configfile", f"config/{config_name}"]
+    if source == "fastmri":
+        args.append(fastmri_access(tmp_path, config))
     result = snakemake(args, cwd=tmp_path, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Using profile slurm" in output
     jobs = dry_run_jobs(output)
     rules = {rule for rule, _ in jobs}
-    assert set(GPU_RULES) | set(CPU_RULES) <= rules
+    gpu_rules, cpu_rules = set(GPU_RULES), set(CPU_RULES)
+    gpu_rules |= {rule for rule, kind in SOURCE_RULES[source].items() if kind == "gpu"}
+    cpu_rules |= {rule for rule, kind in SOURCE_RULES[source].items() if kind == "cpu"}
+    if source == "fastmri" and config["data"]["challenge"] == "multicoil":
+        gpu_rules.add("sens_maps")
+    # Every rule but the method-specific ones (a U-Net-only config has no untrained network).
+    optional = {"untrained_method", "tune_classical", "zero_filled_method"}
+    assert (gpu_rules | cpu_rules) - optional <= rules, sorted((gpu_rules | cpu_rules) - optional - rules)
     for rule, resources in jobs:
-        if rule in GPU_RULES:
+        if rule in gpu_rules:
             assert int(resources.get("gpu", 0)) >= 1, (rule, resources)
-        elif rule in CPU_RULES:
+        elif rule in cpu_rules:
             assert "gpu" not in resources and "gpu_model" not in resources, (rule, resources)
         if rule != "all":
             assert int(resources["runtime"]) > 0 and int(resources["mem_mb"]) > 0, (rule, resources)

@@ -20,14 +20,14 @@ rule attack:
         **job_resources("attack"),
     params:
         settings=attack_settings,
-        sens=sens_dir_flag(),
-        test_slices=config["evaluation"]["test_slices"],
+        sens=sens_dir_flag,
+        test_slices=test_slices_flag(),
         batch_size=config["evaluation"]["batch_size"],
         seed=config["seed"],
         device=config["device"],
     shell:
         "python scripts/attack.py --attack {wildcards.attack} {params.settings} --model {input.model}"
-        " --test {input.test} --mask {input.mask} {params.sens} --test-slices {params.test_slices}"
+        " --test @{input.test} --mask {input.mask} {params.sens} {params.test_slices}"
         " --batch-size {params.batch_size} --seed {params.seed} --device {params.device}"
         " --out {output} --threads {threads} > {log} 2>&1"
 
@@ -50,12 +50,12 @@ rule noise:
         **job_resources("noise"),
     params:
         eps=noise_eps,
-        sens=sens_dir_flag(),
-        test_slices=config["evaluation"]["test_slices"],
+        sens=sens_dir_flag,
+        test_slices=test_slices_flag(),
         batch_size=config["evaluation"]["batch_size"],
         seed=config["seed"],
     shell:
         "python scripts/attack.py --attack {wildcards.attack} --eps {params.eps}"
-        " --test {input.test} --mask {input.mask} {params.sens} --test-slices {params.test_slices}"
+        " --test @{input.test} --mask {input.mask} {params.sens} {params.test_slices}"
         " --batch-size {params.batch_size} --seed {params.seed} --device cpu"
         " --out {output} --threads {threads} > {log} 2>&1"

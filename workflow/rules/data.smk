@@ -1,4 +1,5 @@
-# Input data: the embedded synthetic dataset in fastMRI's HDF5 layout.
+# Input data: the embedded synthetic dataset in fastMRI's HDF5 layout, or real fastMRI volumes;
+# either way each split ends as a list of volumes, resources/splits/{split}_{anatomy}.txt.
 
 
 rule synthetic_dataset:
@@ -31,4 +32,115 @@ rule synthetic_dataset:
         " --volumes train={params.volumes[train]} val={params.volumes[val]} test={params.volumes[test]}"
         " --slices {params.slices} --recon-size {params.recon_size} --kspace-size {params.kspace_size}"
         " --coils {params.coils} --noise-level {params.noise_level} --seed {params.seed}"
+        " --threads {threads} > {log} 2>&1"
+
+
+# Real fastMRI: each dataset (an archive such as knee_multicoil_val) is downloaded from its signed
+# URL, verified against the e-mailed SHA256 list and extracted; or, with fastmri.root, found on disk.
+# Either way it is indexed (every volume validated) before any job reads it.
+
+
+rule fetch_fastmri:
+    input:
+        sha256=fastmri_hash_file,
+    output:
+        marker=fastmri_marker(),
+    log:
+        "results/logs/fastmri/fetch_{dataset}.log",
+    benchmark:
+        "results/benchmarks/rules/fetch_fastmri_{dataset}.tsv"
+    wildcard_constraints:
+        dataset=FASTMRI_DATASET,
+    conda:
+        "../../environment.yml"
+    threads: job_threads("fetch_fastmri")
+    resources:
+        **job_resources("fetch_fastmri"),
+    params:
+        url=fastmri_url,
+        archive_dir=config["fastmri"]["archive_dir"],
+        out_dir=output_folder,
+        keep=keep_archive_flag(),
+    shell:
+        "python scripts/fetch_fastmri.py --url {params.url:q} --sha256-file {input.sha256}"
+        " --name {wildcards.dataset} --archive-dir {params.archive_dir} --out-dir {params.out_dir}"
+        " {params.keep} > {log} 2>&1"
+
+
+rule index_fastmri:
+    input:
+        unpack(fastmri_index_inputs),
+    output:
+        "resources/fastmri/index/{dataset}.csv",
+    log:
+        "results/logs/fastmri/index_{dataset}.log",
+    benchmark:
+        "results/benchmarks/rules/index_fastmri_{dataset}.tsv"
+    wildcard_constraints:
+        dataset=FASTMRI_DATASET,
+    conda:
+        "../../environment.yml"
+    threads: job_threads("index_fastmri")
+    resources:
+        **job_resources("index_fastmri"),
+    params:
+        folder=fastmri_index_folder,
+        challenge=config["data"]["challenge"],
+    shell:
+        "python scripts/index_fastmri.py --folder {params.folder} --challenge {params.challenge}"
+        " --out {output} > {log} 2>&1"
+
+
+rule split_list:
+    input:
+        unpack(split_list_inputs),
+    output:
+        "resources/splits/{split}_{anatomy}.txt",
+    log:
+        "results/logs/splits/{split}_{anatomy}.log",
+    benchmark:
+        "results/benchmarks/rules/split_{split}_{anatomy}.tsv"
+    wildcard_constraints:
+        split="train|val|test",
+        anatomy="knee|brain",
+    conda:
+        "../../environment.yml"
+    threads: job_threads("split_list")
+    resources:
+        **job_resources("split_list"),
+    params:
+        source=split_selection,
+    shell:
+        "python scripts/make_split.py {params.source} --out {output} > {log} 2>&1"
+
+
+rule sens_maps:
+    input:
+        "resources/splits/{split}_{anatomy}.txt",
+    output:
+        directory("resources/fastmri/sens_maps/{split}_{anatomy}"),
+    log:
+        "results/logs/fastmri/sens_maps_{split}_{anatomy}.log",
+    benchmark:
+        "results/benchmarks/rules/sens_maps_{split}_{anatomy}.tsv"
+    wildcard_constraints:
+        split="train|val|test",
+        anatomy="knee|brain",
+    conda:
+        "../../environment.yml"
+    threads: job_threads("sens_maps")
+    resources:
+        **job_resources("sens_maps"),
+    params:
+        slices=sens_maps_slices,
+        recon_size=recon_size(),
+        num_acs=config["fastmri"]["sens_maps"]["num_acs"],
+        kernel_size=config["fastmri"]["sens_maps"]["kernel_size"],
+        threshold=config["fastmri"]["sens_maps"]["threshold"],
+        crop=config["fastmri"]["sens_maps"]["crop"],
+        device=config["device"],
+    shell:
+        "python scripts/estimate_sens_maps.py --volumes @{input} --out-dir {output} {params.slices}"
+        " --recon-size {params.recon_size} --num-acs {params.num_acs} --kernel-size {params.kernel_size}"
+        " --threshold {params.threshold} --crop {params.crop} --device {params.device}"
         " --threads {threads} > {log} 2>&1"

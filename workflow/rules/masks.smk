@@ -24,8 +24,8 @@ rule masks:
         mask_type=config["masks"]["type"],
         accelerations=mask_accelerations(),
         center_fractions=mask_center_fractions(),
-        width=config["synthetic"]["recon_size"][1],
-        height=config["synthetic"]["recon_size"][0],
+        width=recon_size()[1],
+        height=recon_size()[0],
         seed=config["masks"]["seed"],
         out_dir=output_folder,
     shell:

@@ -23,11 +23,11 @@ rule train:
     params:
         spec=training_spec,
         init=init_flag,
-        sens=sens_dir_flag(),
+        sens=sens_dir_flag,
         checkpoint="results/checkpoints/{model}.pt",
         device=config["device"],
     shell:
-        "python scripts/train.py --spec {params.spec:q} --train {input.train} --val {input.val}"
+        "python scripts/train.py --spec {params.spec:q} --train @{input.train} --val @{input.val}"
         " --mask {input.mask} {params.sens} {params.init} --device {params.device}"
         " --model {output.model} --metrics {output.metrics} --checkpoint {params.checkpoint}"
         " --threads {threads} > {log} 2>&1"
@@ -57,11 +57,11 @@ rule tune_classical:
         wavelet=config["classical"]["wavelet"],
         levels=config["classical"]["levels"],
         solver=config["classical"]["tv_solver"],
-        sens=sens_dir_flag(),
+        sens=sens_dir_flag,
         device=config["device"],
     shell:
         "python scripts/tune_classical.py --method {wildcards.method} --lams {params.lams}"
-        " --num-iters {params.num_iters} --val {input.val} {params.sens} --mask {input.mask}"
+        " --num-iters {params.num_iters} --val @{input.val} {params.sens} --mask {input.mask}"
         " --val-slices {params.val_slices} --wavelet {params.wavelet} --levels {params.levels}"
         " --solver {params.solver} --device {params.device}"
         " --out {output.model} --table {output.table} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Write the volume list of one split (one path per line), from given volumes or a fastMRI index.
+
+The training, attack and evaluation scripts read the list as ``@LIST``. With ``--index``, volumes
+``START .. START+COUNT`` (file-name order, of ``--anatomy`` if given) are chosen, so validation and
+test volumes drawn from the same fastMRI folder stay disjoint.
+
+Examples:
+  python scripts/make_split.py --volumes resources/synthetic/multicoil_test/*.h5 \
+      --out resources/splits/test_knee.txt
+  python scripts/make_split.py --index resources/fastmri/index/knee_multicoil_val.csv \
+      --start 0 --count 10 --anatomy knee --out resources/splits/val_knee.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from smug.splits import select_volumes, write_volume_list
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--volumes", nargs="+", help="the split's volumes, as they are")
+    source.add_argument("--index", help="index CSV from scripts/index_fastmri.py")
+    parser.add_argument("--start", type=int, default=0, help="first volume taken from the index (default 0)")
+    parser.add_argument("--count", type=int, help="volumes taken from the index (default: to the end)")
+    parser.add_argument("--anatomy", help="take only volumes of this anatomy (knee, brain)")
+    parser.add_argument("--out", required=True, help="list file to write")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.index is not None:
+            volumes = select_volumes(pd.read_csv(args.index), args.start, args.count, args.anatomy)
+        else:
+            volumes = sorted(args.volumes)
+        write_volume_list(args.out, volumes)
+    except (ValueError, OSError, KeyError) as exc:
+        sys.exit(f"error: {exc}")
+    print(f"{args.out}: {len(volumes)} volumes")
+
+
+if __name__ == "__main__":
+    main()
