@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from smug.io import atomic_path
+from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +55,20 @@ class TrainSettings:
     grad_clip: float | None = None
     seed: int = 0
     num_workers: int = 0
+    # Speed options (see smug.performance); all off reproduces the plain float32 run exactly.
+    amp: str = "off"
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    pin_memory: bool = False
+
+    @property
+    def performance(self) -> PerformanceOptions:
+        return PerformanceOptions(
+            amp=self.amp,
+            channels_last=self.channels_last,
+            cudnn_benchmark=self.cudnn_benchmark,
+            pin_memory=self.pin_memory,
+        )
 
 
 @dataclass
@@ -169,7 +184,10 @@ def fit(
             game's generator) exposes ``state_dict``/``load_state_dict`` and is checkpointed too.
         train_set: items as :class:`smug.data.SliceDataset` gives them.
         validate: ``model -> {"score": higher is better, ...}`` (run in eval mode, no grad).
-        settings: optimisation settings.
+        settings: optimisation settings, with the speed options of :mod:`smug.performance`: bf16
+            autocast confined to the model's convolutional networks during the training steps
+            (validation stays float32), channels-last weights (converted in place), cuDNN autotuning
+            and pinned batches on CUDA.
         device: where to train.
         checkpoint_path: where the resumable state goes after every epoch (not a pipeline output).
         run_id: identifies the configuration; a checkpoint from another is ignored.
@@ -181,6 +199,10 @@ def fit(
         NonFiniteLossError: the loss became NaN or infinite.
     """
     checkpoint_path = Path(checkpoint_path)
+    performance = settings.performance
+    configure_backends(performance, device)
+    if performance.channels_last:
+        to_channels_last(model)
     params = list(model.parameters()) if trainable is None else list(trainable)
     optimizer = make_optimizer(params, settings)
     scheduler = make_scheduler(optimizer, settings)
@@ -213,7 +235,7 @@ def fit(
             generator=shuffle,
             collate_fn=collate,
             num_workers=settings.num_workers,
-            pin_memory=device.type == "cuda",
+            pin_memory=performance.pin_memory and device.type == "cuda",
             persistent_workers=False,
         )
         model.train()
@@ -221,7 +243,9 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not show_progress, leave=False)
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
-            loss = loss_fn(model, batch, noise)
+            # bf16 stays inside the networks; the loss and everything complex run in float32.
+            with network_autocast(model, performance, device):
+                loss = loss_fn(model, batch, noise)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; no model was written. "

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Measure the speed of the reconstruction code and check it against its ratio targets.
+
+Times the denoiser, MoDL and SMUG forwards, data consistency (closed form vs conjugate gradient,
+and the CG's host synchronisations), a PGD step and the cached slice dataset at one size preset,
+then reads the pipeline's Snakemake rule benchmarks. Writes OUT_DIR/throughput.csv,
+OUT_DIR/targets.csv and OUT_DIR/rules.csv and prints a summary with every ratio and whether it
+meets its target. A missed target is a measurement, not a failure: the exit status stays 0.
+
+Sizes: tiny (seconds on a laptop CPU), default (the embedded pipeline's sizes), paper (fastMRI
+knee: 320x320, 15 coils, DIDN 64/2, N=8, M=10; meant for a GPU).
+
+Example:
+  python scripts/bench.py --size default --device auto --out-dir results/benchmarks \
+      --rules-dir results/benchmarks/rules --amp bf16 --channels-last --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from smug.bench import (
+    RULE_COLUMNS,
+    SIZES,
+    TARGET_COLUMNS,
+    THROUGHPUT_COLUMNS,
+    bench_size,
+    format_summary,
+    rule_benchmarks,
+    run_benchmarks,
+    write_rows,
+)
+from smug.performance import AMP_MODES, PerformanceOptions
+from smug.runtime import limit_threads, select_device, setup_logging
+
+LOG = logging.getLogger("smug.bench")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size", default="default", choices=list(SIZES), help="size preset (default: default)"
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out-dir", default="results/benchmarks", help="folder for the three CSV files")
+    parser.add_argument(
+        "--rules-dir",
+        default="results/benchmarks/rules",
+        help="Snakemake benchmark TSVs to summarise (a missing folder gives an empty rules.csv)",
+    )
+    parser.add_argument(
+        "--amp", default="off", choices=list(AMP_MODES), help="mixed precision in the networks"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="NHWC convolutions")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (CUDA)")
+    parser.add_argument("--pin-memory", action="store_true", help="pinned DataLoader batches (CUDA)")
+    parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: the preset's)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+
+    setup_logging()
+    try:
+        limit_threads(args.threads)
+        device = select_device(args.device)
+        size = bench_size(args.size)
+        if args.repeats is not None:
+            size = dataclasses.replace(size, repeats=args.repeats)
+        options = PerformanceOptions(
+            amp=args.amp,
+            channels_last=args.channels_last,
+            cudnn_benchmark=args.cudnn_benchmark,
+            pin_memory=args.pin_memory,
+        )
+        LOG.info("benchmarking size %s on %s with %s", args.size, device, options)
+        throughput, targets = run_benchmarks(size, device, options)
+        rules, rules_total = rule_benchmarks(args.rules_dir)
+        if not rules:
+            LOG.warning("no Snakemake benchmark files in %s; rules.csv will be empty", args.rules_dir)
+        out_dir = Path(args.out_dir)
+        write_rows(out_dir / "throughput.csv", throughput, THROUGHPUT_COLUMNS)
+        write_rows(out_dir / "targets.csv", targets, TARGET_COLUMNS)
+        write_rows(out_dir / "rules.csv", [*rules, rules_total] if rules else [], RULE_COLUMNS)
+    except (ValueError, OSError) as exc:
+        sys.exit(f"error: {exc}")
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"size {args.size} on {name}: amp={options.amp} channels_last={options.channels_last} "
+        f"cudnn_benchmark={options.cudnn_benchmark} threads={torch.get_num_threads()}"
+    )
+    print(format_summary(throughput, targets, rules, rules_total if rules else None))
+    print(f"wrote {out_dir / 'throughput.csv'}, {out_dir / 'targets.csv'}, {out_dir / 'rules.csv'}")
+
+
+if __name__ == "__main__":
+    main()

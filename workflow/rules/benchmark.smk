@@ -1,0 +1,35 @@
+# Performance: `snakemake benchmark_all` (after a run) times the reconstruction code at the
+# embedded sizes, checks its ratio targets, and summarises every rule's benchmark file.
+
+
+rule benchmark_all:
+    input:
+        final_outputs(),
+    output:
+        throughput="results/benchmarks/throughput.csv",
+        targets=report(
+            "results/benchmarks/targets.csv",
+            caption="../report/benchmark_targets.rst",
+            category="Performance",
+        ),
+        rules="results/benchmarks/rules.csv",
+    log:
+        "results/logs/benchmark_all.log",
+    benchmark:
+        "results/benchmarks/benchmark_all.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("benchmark_all")
+    resources:
+        **job_resources("benchmark_all"),
+    params:
+        size=config["benchmark"]["size"],
+        rules_dir=rule_benchmark_folder,
+        out_dir=output_folder,
+        device=config["device"],
+        amp=config["training"]["amp"],
+        channels_last=channels_last_flag(),
+    shell:
+        "python scripts/bench.py --size {params.size} --device {params.device} --out-dir {params.out_dir}"
+        " --rules-dir {params.rules_dir} --amp {params.amp} {params.channels_last} --cudnn-benchmark"
+        " --pin-memory --threads {threads} > {log} 2>&1"
