@@ -3,7 +3,9 @@
 
 Conditions: clean; each attack file given (its perturbations re-applied, one row per eps); each
 trained min-max generator given (replayed as a transfer attack); each mask given (sampling-rate
-shift); and, for unrolled models, each number of unrolls (unrolling shift). Writes fastMRI-style
+shift); for unrolled models, each number of unrolls (unrolling shift); the volumes of another
+anatomy (--shift-test: anatomy shift); and small features inserted into the test slices
+(--small-features: their recovery). Writes fastMRI-style
 per-volume NMSE/PSNR/SSIM rows to OUT and every reconstruction to RECON_DIR/{condition}/{level}/
 as fastMRI-layout HDF5 (key "reconstruction"), with the targets in RECON_DIR/target/.
 
@@ -13,6 +15,8 @@ Example:
       --train-mask resources/masks/4x.npz --masks resources/masks/*.npz \
       --attacks results/attacks/smug/*.h5 results/attacks/noise/*.h5 \
       --generators results/models/unet_adv/model.pt --unrolls 1 2 4 8 16 \
+      --shift-test @resources/splits/test_brain.txt \
+      --small-features '{"num_features": 2, "size": 3, "contrast": 0.3, "kind": "square"}' \
       --out results/eval/smug.csv --recon-dir results/recons/smug
 """
 
@@ -22,20 +26,30 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.runtime import limit_threads, select_device, setup_logging
+from smug.runtime import limit_threads, load_spec, select_device, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+    )
     parser.add_argument("--model", required=True, help="model.pt of any reconstruction method")
-    parser.add_argument("--test", nargs="+", required=True, help="test volumes (fastMRI HDF5)")
+    parser.add_argument(
+        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
+    )
     parser.add_argument("--train-mask", required=True, help="mask of the training acceleration")
     parser.add_argument("--masks", nargs="*", default=[], help="masks of the sampling-rate shift")
-    parser.add_argument("--sens-dir", help="sensitivity maps folder (multicoil)")
+    parser.add_argument(
+        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+    )
     parser.add_argument("--test-slices", type=int, default=None, help="central test slices (default all)")
     parser.add_argument("--attacks", nargs="*", default=[], help="attack files from scripts/attack.py")
     parser.add_argument("--generators", nargs="*", default=[], help="min-max models whose generator attacks")
     parser.add_argument("--unrolls", type=int, nargs="*", default=[], help="unroll counts (unrolled models)")
+    parser.add_argument("--shift-test", nargs="*", default=[], help="volumes of the other anatomy, or @LIST")
+    parser.add_argument(
+        "--small-features", type=load_spec, help="JSON {num_features, size, contrast, kind} of the feature test"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
@@ -57,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             attack_files=args.attacks,
             generators=args.generators,
             unrolls=args.unrolls,
+            shift_test=args.shift_test,
+            small_features=args.small_features,
             batch_size=args.batch_size,
             seed=args.seed,
             out=args.out,

@@ -2,7 +2,9 @@
 
 ``compute_attack`` writes an attack's perturbations for the test slices; ``evaluate_model`` scores
 one model under every condition: clean, each saved attack and its random-noise counterpart, the
-trained min-max generators replayed as transfer attacks, sampling-rate shift and unrolling shift.
+trained min-max generators replayed as transfer attacks, sampling-rate shift, unrolling shift,
+anatomy shift and small-feature recovery; ``evaluate_test_time_training`` scores a trained network
+adapted to each shifted-anatomy test measurement (test-time training).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -20,11 +23,13 @@ from torch.utils.data import DataLoader
 
 from smug import attacks
 from smug.adversarial import perturb_input
-from smug.evaluate import reconstruct_volumes, save_reconstructions, volume_rows
+from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_path
 from smug.masks import load_mask
 from smug.models.factory import UNROLLED_KINDS, load_model
+from smug.small_features import feature_transform, score_features
 from smug.stages import make_dataset, perturbation_generator
+from smug.test_time_training import ttt_reconstruct
 from smug.training import collate, epoch_seed, to_device
 
 LOG = logging.getLogger(__name__)
@@ -37,7 +42,7 @@ def compute_attack(
     model: str | None,
     test: Sequence[str],
     mask: str,
-    sens_dir: str | None,
+    sens_dir: str | Sequence[str] | None,
     test_slices: int | None,
     steps: int,
     step_factor: float | None,
@@ -127,7 +132,7 @@ def evaluate_model(
     test: Sequence[str],
     masks: Sequence[str],
     train_mask: str,
-    sens_dir: str | None,
+    sens_dir: str | Sequence[str] | None,
     test_slices: int | None,
     attack_files: Sequence[str],
     generators: Sequence[str],
@@ -137,9 +142,17 @@ def evaluate_model(
     out: str,
     recon_dir: str,
     device: torch.device,
+    shift_test: Sequence[str] = (),
+    small_features: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Score ``model`` under every condition; write per-volume rows to ``out`` and the
     reconstructions (fastMRI layout, key ``reconstruction``) under ``recon_dir/{condition}/{level}/``.
+
+    ``shift_test`` (volumes of the other anatomy) adds the ``anatomy_shift`` rows: the clean
+    reconstruction of data unlike any training image. ``small_features`` (``num_features``,
+    ``size``, ``contrast``, ``kind``) adds the ``small_feature`` rows at level ``size``: image metrics
+    of the test slices with the features inserted, plus ``feature_error`` and ``feature_detected``
+    (the fraction of a volume's features detected), see :mod:`smug.small_features`.
 
     Returns the per-volume rows.
     """
@@ -179,10 +192,109 @@ def evaluate_model(
         for n in unrolls:
             run("unrolls", float(n), num_unrolls=n)
 
+    if shift_test:
+        shifted = make_dataset(shift_test, test_slices, load_mask(train_mask), sens_dir)
+        shift = run("anatomy_shift", 0.0, dataset=shifted)
+        save_reconstructions(Path(recon_dir) / "anatomy_shift" / "target", shift, "reconstruction_rss")
+
+    if small_features is not None:
+        windows: dict[tuple[str, int], list[np.ndarray]] = {}
+        settings = {k: small_features[k] for k in ("num_features", "size", "contrast", "kind")}
+        transform = feature_transform(seed=seed, record=windows, **settings)
+        level = float(settings["size"])
+        featured = run("small_feature", level, transform=transform)
+        folder = Path(recon_dir) / "small_feature"
+        save_reconstructions(folder / "target", featured, "reconstruction_rss")
+        save_feature_windows(folder / "windows.h5", featured, windows)
+        rows.extend(feature_rows(featured, windows, name, level))
+
     table = pd.DataFrame(rows)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     return table
 
 
-__all__ = ["compute_attack", "evaluate_model"]
+def feature_rows(
+    volumes: dict[str, VolumeStack], windows: dict[tuple[str, int], list[np.ndarray]], model: str, level: float
+) -> list[dict]:
+    """Per-volume ``feature_error`` (mean over the volume's features) and ``feature_detected``
+    (fraction detected) rows in the per-volume table's schema."""
+    scores = pd.DataFrame(score_features(volumes, windows))
+    rows = []
+    for fname, group in scores.groupby("volume", sort=True):
+        n_slices = group["slice"].nunique()
+        for metric, value in (
+            ("feature_error", group["feature_error"].mean()),
+            ("feature_detected", group["detected"].astype(float).mean()),
+        ):
+            rows.append(
+                {
+                    "model": model,
+                    "perturbation": "small_feature",
+                    "level": level,
+                    "metric": metric,
+                    "volume": fname,
+                    "value": float(value),
+                    "n_slices": int(n_slices),
+                }
+            )
+    return rows
+
+
+def save_feature_windows(
+    path: str | os.PathLike, volumes: dict[str, VolumeStack], windows: dict[tuple[str, int], list[np.ndarray]]
+) -> None:
+    """One uint8 label map ``(S, h, w)`` per volume (0 background, ``k`` the k-th feature), in the
+    slice order of the saved reconstructions, so figures can find and zoom into the features."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for fname, stack in sorted(volumes.items()):
+            labels = []
+            for slice_idx in sorted(stack.slices):
+                label = np.zeros(stack.recon[0].shape, dtype=np.uint8)
+                for k, window in enumerate(windows[(fname, int(slice_idx))], start=1):
+                    label[window] = k
+                labels.append(label)
+            f.create_dataset(fname, data=np.stack(labels))
+
+
+def evaluate_test_time_training(
+    *,
+    model: str,
+    test: Sequence[str],
+    mask: str,
+    sens_dir: str | Sequence[str] | None,
+    test_slices: int | None,
+    settings: dict[str, Any],
+    batch_size: int,
+    seed: int,
+    out: str,
+    device: torch.device,
+) -> pd.DataFrame:
+    """Score ``model`` adapted by test-time training to each batch of ``test`` (the shifted anatomy);
+    per-volume rows with perturbation ``ttt_anatomy_shift`` are written to ``out`` and returned."""
+    net, _ = load_model(model, device)
+    name = Path(model).parent.name
+    dataset = make_dataset(test, test_slices, load_mask(mask), sens_dir)
+    infos: list[dict] = []
+    volumes = ttt_reconstruct(
+        net, dataset, device, batch_size, seed, settings, progress=f"{name} test-time training", infos=infos
+    )
+    for info in infos:
+        LOG.info(
+            "%s %s: %d steps (best %d), train loss %.4f -> %.4f, held-out loss %.4f -> %.4f",
+            name,
+            ",".join(f"{f}:{s}" for f, s in zip(info["fname"], info["slice"])),
+            info["steps"],
+            info["best_step"],
+            info["initial_train_loss"],
+            info["final_train_loss"],
+            info["initial_holdout_loss"],
+            info["best_holdout_loss"],
+        )
+    table = pd.DataFrame(volume_rows(volumes, name, "ttt_anatomy_shift", 0.0))
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+__all__ = ["compute_attack", "evaluate_model", "evaluate_test_time_training", "feature_rows"]

@@ -15,7 +15,9 @@ def synthetic_plan():
 
 
 def synthetic_volumes():
-    """Every fastMRI-format HDF5 file of the synthetic dataset."""
+    """Every fastMRI-format HDF5 file of the synthetic dataset (none when the data are fastMRI's)."""
+    if config["data"]["source"] != "synthetic":
+        return []
     return [
         str(p) for p in volume_paths(config["data"]["root"], config["data"]["challenge"], synthetic_plan())
     ]
@@ -23,7 +25,7 @@ def synthetic_volumes():
 
 def synthetic_sens_maps():
     """The true coil sensitivities written beside multicoil synthetic volumes (none for singlecoil)."""
-    if config["data"]["challenge"] != "multicoil":
+    if config["data"]["source"] != "synthetic" or config["data"]["challenge"] != "multicoil":
         return []
     return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in synthetic_plan()]
 
@@ -57,27 +59,139 @@ def final_outputs():
 
 
 # ---- data splits ------------------------------------------------------------------------------
+# Every split (train/val/test of one anatomy) is a list file, resources/splits/{split}_{anatomy}.txt,
+# that the scripts read as @LIST: from the synthetic volumes, or from the index of a fastMRI folder
+# (downloaded and verified, or already on disk under fastmri.root).
+
+# fastMRI dataset names, as the archives are called: knee_singlecoil_train, brain_multicoil_val, ...
+FASTMRI_DATASET = "(knee|brain)_(singlecoil|multicoil)_[a-z0-9_]+"
 
 
 def split_volumes(split, anatomy):
-    """Volumes of one split and anatomy family, as declared outputs of synthetic_dataset."""
+    """Synthetic volumes of one split and anatomy family, as declared outputs of synthetic_dataset."""
     root, challenge = config["data"]["root"], config["data"]["challenge"]
     plan = [spec for spec in synthetic_plan() if spec.split == split and spec.anatomy == anatomy]
     return [str(p) for p in volume_paths(root, challenge, plan)]
 
 
+def split_list(split, anatomy):
+    return f"resources/splits/{split}_{anatomy}.txt"
+
+
+def fastmri_split(split, anatomy):
+    """The fastmri.splits entry of a split: dataset, start and count."""
+    entry = config["fastmri"]["splits"][split].get(anatomy)
+    if entry is None:
+        raise ValueError(
+            f"fastmri.splits.{split} has no entry for anatomy {anatomy!r}; add one "
+            f"(e.g. {{dataset: {anatomy}_{config['data']['challenge']}_val, start: 0, count: 10}})"
+        )
+    return {"start": 0, "count": None, **entry}
+
+
+def fastmri_folder(dataset):
+    """Where a fastMRI dataset's volumes are: under fastmri.root if given, else where it is downloaded."""
+    root = config["fastmri"]["root"]
+    return str(Path(root or config["fastmri"]["download_dir"]) / dataset)
+
+
+def fastmri_marker():
+    """Written last by scripts/fetch_fastmri.py: the dataset is downloaded, verified and extracted."""
+    return str(Path(config["fastmri"]["download_dir"]) / "{dataset}" / ".complete")
+
+
+def fastmri_url(wildcards):
+    urls = config["fastmri"]["urls"]
+    if wildcards.dataset not in urls:
+        raise ValueError(
+            f"fastmri.urls has no signed URL for {wildcards.dataset!r}: add the link from the fastMRI "
+            "e-mail, or set fastmri.root to a folder that already holds the data"
+        )
+    return urls[wildcards.dataset]
+
+
+def fastmri_hash_file(wildcards):
+    path = config["fastmri"]["sha256_file"]
+    if path is None:
+        raise ValueError(
+            "fastmri.sha256_file is not set: give the SHA256 list e-mailed with the fastMRI links"
+        )
+    return path
+
+
+def keep_archive_flag():
+    return "--keep-archive" if config["fastmri"]["keep_archives"] else "--delete-archive"
+
+
+def fastmri_index_inputs(wildcards):
+    """Nothing when the data are already on disk (fastmri.root), else the completed download."""
+    if config["fastmri"]["root"]:
+        return {}
+    return {"marker": fastmri_marker().format(dataset=wildcards.dataset)}
+
+
+def fastmri_index_folder(wildcards):
+    return fastmri_folder(wildcards.dataset)
+
+
+def split_list_inputs(wildcards):
+    if config["data"]["source"] == "synthetic":
+        return {"volumes": split_volumes(wildcards.split, wildcards.anatomy)}
+    dataset = fastmri_split(wildcards.split, wildcards.anatomy)["dataset"]
+    return {"index": f"resources/fastmri/index/{dataset}.csv"}
+
+
+def split_selection(wildcards, input):
+    """make_split.py's source: the synthetic volumes as they are, or a range of a fastMRI index."""
+    if config["data"]["source"] == "synthetic":
+        return "--volumes " + " ".join(input.volumes)
+    entry = fastmri_split(wildcards.split, wildcards.anatomy)
+    count = "" if entry["count"] is None else f" --count {entry['count']}"
+    return f"--index {input.index} --start {entry['start']}{count} --anatomy {wildcards.anatomy}"
+
+
+def split_slices(split):
+    """Slices each consumer of a split uses; sensitivity maps are estimated for the largest count,
+    whose central-slice selection contains every smaller one (smug.data.select_slices)."""
+    counts = {
+        "train": [config["training"]["train_slices"]],
+        "val": [config["training"]["val_slices"], config["classical"]["val_slices"]],
+        "test": [config["evaluation"]["test_slices"]],
+    }[split]
+    return None if None in counts else max(counts)
+
+
+def sens_maps_slices(wildcards):
+    slices = split_slices(wildcards.split)
+    return "" if slices is None else f"--slices {slices}"
+
+
 def split_sens_maps(split, anatomy):
+    """Sensitivity maps a multicoil split needs: the true maps of synthetic volumes, or the folder
+    of maps estimated from the fastMRI k-space; nothing for single-coil data."""
     if config["data"]["challenge"] != "multicoil":
         return []
+    if config["data"]["source"] == "fastmri":
+        return [f"resources/fastmri/sens_maps/{split}_{anatomy}"]
     plan = [spec for spec in synthetic_plan() if spec.split == split and spec.anatomy == anatomy]
     return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in plan]
 
 
-def sens_dir_flag():
-    """``--sens-dir DIR`` for multicoil data (where SENSE needs the maps), nothing for single-coil."""
-    if config["data"]["challenge"] != "multicoil":
+def sens_dir_flag(wildcards, input):
+    """``--sens-dir DIR ...`` for the rule's sensitivity-map inputs (files or folders), or nothing."""
+    if not input.sens:
         return ""
-    return f"--sens-dir {sens_map_path(config['data']['root'], 'x').parent}"
+    if config["data"]["source"] == "fastmri":
+        folders = list(input.sens)
+    else:
+        folders = [str(Path(p).parent) for p in input.sens]
+    return "--sens-dir " + " ".join(dict.fromkeys(folders))
+
+
+def recon_size():
+    """(h, w) every slice is cropped to; the masks' width."""
+    source = config["data"]["source"]
+    return config["synthetic" if source == "synthetic" else "fastmri"]["recon_size"]
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -99,8 +213,8 @@ TRAINED_MODELS = {
 def training_inputs(wildcards):
     anatomy = config["data"]["train_anatomy"]
     inputs = {
-        "train": split_volumes("train", anatomy),
-        "val": split_volumes("val", anatomy),
+        "train": split_list("train", anatomy),
+        "val": split_list("val", anatomy),
         "sens": split_sens_maps("train", anatomy) + split_sens_maps("val", anatomy),
         "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
     }
@@ -161,7 +275,7 @@ def training_spec(wildcards):
 def classical_inputs(wildcards):
     anatomy = config["data"]["train_anatomy"]
     return {
-        "val": split_volumes("val", anatomy),
+        "val": split_list("val", anatomy),
         "sens": split_sens_maps("val", anatomy),
         "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
     }
@@ -179,10 +293,15 @@ def test_inputs():
     """Test volumes (training anatomy), their sensitivity maps and the training-acceleration mask."""
     anatomy = config["data"]["train_anatomy"]
     return {
-        "test": split_volumes("test", anatomy),
+        "test": split_list("test", anatomy),
         "sens": split_sens_maps("test", anatomy),
         "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
     }
+
+
+def test_slices_flag():
+    slices = config["evaluation"]["test_slices"]
+    return "" if slices is None else f"--test-slices {slices}"
 
 
 def attack_inputs(wildcards):
@@ -224,19 +343,66 @@ def attack_files(model):
     ]
 
 
+def shift_anatomy():
+    """The anatomy of the distribution-shift test, or None when it is switched off."""
+    shift = config["data"]["shift_anatomy"]
+    if shift == config["data"]["train_anatomy"]:
+        raise ValueError(f"data.shift_anatomy must differ from data.train_anatomy ({shift!r}), or be null")
+    return shift
+
+
 def evaluation_inputs(wildcards):
     generators = [] if wildcards.model == "untrained" else config["evaluation"]["generators"]
-    return {
+    inputs = {
         **test_inputs(),
         "model": f"results/models/{wildcards.model}/model.pt",
         "masks": mask_files(),
         "attacks": attack_files(wildcards.model),
         "generators": [f"results/models/{g}/model.pt" for g in generators],
+        "shift": [],
+    }
+    if shift_anatomy():
+        inputs["shift"] = split_list("test", shift_anatomy())
+        inputs["sens"] = inputs["sens"] + split_sens_maps("test", shift_anatomy())
+    return inputs
+
+
+def shift_flag(wildcards, input):
+    return f"--shift-test @{input.shift}" if input.shift else ""
+
+
+def small_features_flag():
+    features = config["evaluation"]["small_features"]
+    return "" if features is None else f"--small-features '{json.dumps(features, sort_keys=True)}'"
+
+
+def ttt_models():
+    """Trained networks adapted by test-time training (none without an anatomy shift)."""
+    if not shift_anatomy():
+        return []
+    return [m for m in config["evaluation"]["ttt"]["models"] if m in config["evaluation"]["models"]]
+
+
+def ttt_inputs(wildcards):
+    anatomy = shift_anatomy()
+    return {
+        "model": f"results/models/{wildcards.model}/model.pt",
+        "test": split_list("test", anatomy),
+        "sens": split_sens_maps("test", anatomy),
+        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
     }
 
 
+def ttt_settings():
+    keys = ("steps", "lr", "holdout_fraction", "patience")
+    return json.dumps({k: config["evaluation"]["ttt"][k] for k in keys}, sort_keys=True)
+
+
 def evaluation_csvs():
-    return expand("results/eval/{model}.csv", model=config["evaluation"]["models"])
+    return [
+        *expand("results/eval/{model}.csv", model=config["evaluation"]["models"]),
+        *expand("results/eval/ttt/{model}.csv", model=ttt_models()),
+    ]
 
 
 def config_hash():
@@ -267,9 +433,18 @@ def synthetic_root(wildcards, output):
     return str(Path(output.volumes[0]).parents[1])
 
 
+def rule_benchmark_folder(wildcards, output):
+    """Where every rule's `benchmark:` file lies, beside the benchmark summary's outputs."""
+    return str(Path(output[0]).parent / "rules")
+
+
 def recon_root(wildcards, input):
     """Folder holding every model's reconstruction folder."""
     return str(Path(input.recons[0]).parent)
+
+
+def channels_last_flag():
+    return "--channels-last" if config["training"]["channels_last"] else ""
 
 
 # ---- job resources: threads locally, sbatch options under the slurm profile -------------------

@@ -1,5 +1,6 @@
 # Evaluation: every model under every condition (clean, attacks, random noise, generator
-# transfer, sampling-rate shift, unrolling shift), scored per test volume with fastMRI's metrics.
+# transfer, sampling-rate shift, unrolling shift, anatomy shift, small features), scored per test
+# volume with fastMRI's metrics; and trained networks adapted by test-time training.
 
 
 rule evaluate:
@@ -18,16 +19,48 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     params:
-        sens=sens_dir_flag(),
-        test_slices=config["evaluation"]["test_slices"],
+        sens=sens_dir_flag,
+        shift=shift_flag,
+        small_features=small_features_flag(),
+        test_slices=test_slices_flag(),
         batch_size=config["evaluation"]["batch_size"],
         unrolls=config["evaluation"]["unrolls"],
         seed=config["seed"],
         device=config["device"],
     shell:
-        "python scripts/evaluate.py --model {input.model} --test {input.test} {params.sens}"
+        "python scripts/evaluate.py --model {input.model} --test @{input.test} {params.sens}"
         " --train-mask {input.mask} --masks {input.masks} --attacks {input.attacks}"
-        " --generators {input.generators} --unrolls {params.unrolls}"
-        " --test-slices {params.test_slices} --batch-size {params.batch_size} --seed {params.seed}"
+        " --generators {input.generators} --unrolls {params.unrolls} {params.shift} {params.small_features}"
+        " {params.test_slices} --batch-size {params.batch_size} --seed {params.seed}"
         " --device {params.device} --out {output.scores} --recon-dir {output.recons} --threads {threads}"
         " > {log} 2>&1"
+
+
+rule ttt:
+    input:
+        unpack(ttt_inputs),
+    output:
+        "results/eval/ttt/{model}.csv",
+    log:
+        "results/logs/evaluate/ttt_{model}.log",
+    benchmark:
+        "results/benchmarks/rules/ttt_{model}.tsv"
+    wildcard_constraints:
+        model="|".join(TRAINED_MODELS),
+    conda:
+        "../../environment.yml"
+    threads: job_threads("ttt")
+    resources:
+        **job_resources("ttt"),
+    params:
+        sens=sens_dir_flag,
+        settings=ttt_settings(),
+        batch_size=config["evaluation"]["ttt"]["batch_size"],
+        test_slices=test_slices_flag(),
+        seed=config["seed"],
+        device=config["device"],
+    shell:
+        "python scripts/evaluate_ttt.py --model {input.model} --test @{input.test} {params.sens}"
+        " --mask {input.mask} --settings {params.settings:q} --batch-size {params.batch_size}"
+        " {params.test_slices} --seed {params.seed} --device {params.device}"
+        " --out {output} --threads {threads} > {log} 2>&1"
