@@ -11,9 +11,26 @@ import numpy as np
 import pandas as pd
 from smug.attacks import NOISE_COUNTERPART, load_attack
 from smug.fftc import fft2c, ifft2c
-from smug.plots import plot_image_grid, plot_metric_curves, plot_perturbations
+from smug.plots import (
+    plot_feature_crops,
+    plot_image_grid,
+    plot_metric_curves,
+    plot_perturbations,
+    plot_shift_scatter,
+)
+from smug.tables import shift_summary
 
-FIGURES = ("robustness_curves", "acceleration_shift", "unroll_shift", "image_grid", "perturbations")
+FIGURES = (
+    "robustness_curves",
+    "acceleration_shift",
+    "unroll_shift",
+    "image_grid",
+    "perturbations",
+    "anatomy_shift",
+    "small_features",
+)
+# Half-width of the zoomed crops around small features, in pixels.
+_CROP_HALF = 8
 
 _XLABELS = {
     "pgd_kspace_linf": "eps (l_inf, normalised k-space)",
@@ -81,3 +98,35 @@ def draw_all_figures(
     if not perturbations:
         raise ValueError("no attack files given for the perturbation figure")
     plot_perturbations(perturbations, out / "perturbations.png", out / "perturbations.pdf")
+
+    plot_shift_scatter(shift_summary(data), out / "anatomy_shift.png", out / "anatomy_shift.pdf")
+    crops, windows = feature_crops(root, models)
+    plot_feature_crops(crops, windows, out / "small_features.png", out / "small_features.pdf")
+
+
+def feature_crops(recon_root: Path, models: Sequence[str]) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+    """Crops around the small features of the first test volume's middle slice: the target and
+    each model's reconstruction (from ``{model}/small_feature/``), and each feature's window."""
+    folder = recon_root / models[0] / "small_feature"
+    if not (folder / "windows.h5").exists():
+        return {"small features not measured (evaluation.small_features: null)": []}, []
+    with h5py.File(folder / "windows.h5", "r") as f:
+        fname = sorted(f.keys())[0]
+        labels = f[fname][()]
+    index = labels.shape[0] // 2
+    level = next(p.name for p in folder.iterdir() if p.is_dir() and p.name != "target")
+    images = {"target": _read_recon(folder / "target" / fname, "reconstruction_rss")[index]}
+    for model in models:
+        images[model] = _read_recon(recon_root / model / "small_feature" / level / fname, "reconstruction")[index]
+    crops: dict[str, list[np.ndarray]] = {label: [] for label in images}
+    windows = []
+    height, width = labels.shape[1:]
+    for feature in range(1, int(labels[index].max()) + 1):
+        rows, cols = np.nonzero(labels[index] == feature)
+        top = int(np.clip((rows.min() + rows.max()) // 2 - _CROP_HALF, 0, max(height - 2 * _CROP_HALF, 0)))
+        left = int(np.clip((cols.min() + cols.max()) // 2 - _CROP_HALF, 0, max(width - 2 * _CROP_HALF, 0)))
+        box = (slice(top, top + 2 * _CROP_HALF), slice(left, left + 2 * _CROP_HALF))
+        for label, image in images.items():
+            crops[label].append(image[box])
+        windows.append(labels[index][box] == feature)
+    return crops, windows

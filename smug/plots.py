@@ -16,6 +16,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from smug.io import atomic_path
 
@@ -199,4 +200,96 @@ def plot_perturbations(
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
+    save_figure(figure, path_png, path_pdf)
+
+
+def plot_shift_scatter(
+    summary: pd.DataFrame,
+    path_png: str | os.PathLike,
+    path_pdf: str | os.PathLike,
+    metrics: tuple[str, ...] = ("PSNR", "SSIM"),
+) -> None:
+    """The robustness study's distribution-shift figure: out- vs in-distribution score per model,
+    with their least-squares line and the identity, and an arrow from each adapted model's shifted
+    score to its score after test-time training.
+
+    Args:
+        summary: rows of :func:`smug.tables.shift_summary`; an empty one draws a note instead.
+    """
+    with sns.axes_style("whitegrid"):
+        figure = Figure(figsize=(3.6 * len(metrics) + 1.6, 3.4), layout="constrained")
+        axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+        models = sorted(summary["model"].unique())
+        colors = _palette(models)
+        for ax, metric in zip(axes, metrics):
+            part = summary[summary["metric"] == metric].dropna(subset=["in_distribution", "anatomy_shift"])
+            ax.set_xlabel(f"{metric}, training anatomy", fontsize=8)
+            ax.set_ylabel(f"{metric}, shifted anatomy", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if part.empty:
+                ax.text(0.5, 0.5, "anatomy shift not measured\n(data.shift_anatomy: null)", ha="center",
+                        va="center", transform=ax.transAxes, fontsize=8)
+                continue
+            x, y = part["in_distribution"].to_numpy(), part["anatomy_shift"].to_numpy()
+            for _, row in part.iterrows():
+                ax.plot(row["in_distribution"], row["anatomy_shift"], "o", ms=5, color=colors[row["model"]])
+                if np.isfinite(row["ttt"]):
+                    ax.annotate("", xy=(row["in_distribution"], row["ttt"]),
+                                xytext=(row["in_distribution"], row["anatomy_shift"]),
+                                arrowprops={"arrowstyle": "->", "color": colors[row["model"]], "lw": 1})
+            low, high = min(x.min(), y.min()), max(x.max(), y.max())
+            pad = 0.05 * (high - low or 1.0)
+            span = np.array([low - pad, high + pad])
+            ax.plot(span, span, ":", color="grey", lw=1, label="identity")
+            if len(part) >= 2 and np.ptp(x) > 0:
+                slope, intercept = np.polyfit(x, y, 1)
+                ax.plot(span, slope * span + intercept, "-", color="black", lw=1,
+                        label=f"fit: slope {slope:.2f}")
+            ax.legend(fontsize=7, loc="upper left")
+            ax.set_title(f"{metric}: anatomy shift (arrows: test-time training)", fontsize=8)
+        handles = [Line2D([], [], color=colors[m], marker="o", ls="", ms=5, label=m) for m in models]
+        if handles:
+            figure.legend(handles=handles, loc="outside right center", fontsize=7, title="model", title_fontsize=7)
+    save_figure(figure, path_png, path_pdf)
+
+
+def plot_feature_crops(
+    crops: Mapping[str, list[np.ndarray]],
+    windows: list[np.ndarray],
+    path_png: str | os.PathLike,
+    path_pdf: str | os.PathLike,
+) -> None:
+    """Zoomed crops around inserted small features: one row per feature, the target (with the
+    feature window outlined) then each model, on the target crop's grey scale.
+
+    Args:
+        crops: label -> one magnitude crop per feature, the target first.
+        windows: per feature, the bool window within its crop.
+    """
+    labels = list(crops)
+    num_rows = len(windows)
+    if num_rows == 0:
+        figure = Figure(figsize=(4, 1.5), layout="constrained")
+        ax = figure.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, labels[0] if labels else "no small features", ha="center", va="center", fontsize=8)
+        save_figure(figure, path_png, path_pdf)
+        return
+    figure = Figure(figsize=(1.5 * len(labels) + 0.4, 1.6 * max(num_rows, 1)), layout="constrained")
+    axes = figure.subplots(max(num_rows, 1), len(labels), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r in range(num_rows):
+        vmax = float(crops[labels[0]][r].max())
+        for c, label in enumerate(labels):
+            axes[r, c].imshow(crops[label][r], cmap="gray", vmin=0, vmax=vmax)
+            if r == 0:
+                axes[r, c].set_title(label, fontsize=7)
+        rows, cols = np.nonzero(windows[r])
+        axes[r, 0].add_patch(
+            Rectangle((cols.min() - 0.5, rows.min() - 0.5), np.ptp(cols) + 1, np.ptp(rows) + 1,
+                      fill=False, edgecolor="red", lw=0.8)
+        )
+        axes[r, 0].set_ylabel(f"feature {r + 1}", fontsize=7)
     save_figure(figure, path_png, path_pdf)

@@ -38,7 +38,7 @@ def wide_table(table: pd.DataFrame, perturbation: str, metric: str) -> pd.DataFr
     part = table[(table["perturbation"] == perturbation) & (table["metric"] == metric)]
     if part.empty:
         raise ValueError(f"no rows for perturbation {perturbation!r} and metric {metric!r}")
-    digits = 4 if metric in ("SSIM", "NMSE") else 2
+    digits = 2 if metric == "PSNR" else 4
     cells = part.assign(cell=[f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(part["mean"], part["std"])])
     wide = cells.pivot(index="model", columns="level", values="cell")
     wide.columns = [f"{level:g}" for level in wide.columns]
@@ -46,11 +46,54 @@ def wide_table(table: pd.DataFrame, perturbation: str, metric: str) -> pd.DataFr
     return wide
 
 
+SHIFT_COLUMNS = ["model", "metric", "in_distribution", "anatomy_shift", "ttt", "gap", "gap_closed"]
+
+
+def shift_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """In- vs out-of-distribution scores per model, and how much of the gap test-time training closes.
+
+    ``in_distribution`` is the clean score on the training anatomy's test volumes, ``anatomy_shift``
+    the clean score on the other anatomy's, ``ttt`` the latter after test-time training (NaN for
+    models not adapted), ``gap = in_distribution - anatomy_shift`` and ``gap_closed = (ttt -
+    anatomy_shift) / gap`` (for NMSE, where lower is better, the signs flip so that a positive gap
+    is still a loss). Empty (with the columns) when the table has no anatomy-shift rows.
+    """
+    rows = []
+    means = table.set_index(["model", "perturbation", "metric"])["mean"]
+    shifted = table[table["perturbation"] == "anatomy_shift"]
+    for (model, metric), group in shifted.groupby(["model", "metric"], sort=True):
+        if metric not in ("PSNR", "SSIM", "NMSE"):
+            continue
+        sign = -1.0 if metric == "NMSE" else 1.0
+        inside = means.get((model, "clean", metric), float("nan"))
+        outside = float(group["mean"].iloc[0])
+        ttt = means.get((model, "ttt_anatomy_shift", metric), float("nan"))
+        gap = sign * (inside - outside)
+        rows.append(
+            {
+                "model": model,
+                "metric": metric,
+                "in_distribution": inside,
+                "anatomy_shift": outside,
+                "ttt": ttt,
+                "gap": gap,
+                "gap_closed": sign * (ttt - outside) / gap if gap > 0 else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=SHIFT_COLUMNS)
+
+
+# Metrics shown in the wide tables; small-feature rows add their own two.
+_WIDE_METRICS = ("PSNR", "SSIM")
+_FEATURE_METRICS = ("feature_error", "feature_detected")
+
+
 def write_wide_tables(table: pd.DataFrame, markdown: str | os.PathLike, latex: str | os.PathLike) -> None:
     """One markdown and one LaTeX document with a PSNR and an SSIM table per perturbation."""
     md_parts, tex_parts = [], []
     for perturbation in sorted(table["perturbation"].unique()):
-        for metric in ("PSNR", "SSIM"):
+        metrics = _WIDE_METRICS + (_FEATURE_METRICS if perturbation == "small_feature" else ())
+        for metric in metrics:
             wide = wide_table(table, perturbation, metric)
             md_parts.append(f"### {perturbation}: {metric} (mean ± std over test volumes)\n\n{wide.to_markdown()}\n")
             tex_parts.append(

@@ -16,6 +16,11 @@ rule robustness_table:
             category="Tables",
         ),
         latex="results/tables/robustness.tex",
+        shift=report(
+            "results/tables/distribution_shift.csv",
+            caption="../report/distribution_shift_table.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/robustness_table.log",
     benchmark:
@@ -32,7 +37,8 @@ rule robustness_table:
     shell:
         "python scripts/make_table.py --inputs {input} --config-hash {params.config_hash}"
         " --bootstrap {params.bootstrap} --seed {params.seed} --out {output.table}"
-        " --markdown {output.markdown} --latex {output.latex} --threads {threads} > {log} 2>&1"
+        " --markdown {output.markdown} --latex {output.latex} --shift-summary {output.shift}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule figures:
@@ -63,6 +69,16 @@ rule figures:
             "results/figures/perturbations.png",
             caption="../report/perturbations.rst",
             category="Adversarial robustness",
+        ),
+        anatomy=report(
+            "results/figures/anatomy_shift.png",
+            caption="../report/anatomy_shift.rst",
+            category="Distribution shift",
+        ),
+        features=report(
+            "results/figures/small_features.png",
+            caption="../report/small_features.rst",
+            category="Small features",
         ),
         pdfs=expand("results/figures/{figure}.pdf", figure=FIGURES),
     log:
