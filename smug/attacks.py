@@ -368,6 +368,8 @@ def _pgd(
     if not (math.isfinite(step_size) and step_size >= 0):
         raise ValueError(f"step_size must be finite and non-negative, got {step_size}")
 
+    # A deterministic model gives the same gradient on every pass: averaging would only cost time.
+    eot_samples = eot_samples if is_randomised(model) else 1
     with _eval_mode(model):
         target = attack_target(model, batch, loss_target, eot_samples, generator)
         support = _support(batch, domain)
@@ -573,6 +575,12 @@ NOISE_COUNTERPART = {
     "pgd_image_linf": "noise_image_linf",
     "pgd_relative_l2": "noise_relative_l2",
 }
+
+
+def is_randomised(model: nn.Module) -> bool:
+    """Whether a reconstruction model draws random noise in its forward pass (SMUG, Weighted SMUG,
+    RS-E2E); models declare it with a ``randomised`` attribute, absent means deterministic."""
+    return bool(getattr(model, "randomised", False))
 
 
 def is_random_noise(name: str) -> bool:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from smug.attacks import (
+    is_randomised,
     ATTACK_ATTRS,
     ATTACKS,
     apply_perturbation,
@@ -22,7 +23,7 @@ from smug.attacks import (
 )
 from smug.fftc import fft2c
 from smug.models import DnCNN
-from smug.models.modl import MoDL
+from smug.models.modl import RSE2E, MoDL
 from smug.objectives import complex_mse
 from smug.operators import adjoint_operator, forward_operator
 from smug.phantoms import knee_phantom, sample_knee_params
@@ -413,3 +414,13 @@ def test_bad_arguments_are_named():
     no_target = {k: v for k, v in batch.items() if k != "target"}
     with pytest.raises(ValueError, match="'target'"):
         pgd_kspace_attack(model, no_target, 0.01, steps=1)
+
+
+def test_deterministic_models_are_attacked_with_one_pass_per_step():
+    """EOT averages noise draws; a model without noise would repeat identical passes for nothing."""
+    model, batch = _model(), _batch()
+    assert not is_randomised(model) and is_randomised(_model("smug")) and is_randomised(RSE2E(model))
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    pgd_kspace_attack(model, batch, 0.02, "linf", steps=3, random_start=False, eot_samples=4, loss_target="clean")
+    assert len(calls) == 1 + 3  # the clean target once, then one pass per PGD step

@@ -84,6 +84,11 @@ class MoDL(nn.Module):
         else:
             self.register_buffer("lam", lam_tensor)
 
+    @property
+    def randomised(self) -> bool:
+        """Whether the output depends on random draws (attacks then average over them, EOT)."""
+        return self.smoothing != "none"
+
     def regularize(
         self, image: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, SmoothingTrace | None]:
@@ -151,6 +156,9 @@ class RSE2E(nn.Module):
         self.modl = modl
         self.sigma = sigma
         self.num_samples = num_samples
+
+    # Every forward pass draws fresh k-space noise (attacks average over the draws, EOT).
+    randomised = True
 
     def forward(
         self,
