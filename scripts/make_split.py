@@ -2,8 +2,8 @@
 """Write the volume list of one split (one path per line), from given volumes or a fastMRI index.
 
 The training, attack and evaluation scripts read the list as ``@LIST``. With ``--index``, volumes
-``START .. START+COUNT`` (file-name order, of ``--anatomy`` if given) are chosen, so validation and
-test volumes drawn from the same fastMRI folder stay disjoint.
+``START .. START+COUNT`` (file-name order over all the indexes given, of ``--anatomy`` if given)
+are chosen, so validation and test volumes drawn from the same fastMRI folder stay disjoint.
 
 Examples:
   python scripts/make_split.py --volumes resources/synthetic/multicoil_test/*.h5 \
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--volumes", nargs="+", help="the split's volumes, as they are")
-    source.add_argument("--index", help="index CSV from scripts/index_fastmri.py")
+    source.add_argument(
+        "--index", nargs="+", help="index CSV(s) from scripts/index_fastmri.py (batches of one split together)"
+    )
     parser.add_argument("--start", type=int, default=0, help="first volume taken from the index (default 0)")
     parser.add_argument("--count", type=int, help="volumes taken from the index (default: to the end)")
     parser.add_argument("--anatomy", help="take only volumes of this anatomy (knee, brain)")
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         if args.index is not None:
-            volumes = select_volumes(pd.read_csv(args.index), args.start, args.count, args.anatomy)
+            index = pd.concat([pd.read_csv(path) for path in args.index], ignore_index=True)
+            volumes = select_volumes(index, args.start, args.count, args.anatomy)
         else:
             volumes = sorted(args.volumes)
         write_volume_list(args.out, volumes)

@@ -18,7 +18,7 @@ from tests import slurm_cluster
 from tests.slurm_cluster import ClusterUnavailable, start_cluster, stop_cluster
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, snakemake, write_config
 
-GPU_RULES = ("train", "attack", "evaluate")
+GPU_RULES = ("train", "attack", "evaluate", "ttt")
 CPU_RULES = (
     "masks", "tune_classical", "untrained_method", "zero_filled_method", "noise", "robustness_table", "figures",
     "split_list",
@@ -29,11 +29,13 @@ SOURCE_RULES = {
     "synthetic": {"synthetic_dataset": "cpu"},
     "fastmri": {"fetch_fastmri": "cpu", "index_fastmri": "cpu"},
 }
-# The tiny config cut to two models, so the cluster run is twelve short jobs: data, masks, the
-# zero-filled method, two trainings, two attacks, one noise file, two evaluations, table, figures.
+# The tiny config cut to two models and one anatomy (no anatomy shift), so the cluster run is fifteen
+# short jobs: data, three split lists, masks, the zero-filled method, two trainings, two attacks,
+# one noise file, two evaluations, table, figures.
 SLURM_MODELS = ["zero_filled", "modl"]
 SLURM_OVERRIDES = {
     "synthetic": {"anatomies": ["knee"]},
+    "data": {"shift_anatomy": None},
     "evaluation": {
         "models": SLURM_MODELS,
         "generators": [],
@@ -159,8 +161,9 @@ def test_config_requests_gpus_only_for_gpu_rules(tmp_path, config_name):
     cpu_rules |= {rule for rule, kind in SOURCE_RULES[source].items() if kind == "cpu"}
     if source == "fastmri" and config["data"]["challenge"] == "multicoil":
         gpu_rules.add("sens_maps")
-    # Every rule but the method-specific ones (a U-Net-only config has no untrained network).
-    optional = {"untrained_method", "tune_classical", "zero_filled_method"}
+    # Every rule but the method-specific ones (a U-Net-only config has no untrained network, and
+    # single-coil fastMRI no anatomy shift to adapt to).
+    optional = {"untrained_method", "tune_classical", "zero_filled_method", "ttt"}
     assert (gpu_rules | cpu_rules) - optional <= rules, sorted((gpu_rules | cpu_rules) - optional - rules)
     for rule, resources in jobs:
         if rule in gpu_rules:
@@ -187,7 +190,7 @@ def test_partition_account_and_gpu_model_come_from_config(tmp_path):
         assert (resources.get("gpu_model") == "a100") == (rule in GPU_RULES), (rule, resources)
     # --config merges into config/config.yaml, so the per-rule resources are still there.
     train = {(res["runtime"], res["mem_mb"], res["gpu"]) for rule, res in jobs if rule == "train"}
-    assert train == {("1440", "32000", "1")}
+    assert train == {("60", "4000", "1")}
 
 
 def test_unknown_rule_in_cluster_resources_is_named(tmp_path):
@@ -227,10 +230,10 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
     # Every job went through sbatch: the plugin's SLURM log of each rule, and its SLURM job id.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
-    assert len(submitted) == 12, output[-3000:]
+    assert len(submitted) == 15, output[-3000:]
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
-    for rule in ("synthetic_dataset", "masks", "zero_filled_method", "train", "attack", "noise", "evaluate",
-                 "robustness_table", "figures"):
+    for rule in ("synthetic_dataset", "split_list", "masks", "zero_filled_method", "train", "attack", "noise",
+                 "evaluate", "robustness_table", "figures"):
         logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule} under {slurm_logs}"
         assert all(f"rule {rule}:" in log.read_text() for log in logs), rule

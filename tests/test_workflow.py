@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from smug.attacks import load_attack
+from smug.figures import FIGURES
 
 from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, snakemake, write_config
 
@@ -66,10 +67,20 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     assert not table.isna().any().any()
     assert set(table["model"]) == set(TINY_CONFIG_MODELS)
     expected = {"clean", "pgd_kspace_linf", "pgd_image_linf", "noise_kspace_linf", "noise_image_linf",
-                "acceleration", "unrolls", "generator_unet_adv", "generator_unet_adv_kspace"}
+                "acceleration", "unrolls", "generator_unet_adv", "generator_unet_adv_kspace", "anatomy_shift",
+                "small_feature", "ttt_anatomy_shift"}
     assert expected <= set(table["perturbation"])
+    # The robustness study's measurements: every model under anatomy shift and small features, the
+    # listed networks after test-time training, and the gap it closes.
+    assert set(table[table["perturbation"] == "anatomy_shift"]["model"]) == set(TINY_CONFIG_MODELS)
+    features = table[table["perturbation"] == "small_feature"]
+    assert {"feature_error", "feature_detected"} <= set(features["metric"])
+    assert set(table[table["perturbation"] == "ttt_anatomy_shift"]["model"]) == {"modl", "smug"}
+    shift = pd.read_csv(tmp_path / "results/tables/distribution_shift.csv")
+    assert set(shift["model"]) == set(TINY_CONFIG_MODELS)
+    assert shift[shift["model"] == "modl"]["ttt"].notna().all()
     assert set(table[table["perturbation"] == "unrolls"]["level"]) == {1.0, 3.0}
-    for figure in ("robustness_curves", "acceleration_shift", "unroll_shift", "image_grid", "perturbations"):
+    for figure in FIGURES:
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
         assert (tmp_path / f"results/figures/{figure}.pdf").stat().st_size > 0
     attack = tmp_path / "results/attacks/smug/pgd_kspace_linf.h5"

@@ -47,9 +47,10 @@ TINY_CONFIG = {
         "unrolls": [1, 3],
         "bootstrap": 50,
         "figure": {"attack": "pgd_kspace_linf", "level": 0.02, "models": ["zero_filled", "modl", "smug"]},
+        "ttt": {"models": ["modl", "smug"], "steps": 2, "patience": 1},
     },
     # One thread per job, so two tiny jobs share the two cores instead of queueing.
-    "cluster": {"resources": {rule: {"cpus": 1} for rule in ("train", "attack", "evaluate", "tune_classical")}},
+    "cluster": {"resources": {rule: {"cpus": 1} for rule in ("train", "attack", "evaluate", "ttt")}},
 }
 
 

@@ -28,8 +28,8 @@ rule benchmark_all:
         out_dir=output_folder,
         device=config["device"],
         amp=config["training"]["amp"],
-        channels_last=channels_last_flag(),
+        options=performance_flags(),
     shell:
         "python scripts/bench.py --size {params.size} --device {params.device} --out-dir {params.out_dir}"
-        " --rules-dir {params.rules_dir} --amp {params.amp} {params.channels_last} --cudnn-benchmark"
-        " --pin-memory --threads {threads} > {log} 2>&1"
+        " --rules-dir {params.rules_dir} --amp {params.amp} {params.options} --threads {threads}"
+        " > {log} 2>&1"

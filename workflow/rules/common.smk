@@ -79,14 +79,42 @@ def split_list(split, anatomy):
 
 
 def fastmri_split(split, anatomy):
-    """The fastmri.splits entry of a split: dataset, start and count."""
+    """The fastmri.splits entry of a split: datasets (a list), start and count."""
     entry = config["fastmri"]["splits"][split].get(anatomy)
     if entry is None:
         raise ValueError(
             f"fastmri.splits.{split} has no entry for anatomy {anatomy!r}; add one "
             f"(e.g. {{dataset: {anatomy}_{config['data']['challenge']}_val, start: 0, count: 10}})"
         )
-    return {"start": 0, "count": None, **entry}
+    entry = {"start": 0, "count": None, **entry}
+    if isinstance(entry["dataset"], str):
+        entry["dataset"] = [entry["dataset"]]
+    return entry
+
+
+def used_splits():
+    """(split, anatomy) of every split list the run reads."""
+    train = config["data"]["train_anatomy"]
+    pairs = [("train", train), ("val", train), ("test", train)]
+    if config["data"]["shift_anatomy"]:
+        pairs.append(("test", config["data"]["shift_anatomy"]))
+    return pairs
+
+
+def check_fastmri_splits():
+    """The splits a run reads must not share volumes where they draw from the same datasets."""
+    used = {}
+    for split, anatomy in used_splits():
+        entry = fastmri_split(split, anatomy)
+        key = (tuple(entry["dataset"]), anatomy)
+        stop = float("inf") if entry["count"] is None else entry["start"] + entry["count"]
+        for other, (start, other_stop) in used.get(key, {}).items():
+            if entry["start"] < other_stop and start < stop:
+                raise ValueError(
+                    f"fastmri.splits.{split}.{anatomy} and fastmri.splits.{other}.{anatomy} overlap "
+                    f"in {', '.join(entry['dataset'])}: give them disjoint start/count ranges"
+                )
+        used.setdefault(key, {})[split] = (entry["start"], stop)
 
 
 def fastmri_folder(dataset):
@@ -137,17 +165,18 @@ def fastmri_index_folder(wildcards):
 def split_list_inputs(wildcards):
     if config["data"]["source"] == "synthetic":
         return {"volumes": split_volumes(wildcards.split, wildcards.anatomy)}
-    dataset = fastmri_split(wildcards.split, wildcards.anatomy)["dataset"]
-    return {"index": f"resources/fastmri/index/{dataset}.csv"}
+    check_fastmri_splits()
+    datasets = fastmri_split(wildcards.split, wildcards.anatomy)["dataset"]
+    return {"index": expand("resources/fastmri/index/{dataset}.csv", dataset=datasets)}
 
 
 def split_selection(wildcards, input):
     """make_split.py's source: the synthetic volumes as they are, or a range of a fastMRI index."""
     if config["data"]["source"] == "synthetic":
-        return "--volumes " + " ".join(input.volumes)
+        return f"--volumes {' '.join(input.volumes)}"
     entry = fastmri_split(wildcards.split, wildcards.anatomy)
     count = "" if entry["count"] is None else f" --count {entry['count']}"
-    return f"--index {input.index} --start {entry['start']}{count} --anatomy {wildcards.anatomy}"
+    return f"--index {' '.join(input.index)} --start {entry['start']}{count} --anatomy {wildcards.anatomy}"
 
 
 def split_slices(split):
@@ -185,7 +214,7 @@ def sens_dir_flag(wildcards, input):
         folders = list(input.sens)
     else:
         folders = [str(Path(p).parent) for p in input.sens]
-    return "--sens-dir " + " ".join(dict.fromkeys(folders))
+    return f"--sens-dir {' '.join(dict.fromkeys(folders))}"
 
 
 def recon_size():
@@ -443,8 +472,10 @@ def recon_root(wildcards, input):
     return str(Path(input.recons[0]).parent)
 
 
-def channels_last_flag():
-    return "--channels-last" if config["training"]["channels_last"] else ""
+def performance_flags():
+    """scripts/bench.py's switches for the training section's speed options that are on."""
+    switches = ("channels_last", "cudnn_benchmark", "pin_memory")
+    return " ".join(f"--{key.replace('_', '-')}" for key in switches if config["training"][key])
 
 
 # ---- job resources: threads locally, sbatch options under the slurm profile -------------------
