@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from smug.fftc import fft2c, ifft2c
-from smug.operators import broadcast_mask, normal_operator
+from smug.operators import broadcast_mask, normal_operator_fn
 
 
 def closed_form_dc(
@@ -69,10 +69,12 @@ def conjugate_gradient(
     Returns:
         ``(x, iterations)``: the solution like ``rhs`` and the ``(B,)`` count of iterations each sample used.
     """
-    reduce_dims = tuple(range(1, rhs.ndim))
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a.conj() * b).sum(reduce_dims).real
+        # Re(a^H b) as a real product of the (re, im) views: half the work of a complex product.
+        if a.is_complex():
+            a, b = torch.view_as_real(a), torch.view_as_real(b)
+        return (a * b).sum(tuple(range(1, a.ndim)))
 
     def per_sample(v: torch.Tensor) -> torch.Tensor:
         return v.reshape((-1,) + (1,) * (rhs.ndim - 1))
@@ -125,8 +127,10 @@ def cg_dc(
     lam = _as_batch(lam, z)
     rhs = zero_filled + lam * z
 
+    normal = normal_operator_fn(mask, sens_maps, z.shape[-1])
+
     def apply_matrix(x: torch.Tensor) -> torch.Tensor:
-        return normal_operator(x, mask, sens_maps) + lam * x
+        return normal(x) + lam * x
 
     x, _ = conjugate_gradient(apply_matrix, rhs, z, max_iter=max_iter, tol=tol)
     return x

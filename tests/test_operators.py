@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from smug.data_consistency import cg_dc, closed_form_dc, conjugate_gradient, data_consistency
-from smug.operators import adjoint_operator, apply_column_mask, forward_operator, normal_operator
+from smug.operators import adjoint_operator, apply_column_mask, forward_operator, normal_operator, normal_operator_fn
 from tests.conftest import random_complex, random_sens_maps
 
 
@@ -28,6 +28,21 @@ def test_adjoint_identity(coils, per_sample_mask, gen):
     lhs = _inner(forward_operator(x, mask, sens), y)
     rhs = _inner(x, adjoint_operator(y, mask, sens))
     torch.testing.assert_close(lhs, rhs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("coils", [None, 4])
+@pytest.mark.parametrize("per_sample_mask", [False, True])
+@pytest.mark.parametrize("shape", [(8, 10), (7, 9)])
+def test_normal_operator_is_adjoint_of_forward(coils, per_sample_mask, shape, gen):
+    """The column-FFT shortcut equals A^H A, for even and odd sizes (where the shifts differ)."""
+    b, (h, w) = 3, shape
+    sens = None if coils is None else random_sens_maps(b, coils, h, w, gen)
+    mask = _random_mask(w, gen, b if per_sample_mask else None)
+    x = random_complex((b, h, w), gen)
+    expected = adjoint_operator(forward_operator(x, mask, sens), mask, sens)
+    torch.testing.assert_close(normal_operator(x, mask, sens), expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="mask width 3 does not match image width"):
+        normal_operator(x, torch.ones(3, dtype=torch.bool), sens)
 
 
 def test_mask_width_mismatch_is_named(gen):
@@ -117,3 +132,18 @@ def test_dc_is_differentiable_through_cg(gen):
     z2 = z.detach().clone().requires_grad_(True)
     _dense_solve(z2, y.detach(), mask, 0.5, sens).abs().pow(2).sum().backward()
     torch.testing.assert_close(z.grad, z2.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("coils", [None, 4])
+@pytest.mark.parametrize("per_sample_mask", [False, True])
+@pytest.mark.parametrize("width", [10, 9])
+def test_prepared_normal_operator_equals_normal_operator(coils, per_sample_mask, width, gen):
+    """The solver's closure (signs folded into the maps for even widths) is A^H A exactly."""
+    b, h = 3, 6
+    sens = None if coils is None else random_sens_maps(b, coils, h, width, gen)
+    mask = _random_mask(width, gen, b if per_sample_mask else None)
+    x = random_complex((b, h, width), gen)
+    normal = normal_operator_fn(mask, sens, width)
+    torch.testing.assert_close(normal(x), normal_operator(x, mask, sens), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="mask width 10 does not match image width 12"):
+        normal_operator_fn(torch.ones(10, dtype=torch.bool), sens, 12)
