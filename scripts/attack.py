@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from smug.robustness import compute_attack
-from smug.runtime import limit_threads, select_device, setup_logging
+from smug.runtime import select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         options = {k: v for k, v in vars(args).items() if k != "threads"}
         compute_attack(**{**options, "device": select_device(args.device)})
     except (ValueError, OSError, KeyError) as exc:

@@ -37,7 +37,7 @@ from smug.bench import (
     write_rows,
 )
 from smug.performance import AMP_MODES, PerformanceOptions
-from smug.runtime import limit_threads, select_device, setup_logging
+from smug.runtime import select_device, setup_compute, setup_logging
 
 LOG = logging.getLogger("smug.bench")
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         device = select_device(args.device)
         size = bench_size(args.size)
         if args.repeats is not None:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from smug.data import select_slices
 from smug.fastmri_io import inspect_volume
-from smug.runtime import limit_threads, select_device, setup_logging
+from smug.runtime import select_device, setup_compute, setup_logging
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 
 LOG = logging.getLogger("smug")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         if args.slices is not None and args.slices < 1:
             raise ValueError(f"--slices must be at least 1, got {args.slices}")
         if args.recon_size is not None and min(args.recon_size) < 1:

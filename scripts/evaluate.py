@@ -26,7 +26,7 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.runtime import limit_threads, load_spec, select_device, setup_logging
+from smug.runtime import load_spec, select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         evaluate_model(
             model=args.model,
             test=args.test,

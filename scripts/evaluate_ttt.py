@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_test_time_training
-from smug.runtime import limit_threads, load_spec, select_device, setup_logging
+from smug.runtime import load_spec, select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         evaluate_test_time_training(
             model=args.model,
             test=args.test,

@@ -21,7 +21,7 @@ import argparse
 import sys
 
 from smug.figures import draw_all_figures
-from smug.runtime import limit_threads
+from smug.runtime import setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         draw_all_figures(
             table=args.table,
             recon_root=args.recon_root,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from smug.masks import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
 from smug.plots import plot_masks
-from smug.runtime import limit_threads
+from smug.runtime import setup_compute
 
 
 def _acceleration(text: str) -> int | float:
@@ -98,7 +98,7 @@ def make_masks(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         make_masks(args)
     except (ValueError, OSError) as exc:
         sys.exit(f"error: {exc}")

@@ -19,7 +19,7 @@ import sys
 from tqdm import tqdm
 
 from smug.phantoms import PHANTOMS
-from smug.runtime import limit_threads
+from smug.runtime import setup_compute
 from smug.synthetic import (
     CHALLENGES,
     SPLITS,
@@ -111,7 +111,7 @@ def check_args(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         check_args(args)
         plan = volume_plan(args.seed, parse_volumes(args.volumes), args.anatomies)
         paths = volume_paths(args.root, args.challenge, plan)

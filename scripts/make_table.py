@@ -20,7 +20,7 @@ import sys
 import pandas as pd
 
 from smug.io import atomic_path
-from smug.runtime import git_commit, limit_threads
+from smug.runtime import git_commit, setup_compute
 from smug.tables import robustness_table, shift_summary, write_wide_tables
 
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         frames = [pd.read_csv(path) for path in args.inputs]
         table = robustness_table(frames, args.config_hash, git_commit(), args.bootstrap, args.seed)
         write_wide_tables(table, args.markdown, args.latex)

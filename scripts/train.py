@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smug.runtime import limit_threads, load_spec, select_device, setup_logging, use_deterministic_algorithms
+from smug.runtime import load_spec, select_device, setup_compute, setup_logging, use_deterministic_algorithms
 from smug.stages import NonFiniteLossError, train_stage
 
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         spec = load_spec(args.spec)
         use_deterministic_algorithms()
         train_stage(

@@ -35,7 +35,7 @@ from smug.classical import (
 from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path, write_text_atomic
 from smug.masks import load_mask
-from smug.runtime import limit_threads, provenance, select_device, setup_logging
+from smug.runtime import provenance, select_device, setup_compute, setup_logging
 from smug.training import collate
 from smug.wavelets import WAVELETS
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_logging()
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         if args.val_slices < 1 or args.batch_size < 1:
             raise ValueError(
                 f"--val-slices and --batch-size must be positive, got {args.val_slices}, {args.batch_size}"

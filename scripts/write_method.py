@@ -16,7 +16,7 @@ import sys
 import torch
 
 from smug.io import atomic_path
-from smug.runtime import limit_threads, load_spec, provenance
+from smug.runtime import load_spec, provenance, setup_compute
 from smug.untrained import UntrainedNetwork
 
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     try:
-        limit_threads(args.threads)
+        setup_compute(args.threads)
         if args.kind == "untrained":
             # Building the network validates the settings before anything is written.
             record = UntrainedNetwork(**load_spec(args.settings)).to_record()

@@ -346,3 +346,21 @@ def test_options_off_are_the_plain_run(tmp_path):
     assert all(torch.equal(plain[k], off[k]) for k in plain)
     with pytest.raises(ValueError, match="unknown amp mode"):
         train(amp="fp16")
+
+
+def test_cpu_runtime_settings_flush_denormals_and_keep_large_blocks():
+    """setup_compute's process settings: denormals become zero (they slow convolutions several
+    times), and on glibc the allocator keeps multi-MB activation blocks instead of unmapping them."""
+    import sys
+
+    from smug.runtime import tune_cpu_runtime
+
+    try:
+        changed = tune_cpu_runtime()
+        tiny = torch.tensor([1e-39], dtype=torch.float32)
+        assert (tiny * 1.0).item() == 0.0
+        assert "denormals flushed to zero" in changed
+        if sys.platform.startswith("linux"):
+            assert any("mmap threshold" in item for item in changed)
+    finally:
+        torch.set_flush_denormal(False)

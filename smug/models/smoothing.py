@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from smug.transforms import channels_to_complex, clamp_complex, complex_to_channels
+from smug.transforms import channels_to_complex, complex_to_channels
 
 
 def denoise_complex(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
@@ -66,10 +66,14 @@ def smoothed_denoise(
         ``(smoothed, trace)``: the complex ``(B, H, W)`` estimate and the per-sample outputs.
     """
     b, h, w = image.shape
-    noisy = image.unsqueeze(0) + complex_gaussian((num_samples, b, h, w), sigma, image, generator)
+    # Noise is added and clamped in the denoiser's (real, imaginary) channel layout, which it needs
+    # anyway: one real tensor op each instead of building complex copies. The draws are those of
+    # complex_gaussian((M, B, H, W)) (real parts first, then imaginary parts), reordered.
+    draws = torch.randn((2, num_samples, b, h, w), generator=generator, device=image.device, dtype=image.real.dtype)
+    noisy = complex_to_channels(image).unsqueeze(0) + sigma * draws.permute(1, 2, 0, 3, 4)
     if clamp:
-        noisy = clamp_complex(noisy)
-    outputs = denoise_complex(denoiser, noisy.reshape(num_samples * b, h, w))
+        noisy = noisy.clamp(-1.0, 1.0)
+    outputs = channels_to_complex(denoiser(noisy.reshape(num_samples * b, 2, h, w)))
     if weight_encoder is None:
         outputs = outputs.reshape(num_samples, b, h, w)
         return outputs.mean(0), SmoothingTrace(outputs, None)
