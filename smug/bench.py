@@ -386,9 +386,7 @@ def bench_smug(
         return data_consistency(z, aty, mask, smug.lam, sens, max_iter=size.cg_max_iter, tol=size.cg_tol)
 
     t_modl = _time(forward(modl), size, device)
-    t_smug = _time(forward(smug), size, device)
-    t_denoise = _time(denoise_m_copies, size, device)
-    t_dc = _time(dc_step, size, device)
+    t_smug, t_denoise, t_dc = _time_interleaved([forward(smug), denoise_m_copies, dc_step], size, device)
     parts = size.unrolls * (t_denoise + t_dc)
     m_slices = size.samples * size.batch
     rows = [
@@ -708,6 +706,19 @@ def format_summary(
 
 def _time(fn: Callable[[], Any], size: BenchSize, device: torch.device) -> float:
     return time_call(fn, warmup=size.warmup, repeats=size.repeats, device=device)
+
+
+def _time_interleaved(fns: Sequence[Callable[[], Any]], size: BenchSize, device: torch.device) -> list[float]:
+    """Fastest seconds of each of ``fns``, timed in turn within every round, so that a ratio of
+    them compares calls made under the same machine load rather than minutes apart."""
+    for fn in fns:
+        for _ in range(size.warmup):
+            fn()
+    best = [math.inf] * len(fns)
+    for _ in range(size.repeats):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], time_call(fn, warmup=0, repeats=1, device=device))
+    return best
 
 
 def _throughput_row(
