@@ -196,7 +196,7 @@ def inspect_volume(path: str | os.PathLike) -> VolumeInfo:
             target of the wrong rank or slice count, a ``mask`` that is not ``(W,)``, or an
             ``acceleration`` / ``num_low_frequency`` attribute that is not a positive number.
     """
-    with _open_hdf5(path) as hf:
+    with open_hdf5(path) as hf:
         return _describe(hf, Path(path))
 
 
@@ -206,7 +206,7 @@ def open_volume(path: str | os.PathLike) -> h5py.File:
     For callers that keep handles open across slices (one per data-loader worker); the caller closes
     the file. Read slices from it with :func:`load_slice`.
     """
-    hf = _open_hdf5(path)
+    hf = open_hdf5(path)
     try:
         _describe(hf, Path(path))
     except BaseException:
@@ -270,7 +270,8 @@ def _read_file_mask(hf: h5py.File, path: Path) -> np.ndarray | None:
     return mask != 0
 
 
-def _open_hdf5(path: str | os.PathLike) -> h5py.File:
+def open_hdf5(path: str | os.PathLike) -> h5py.File:
+    """Open any HDF5 file read-only; a missing or unreadable file raises FastMRIFormatError naming it."""
     file_path = Path(path)
     if not file_path.is_file():
         raise FastMRIFormatError(file_path, "file not found")

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import torch
 
-from smug.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, load_slice, open_volume
+from smug.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, load_slice, open_hdf5, open_volume
 from smug.io import atomic_path
 from smug.transforms import center_crop_or_pad
 
@@ -247,7 +247,7 @@ def read_sens_maps(path: str | os.PathLike, slice_idx: int) -> np.ndarray:
     """
     if isinstance(slice_idx, (bool, np.bool_)) or not isinstance(slice_idx, (int, np.integer)):
         raise FastMRIFormatError(path, f"slice index must be an integer, got {slice_idx!r}")
-    with _open_maps_file(path) as hf:
+    with open_hdf5(path) as hf:
         maps = hf.get(SENS_MAPS_KEY)
         if maps is None:
             raise FastMRIFormatError(path, f"no {SENS_MAPS_KEY!r} dataset (keys: {sorted(hf.keys())})")
@@ -281,7 +281,7 @@ def maps_file_matches(
     """Whether ``path`` is a readable map file for exactly ``slice_indices`` written with ``attrs``
     (every given attribute equal), so that estimating again would reproduce it."""
     try:
-        with _open_maps_file(path) as hf:
+        with open_hdf5(path) as hf:
             maps = hf.get(SENS_MAPS_KEY)
             if not isinstance(maps, h5py.Dataset) or maps.ndim != 4:
                 return False
@@ -365,16 +365,6 @@ def _stored_slice_indices(hf: h5py.File, path: Path, num_rows: int) -> np.ndarra
             f"got {_describe_h5(dataset)}",
         )
     return np.asarray(dataset[()], dtype=np.int64)
-
-
-def _open_maps_file(path: str | os.PathLike) -> h5py.File:
-    file_path = Path(path)
-    if not file_path.is_file():
-        raise FastMRIFormatError(file_path, "file not found")
-    try:
-        return h5py.File(file_path, "r")
-    except OSError as exc:
-        raise FastMRIFormatError(file_path, f"not a readable HDF5 file ({exc})") from None
 
 
 def _same_attribute(stored: Any, value: Any) -> bool:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fastmri_files import write_fastmri_volume
-from tests.workflow_utils import TINY_CONFIG, copy_workflow, snakemake, write_config
+from tests.workflow_utils import TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 RECON_SIZE = [16, 16]
 COILS = 3
@@ -149,16 +149,6 @@ def archive_server():
 
 def signed_urls(base: str, datasets) -> dict[str, str]:
     return {dataset: f"{base}/{dataset}.tar.xz?{SIGNATURE}" for dataset in datasets}
-
-
-def deep_update(base: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_update(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def write_fastmri_config(dest: Path, fastmri: dict) -> dict:

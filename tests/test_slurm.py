@@ -3,7 +3,6 @@ every rule's job would request under the default config."""
 
 from __future__ import annotations
 
-import copy
 import re
 import shutil
 
@@ -16,7 +15,7 @@ from smug.runtime import limit_threads
 
 from tests import slurm_cluster
 from tests.slurm_cluster import ClusterUnavailable, start_cluster, stop_cluster
-from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, snakemake, write_config
+from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 GPU_RULES = ("train", "attack", "evaluate", "ttt")
 CPU_RULES = (
@@ -48,16 +47,6 @@ SLURM_OVERRIDES = {
 CONFIGS = sorted(path.name for path in (REPO / "config").glob("*.yaml"))
 # What the test node can give: no GPU and little memory; train takes two CPUs to show threads arrive.
 TEST_JOB = {"runtime": 15, "mem_mb": 1000, "cpus": 1, "gpu": 0}
-
-
-def deep_update(base: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_update(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def write_slurm_config(dest, cluster: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -52,6 +53,17 @@ TINY_CONFIG = {
     # One thread per job, so two tiny jobs share the two cores instead of queueing.
     "cluster": {"resources": {rule: {"cpus": 1} for rule in ("train", "attack", "evaluate", "ttt")}},
 }
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in, mappings key by key (as Snakemake merges configfiles)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def copy_workflow(dest: Path) -> Path:
