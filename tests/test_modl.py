@@ -129,3 +129,51 @@ def test_weighted_smug_needs_an_encoder():
     assert isinstance(build_model("weighted_smug", dict(denoiser="dncnn", denoiser_args={}, num_unrolls=1, lam=1.0,
                                                        learn_lam=False, cg_max_iter=3, cg_tol=1e-6),
                                   dict(sigma=0.01, num_samples=2)).weight_encoder, WeightEncoder)
+
+
+def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
+    """A loss that rewards a smaller lam drives the unconstrained MoDL weight negative (what the
+    default run did before); the softplus parametrisation keeps it above the floor, so the DC system
+    stays positive definite and CG still reaches its tolerance."""
+    from smug.data_consistency import conjugate_gradient
+    from smug.operators import normal_operator_fn
+
+    kspace, mask, sens = _problem(3, gen)
+    floor = 0.01
+    model = MoDL(_denoiser(), num_unrolls=2, lam=0.05, learn_lam=True, lam_floor=floor, cg_max_iter=30)
+    optimiser = torch.optim.Adam([model.lam_offset], lr=0.5)
+    for _ in range(60):
+        optimiser.zero_grad()
+        loss = model.lam  # a loss minimised by lam -> -infinity
+        loss.backward()
+        optimiser.step()
+    lam = float(model.lam)
+    assert floor <= lam < floor * 1.01, lam
+    assert float(model.lam_offset) < -5  # the free parameter went far below zero
+
+    normal = normal_operator_fn(mask, sens, W)
+    rhs = adjoint_operator(kspace, mask, sens)
+    x, iterations = conjugate_gradient(lambda v: normal(v) + model.lam.detach() * v, rhs, torch.zeros_like(rhs),
+                                       max_iter=200, tol=1e-5)
+    residual = (normal(x) + lam * x - rhs).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1)
+    assert (residual < 1e-5).all() and (iterations < 200).all(), (residual, iterations)
+    with torch.no_grad():
+        assert torch.isfinite(model(kspace, mask, sens)).all()
+
+
+def test_lam_must_be_positive_and_above_a_learned_floor():
+    with pytest.raises(ValueError, match="lam > 0"):
+        MoDL(_denoiser(), lam=0.0)
+    with pytest.raises(ValueError, match="lam > 0"):
+        MoDL(_denoiser(), lam=-0.1)
+    with pytest.raises(ValueError, match="lam_floor"):
+        MoDL(_denoiser(), lam=0.01, learn_lam=True, lam_floor=0.01)
+
+
+def test_learned_and_fixed_lam_start_at_the_configured_value():
+    learned = MoDL(_denoiser(), lam=0.05, learn_lam=True, lam_floor=0.01)
+    fixed = MoDL(_denoiser(), lam=1.0, learn_lam=False)
+    assert float(learned.lam) == pytest.approx(0.05, rel=1e-6)
+    assert float(fixed.lam) == 1.0
+    assert [n for n, _ in learned.named_parameters() if "lam" in n] == ["lam_offset"]
+    assert not [n for n, _ in fixed.named_parameters() if "lam" in n]

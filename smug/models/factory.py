@@ -32,7 +32,7 @@ def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, A
     Args:
         kind: one of :data:`MODEL_KINDS`.
         model_cfg: unrolled kinds: ``denoiser``, ``denoiser_args``, ``num_unrolls``, ``lam``,
-            ``learn_lam``, ``cg_max_iter``, ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
+            ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``, ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
         smoothing_cfg: ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder),
             and for RS-E2E ``kspace_sigma``.
     """
@@ -47,6 +47,7 @@ def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, A
         num_unrolls=model_cfg["num_unrolls"],
         lam=model_cfg["lam"],
         learn_lam=model_cfg["learn_lam"],
+        lam_floor=model_cfg.get("lam_floor", 0.01),
         cg_max_iter=model_cfg["cg_max_iter"],
         cg_tol=model_cfg["cg_tol"],
     )
@@ -77,6 +78,28 @@ def denoiser_of(model: nn.Module) -> nn.Module:
     return model if not isinstance(model, (MoDL, RSE2E)) else unrolled_core(model).denoiser
 
 
+def data_consistency_weight(model: nn.Module) -> float | None:
+    """The current ``lam`` of an unrolled model (None for models without data consistency)."""
+    if not isinstance(model, (MoDL, RSE2E)):
+        return None
+    return float(unrolled_core(model).lam.detach())
+
+
+def read_record(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """The saved record of a ``model.pt`` (spec, provenance, history and weights), without building
+    the model.
+
+    Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a crafted
+    file can never execute code when it is opened.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model file {path} does not exist") from None
+    except Exception as exc:  # torch raises several types for truncated, foreign or unsafe files
+        raise ValueError(f"cannot read model file {path}: {exc}") from exc
+
+
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild any reconstruction method the pipeline saved: trained networks (``scripts/train.py``),
     tuned compressed sensing (``scripts/tune_classical.py``), and the settings of the untrained network
@@ -84,12 +107,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
 
     Returns ``(model in eval mode, saved record)``.
     """
-    try:
-        record = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model file {path} does not exist") from None
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"cannot read model file {path}: {exc}") from exc
+    record = read_record(path, device)
     if isinstance(record, dict) and record.get("kind") == "classical":
         return classical.from_record(record).to(device).eval(), record
     if isinstance(record, dict) and record.get("kind") == "zero_filled":

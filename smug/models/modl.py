@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from smug.data_consistency import data_consistency
@@ -37,8 +40,12 @@ class MoDL(nn.Module):
     Args:
         denoiser: 2-channel network shared across unrolls.
         num_unrolls: default number of unrolls N (a forward call may override it).
-        lam: initial data-consistency weight.
-        learn_lam: make ``lam`` a trainable parameter (MoDL) or keep it fixed (SMUG code: 1).
+        lam: initial data-consistency weight, positive.
+        learn_lam: train ``lam`` (original MoDL) or keep it fixed (SMUG code: 1). A learned ``lam``
+            is ``lam_floor + softplus(w)`` with ``w`` the trained parameter, so it stays above the
+            floor whatever the optimiser does and ``A^H A + lam I`` stays positive definite.
+        lam_floor: lower bound of a learned ``lam``; ``A^H A + lam I`` then has a condition number
+            of at most ``(||A||^2 + lam_floor) / lam_floor`` and CG keeps converging.
         smoothing: "none" (MoDL), "smug" or "weighted" (Weighted SMUG).
         sigma: smoothing noise standard deviation.
         num_samples: smoothing draws M per unroll.
@@ -60,16 +67,19 @@ class MoDL(nn.Module):
         weight_encoder: nn.Module | None = None,
         cg_max_iter: int = 10,
         cg_tol: float = 1e-6,
+        lam_floor: float = 0.01,
     ):
         super().__init__()
         if smoothing not in self.SMOOTHING:
             raise ValueError(f"unknown smoothing {smoothing!r}; valid: {', '.join(self.SMOOTHING)}")
         if smoothing == "weighted" and weight_encoder is None:
             raise ValueError("smoothing='weighted' needs a weight_encoder")
-        if num_unrolls < 0 or num_samples < 1 or lam <= 0:
+        if num_unrolls < 0 or num_samples < 1 or not lam > 0:
             raise ValueError(
                 f"need num_unrolls >= 0, num_samples >= 1, lam > 0; got {num_unrolls}, {num_samples}, {lam}"
             )
+        if learn_lam and not 0 < lam_floor < lam:
+            raise ValueError(f"a learned lam needs 0 < lam_floor < lam; got lam_floor={lam_floor}, lam={lam}")
         self.denoiser = denoiser
         self.weight_encoder = weight_encoder if smoothing == "weighted" else None
         self.num_unrolls = num_unrolls
@@ -78,11 +88,19 @@ class MoDL(nn.Module):
         self.num_samples = num_samples
         self.cg_max_iter = cg_max_iter
         self.cg_tol = cg_tol
-        lam_tensor = torch.tensor(float(lam))
+        self.learn_lam = learn_lam
+        self.lam_floor = float(lam_floor)
         if learn_lam:
-            self.lam = nn.Parameter(lam_tensor)
+            self.lam_offset = nn.Parameter(torch.tensor(_inverse_softplus(lam - lam_floor)))
         else:
-            self.register_buffer("lam", lam_tensor)
+            self.register_buffer("lam_fixed", torch.tensor(float(lam)))
+
+    @property
+    def lam(self) -> torch.Tensor:
+        """The data-consistency weight, a positive scalar tensor (differentiable when learned)."""
+        if self.learn_lam:
+            return self.lam_floor + F.softplus(self.lam_offset)
+        return self.lam_fixed
 
     @property
     def randomised(self) -> bool:
@@ -184,3 +202,8 @@ class RSE2E(nn.Module):
         noisy_aty = aty.repeat(m, 1, 1) + adjoint_operator(noise, batch_mask, batch_sens)
         out = self.modl(kspace.repeat(m, 1, 1, 1), batch_mask, batch_sens, num_unrolls=num_unrolls, zero_filled=noisy_aty)
         return out.reshape(m, b, *out.shape[1:]).mean(0)
+
+
+def _inverse_softplus(value: float) -> float:
+    """``w`` with ``softplus(w) = value > 0``, computed stably for large values."""
+    return value + math.log(-math.expm1(-value))
