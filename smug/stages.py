@@ -36,7 +36,8 @@ from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path
 from smug.masks import load_mask
 from smug.metrics import psnr, ssim
-from smug.models.factory import build_model, denoiser_of, load_model, unrolled_core
+from smug.models.factory import build_model, data_consistency_weight, denoiser_of, load_model, unrolled_core
+from smug.models.zero_filled import ZeroFilled
 from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.adversarial import MinMaxObjective
 from smug.models.generator import PerturbationGenerator
@@ -204,7 +205,25 @@ def train_stage(
     val_seed = epoch_seed(spec["seed"], 0, 99)
 
     def validate(m: nn.Module) -> dict[str, float]:
-        return validation_scores(*predict(m, val_set, device, settings.batch_size, val_seed, denoise_sigma))
+        scores = validation_scores(*predict(m, val_set, device, settings.batch_size, val_seed, denoise_sigma))
+        lam = data_consistency_weight(m)
+        return scores if lam is None else {**scores, "lam": lam}
+
+    # What training must beat, on the same validation slices and noise draws: the identity for the
+    # denoiser (its noisy input), zero-filled for the reconstructions, and the initial weights.
+    reference = nn.Identity() if spec["kind"] == "denoiser" else ZeroFilled()
+    with torch.no_grad():
+        references = {
+            "reference_val_psnr": validate(reference.to(device))["val_psnr"],
+            "init_val_psnr": validate(model)["val_psnr"],
+        }
+    LOG.info(
+        "%s: validation PSNR %.2f dB at initialisation, %.2f dB for the %s",
+        spec["name"],
+        references["init_val_psnr"],
+        references["reference_val_psnr"],
+        "noisy input" if spec["kind"] == "denoiser" else "zero-filled reconstruction",
+    )
 
     objective = loss_for(spec, teacher, train_set[0]["target"].shape, device)
     result = fit(
@@ -219,11 +238,15 @@ def train_stage(
         trainable=[p for p in model.parameters() if p.requires_grad],
         on_epoch_end=on_epoch_end,
     )
+    model.load_state_dict(result.best_state)
     record = {
         "spec": spec,
         "run_id": run_id(spec),
         "best_epoch": result.best_epoch,
         "best_val_psnr": result.best_score,
+        **references,
+        "optimizer_steps": result.steps,
+        "lam": data_consistency_weight(model),
         "history": result.history,
         "train_seconds": result.seconds,
         "wall_seconds": time.perf_counter() - tic,

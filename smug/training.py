@@ -80,6 +80,7 @@ class FitResult:
     best_score: float
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -183,7 +184,8 @@ def fit(
         loss_fn: ``(model, batch, generator) -> scalar loss``. A stateful objective (the min-max
             game's generator) exposes ``state_dict``/``load_state_dict`` and is checkpointed too.
         train_set: items as :class:`smug.data.SliceDataset` gives them.
-        validate: ``model -> {"score": higher is better, ...}`` (run in eval mode, no grad).
+        validate: ``model -> {"score": higher is better, ...}`` (run in eval mode, no grad); every
+            entry becomes a column of the epoch's history row.
         settings: optimisation settings, with the speed options of :mod:`smug.performance`: bf16
             autocast confined to the model's convolutional networks during the training steps
             (validation stays float32), channels-last weights (converted in place), cuDNN autotuning
@@ -208,7 +210,7 @@ def fit(
     scheduler = make_scheduler(optimizer, settings)
     history: list[dict] = []
     best = {"state": copy.deepcopy(model.state_dict()), "epoch": -1, "score": -math.inf}
-    start_epoch, seconds = 0, 0.0
+    start_epoch, seconds, steps = 0, 0.0, 0
 
     resumed = _load_checkpoint(checkpoint_path, run_id, device)
     if resumed is not None:
@@ -219,6 +221,7 @@ def fit(
         if resumed.get("objective") is not None:
             loss_fn.load_state_dict(resumed["objective"])
         history, best, seconds = resumed["history"], resumed["best"], resumed["seconds"]
+        steps = history[-1]["steps"] if history else 0
         start_epoch = resumed["epoch"] + 1
         LOG.info("resuming from %s at epoch %d of %d", checkpoint_path, start_epoch, settings.epochs)
 
@@ -256,6 +259,7 @@ def fit(
             if settings.grad_clip:
                 nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
+            steps += 1
             n = len(batch["fname"])
             total += loss.item() * n
             count += n
@@ -267,7 +271,14 @@ def fit(
         with torch.no_grad():
             scores = validate(model)
         seconds += time.perf_counter() - tic
-        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), **scores, "lr": lr, "seconds": seconds}
+        row = {
+            "epoch": epoch + 1,
+            "steps": steps,
+            "train_loss": total / max(count, 1),
+            **scores,
+            "lr": lr,
+            "seconds": seconds,
+        }
         history.append(row)
         if scores["score"] > best["score"]:
             best = {"state": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "score": scores["score"]}
@@ -292,7 +303,7 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 
-    return FitResult(best["state"], best["epoch"], best["score"], history, seconds)
+    return FitResult(best["state"], best["epoch"], best["score"], history, seconds, steps)
 
 
 def _format_row(row: dict) -> str:

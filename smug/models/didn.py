@@ -79,7 +79,8 @@ class DIDN(nn.Module):
             pixel shuffle divides it by 4.
         num_dubs: number of down-up blocks (the SMUG code's ``n_res_blocks``: 2 in the
             conference code, 3 in the journal code).
-        global_residual: add the input to the output, so the network learns the residual.
+        global_residual: add the input to the output, so the network learns the residual (its last
+            convolution starts at zero: a fresh DIDN is the identity).
     """
 
     def __init__(
@@ -115,6 +116,11 @@ class DIDN(nn.Module):
         self.refine = _conv_prelu(num_chans, num_chans)
         self.upsample = nn.PixelShuffle(2)
         self.output = nn.Conv2d(num_chans // 4, out_chans, 3, padding=1)
+        if global_residual:
+            # Start as the identity: a fresh denoiser then never makes a clean-ish input worse, and
+            # pre-training only has to learn the (small) residual.
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, out_chans, H, W)``."""

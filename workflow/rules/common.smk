@@ -54,6 +54,7 @@ def final_outputs():
         *mask_files(),
         "results/figures/masks.png",
         "results/tables/robustness.csv",
+        "results/tables/training_health.csv",
         *expand("results/figures/{figure}.png", figure=FIGURES),
     ]
 
@@ -432,6 +433,43 @@ def evaluation_csvs():
         *expand("results/eval/{model}.csv", model=config["evaluation"]["models"]),
         *expand("results/eval/ttt/{model}.csv", model=ttt_models()),
     ]
+
+
+def pretrained_ancestors(model):
+    """Trained models a model is initialised from, nearest first (RS-E2E: MoDL, then the denoiser)."""
+    chain = []
+    parent = TRAINED_MODELS.get(model, {}).get("init")
+    while parent is not None:
+        chain.append(parent)
+        parent = TRAINED_MODELS[parent]["init"]
+    return chain
+
+
+def health_models():
+    """Every evaluated method and the pre-trained models they start from (the denoiser)."""
+    models = list(config["evaluation"]["models"])
+    for model in config["evaluation"]["models"]:
+        models += [m for m in pretrained_ancestors(model) if m not in models]
+    return models
+
+
+def health_inputs(wildcards):
+    return {
+        "records": expand("results/models/{model}/model.pt", model=health_models()),
+        "scores": expand("results/eval/{model}.csv", model=config["evaluation"]["models"]),
+    }
+
+
+def warn_unhealthy_models(path):
+    """One line per unhealthy model of a finished run's health table (the run itself succeeds)."""
+    import csv
+
+    if not Path(path).exists():
+        return
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["healthy"] != "True":
+                print(f"WARNING: model {row['model']} is not healthy: {row['failed_checks']} (see {path})")
 
 
 def config_hash():

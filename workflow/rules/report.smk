@@ -41,6 +41,33 @@ rule robustness_table:
         " --threads {threads} > {log} 2>&1"
 
 
+rule training_health:
+    input:
+        unpack(health_inputs),
+    output:
+        report(
+            "results/tables/training_health.csv",
+            caption="../report/training_health.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/training_health.log",
+    benchmark:
+        "results/benchmarks/rules/training_health.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("training_health")
+    resources:
+        **job_resources("training_health"),
+    params:
+        train_acceleration=config["masks"]["acceleration"],
+        max_gap=config["health"]["max_gap_to_cs_tv_db"],
+    shell:
+        "python scripts/make_health_table.py --records {input.records:q} --scores {input.scores:q}"
+        " --train-acceleration {params.train_acceleration:q} --max-gap-to-cs-tv {params.max_gap:q}"
+        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+
+
 rule figures:
     input:
         unpack(figure_inputs),
