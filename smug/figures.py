@@ -37,6 +37,8 @@ _XLABELS = {
     "pgd_kspace_l2": "eps (l_2, normalised k-space)",
     "pgd_image_linf": "eps (l_inf, zero-filled image)",
     "pgd_relative_l2": "eps (||e|| / ||y||)",
+    "pgd_kspace_linf_journal": "eps (l_inf, normalised k-space; journal protocol)",
+    "pgd_image_linf_conference": "eps (l_inf, zero-filled image; conference protocol, transfer)",
     "acceleration": "acceleration",
     "unrolls": "number of unrolls",
 }

@@ -17,8 +17,9 @@ check                           passes when
                                 below CS-TV's (or above it)
 ``improves_on_first_epoch``     fine-tuning helped: the best epoch is not the first and its
                                 validation PSNR is above the first epoch's (SMUG, Weighted SMUG)
-``no_worse_at_lower_acceleration``  the clean test PSNR at the lowest evaluated acceleration (more
-                                measurements) is not below the one at the training acceleration
+``no_worse_at_lower_acceleration``  an unrolled model's clean test PSNR at the lowest evaluated
+                                acceleration (more measurements) is not below the one at the
+                                training acceleration
 ==============================  ===============================================================
 """
 
@@ -31,9 +32,12 @@ import pandas as pd
 
 # Which checks apply to which kind of method (a spec's ``kind``, or the method name for those that
 # are not trained by scripts/train.py).
-_RECONSTRUCTION_CHECKS = ("beats_zero_filled_test", "beats_zero_filled_volumes", "no_worse_at_lower_acceleration")
+_RECONSTRUCTION_CHECKS = ("beats_zero_filled_test", "beats_zero_filled_volumes")
 _TRAINED_CHECKS = ("trained", "beats_zero_filled_val", *_RECONSTRUCTION_CHECKS)
-_UNROLLED_CHECKS = (*_TRAINED_CHECKS, "lam_positive", "near_cs_tv")
+# Only data consistency promises that more measurements help: a U-Net trained on one mask's aliasing
+# may score lower at 2x (Antun et al., PNAS 2020), which is a finding of the sampling-rate shift, not
+# a training failure; its score at the lowest acceleration is still reported.
+_UNROLLED_CHECKS = (*_TRAINED_CHECKS, "lam_positive", "near_cs_tv", "no_worse_at_lower_acceleration")
 CHECKS_BY_KIND: dict[str, tuple[str, ...]] = {
     "denoiser": ("trained", "beats_identity"),
     "modl": _UNROLLED_CHECKS,
@@ -167,7 +171,7 @@ def _check_cs_tv(row, gap):
     below = row["gap_to_cs_tv_db"]
     if not _finite(below):  # no CS-TV in this run: nothing to compare with
         return None
-    return None if below <= gap else f"{below:.2f} dB below CS-TV, more than {gap:g}"
+    return None if below <= gap else f"{below:.2f} dB below CS-TV; limit {gap:g} dB"
 
 
 def _check_first_epoch(row, _gap):

@@ -27,6 +27,7 @@ from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions
 from smug.io import atomic_path
 from smug.masks import load_mask
 from smug.models.factory import UNROLLED_KINDS, load_model
+from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
 from smug.stages import make_dataset, perturbation_generator
 from smug.test_time_training import ttt_reconstruct
@@ -59,6 +60,14 @@ def compute_attack(
     if model is None and not noise_only:
         raise ValueError(f"attack {attack!r} is white-box and needs --model")
     net, name = (None, "none") if noise_only else (load_model(model, device)[0], Path(model).parent.name)
+    protocol = attacks.PROTOCOLS.get(attack)
+    if protocol is not None:
+        # A paper protocol fixes its own PGD settings; the command line's do not apply.
+        steps, loss_target, eot_samples = protocol["steps"], protocol["loss_target"], protocol["eot_samples"]
+        step_factor, no_random_start = None, not protocol["random_start"]
+        if protocol["surrogate"] == "unsmoothed":
+            net = without_smoothing(net)
+        LOG.info("%s: the paper protocol's settings %s", attack, protocol)
     dataset = make_dataset(test, test_slices, load_mask(mask), sens_dir)
     levels = []
     for level, strength in enumerate(eps):
@@ -89,6 +98,7 @@ def compute_attack(
             "eot_samples": None if noise_only else eot_samples,
             "model": name,
             "attack": attack,
+            "protocol": attacks.attack_protocol(attack),
             "fname": fnames,
             "slice": slices,
         }

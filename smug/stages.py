@@ -8,7 +8,7 @@ modl                end-to-end reconstruction loss          pre-trained denoiser
 smug                unrolled stability + lambda * rec       pre-trained denoiser
 weighted_smug       unrolled stability + lambda * rec       pre-trained denoiser (encoder: scratch)
 rs_e2e              match frozen MoDL's clean output        trained MoDL
-modl_pgd            loss at a PGD k-space perturbation      pre-trained denoiser
+modl_pgd            loss at a PGD k-space perturbation      trained MoDL
 unet                end-to-end loss (fastMRI U-Net)         scratch
 unet_adv            min-max against a perturbation          scratch (generator: scratch)
                     generator (image or k-space domain)
@@ -161,15 +161,19 @@ def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, de
     if init_path is None:
         raise ValueError(f"stage {kind!r} needs --init (a pre-trained denoiser or MoDL model.pt)")
     source, record = load_model(init_path, device)
-    if kind == "rs_e2e":
-        if record["spec"]["kind"] != "modl":
-            raise ValueError(f"RS-E2E must start from a trained MoDL, but {init_path} is {record['spec']['kind']!r}")
-        unrolled_core(model).load_state_dict(source.state_dict())
-        for p in source.parameters():
-            p.requires_grad_(False)
-        return source
-    denoiser_of(model).load_state_dict(denoiser_of(source).state_dict())
-    return None
+    source_kind = record["spec"]["kind"]
+    if kind == "rs_e2e" and source_kind != "modl":
+        raise ValueError(f"RS-E2E must start from a trained MoDL, but {init_path} is {source_kind!r}")
+    if source_kind == "denoiser":
+        denoiser_of(model).load_state_dict(source.state_dict())
+        return None
+    # A trained MoDL hands over its denoiser and its data-consistency weight alike.
+    unrolled_core(model).load_state_dict(unrolled_core(source).state_dict())
+    if kind != "rs_e2e":
+        return None
+    for p in source.parameters():
+        p.requires_grad_(False)
+    return source
 
 
 def train_stage(

@@ -7,10 +7,13 @@ from typing import Iterable
 
 import pandas as pd
 
+from smug.attacks import attack_protocol
 from smug.evaluate import TABLE_COLUMNS, summarize
 from smug.io import atomic_path
 
-ROBUSTNESS_COLUMNS = [*TABLE_COLUMNS, "config_hash", "git_commit"]
+# ``protocol`` says how each attack was made: white-box with EOT, a SMUG paper's own protocol, or
+# random noise (empty for the shifts and the clean rows).
+ROBUSTNESS_COLUMNS = [*TABLE_COLUMNS[:2], "protocol", *TABLE_COLUMNS[2:], "config_hash", "git_commit"]
 
 
 def robustness_table(
@@ -28,6 +31,7 @@ def robustness_table(
         bad = rows[rows["value"].isna()][["model", "perturbation", "level", "metric"]].drop_duplicates()
         raise ValueError(f"NaN metric values for {bad.to_dict('records')[:3]}")
     table = summarize(rows, n_boot=n_boot, seed=seed)
+    table["protocol"] = [attack_protocol(name) for name in table["perturbation"]]
     table["config_hash"] = config_hash
     table["git_commit"] = git_commit
     return table[ROBUSTNESS_COLUMNS]
@@ -95,9 +99,11 @@ def write_wide_tables(table: pd.DataFrame, markdown: str | os.PathLike, latex: s
         metrics = _WIDE_METRICS + (_FEATURE_METRICS if perturbation == "small_feature" else ())
         for metric in metrics:
             wide = wide_table(table, perturbation, metric)
-            md_parts.append(f"### {perturbation}: {metric} (mean ± std over test volumes)\n\n{wide.to_markdown()}\n")
+            protocol = attack_protocol(perturbation)
+            title = f"{perturbation} ({protocol})" if protocol else perturbation
+            md_parts.append(f"### {title}: {metric} (mean ± std over test volumes)\n\n{wide.to_markdown()}\n")
             tex_parts.append(
-                wide.to_latex(caption=f"{perturbation}: {metric} (mean $\\pm$ std over test volumes)", escape=True)
+                wide.to_latex(caption=f"{title}: {metric} (mean $\\pm$ std over test volumes)", escape=True)
             )
     with atomic_path(markdown) as tmp:
         tmp.write_text("\n".join(md_parts))

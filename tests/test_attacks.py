@@ -424,3 +424,20 @@ def test_deterministic_models_are_attacked_with_one_pass_per_step():
     model.register_forward_pre_hook(lambda module, args: calls.append(1))
     pgd_kspace_attack(model, batch, 0.02, "linf", steps=3, random_start=False, eot_samples=4, loss_target="clean")
     assert len(calls) == 1 + 3  # the clean target once, then one pass per PGD step
+
+
+def test_paper_protocols_fix_the_authors_settings_and_are_labelled():
+    from smug.attacks import NOISE_COUNTERPART, PROTOCOLS, attack_protocol
+
+    journal, conference = PROTOCOLS["pgd_kspace_linf_journal"], PROTOCOLS["pgd_image_linf_conference"]
+    assert journal["steps"] == conference["steps"] == 10
+    assert journal["eot_samples"] == 1 and journal["random_start"] and journal["surrogate"] is None
+    assert conference["surrogate"] == "unsmoothed"
+    assert attack_domain("pgd_kspace_linf_journal") == "kspace"
+    assert attack_domain("pgd_image_linf_conference") == "image"
+    assert attack_protocol("pgd_kspace_linf_journal") == "journal protocol"
+    assert attack_protocol("pgd_image_linf_conference") == "conference protocol"
+    assert attack_protocol("pgd_kspace_linf") == "white-box (EOT)"
+    assert attack_protocol("noise_kspace_linf") == "random noise"
+    assert attack_protocol("acceleration") == ""
+    assert set(PROTOCOLS) <= set(NOISE_COUNTERPART)

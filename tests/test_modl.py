@@ -177,3 +177,26 @@ def test_learned_and_fixed_lam_start_at_the_configured_value():
     assert float(fixed.lam) == 1.0
     assert [n for n, _ in learned.named_parameters() if "lam" in n] == ["lam_offset"]
     assert not [n for n, _ in fixed.named_parameters() if "lam" in n]
+
+
+def test_without_smoothing_gives_the_network_that_is_smoothed(gen):
+    from smug.models.modl import without_smoothing
+
+    kspace, mask, sens = _problem(3, gen)
+    model_cfg = dict(denoiser="dncnn", denoiser_args=dict(num_chans=8, num_layers=3), num_unrolls=2, lam=0.5,
+                     learn_lam=True, cg_max_iter=5, cg_tol=1e-6)
+    smoothing_cfg = dict(sigma=0.05, num_samples=3, kspace_sigma=0.05, weight_encoder=dict(num_chans=4))
+    smug = build_model("smug", model_cfg, smoothing_cfg).eval()
+    plain = without_smoothing(smug)
+    assert plain.randomised is False and smug.randomised is True and smug.smoothing == "smug"
+    modl = build_model("modl", model_cfg, smoothing_cfg).eval()
+    modl.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        first = plain(kspace, mask, sens, generator=torch.Generator().manual_seed(1))
+        second = plain(kspace, mask, sens, generator=torch.Generator().manual_seed(2))
+        torch.testing.assert_close(first, second)  # no noise left
+        torch.testing.assert_close(first, modl(kspace, mask, sens))
+    assert plain.denoiser is smug.denoiser  # weights shared, not copied
+    rs = build_model("rs_e2e", model_cfg, smoothing_cfg)
+    assert without_smoothing(rs) is rs.modl
+    assert without_smoothing(modl) is modl

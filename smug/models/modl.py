@@ -8,9 +8,9 @@ smooths the whole end-to-end network over noisy copies of the measurements.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+import copy
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -202,6 +202,21 @@ class RSE2E(nn.Module):
         noisy_aty = aty.repeat(m, 1, 1) + adjoint_operator(noise, batch_mask, batch_sens)
         out = self.modl(kspace.repeat(m, 1, 1, 1), batch_mask, batch_sens, num_unrolls=num_unrolls, zero_filled=noisy_aty)
         return out.reshape(m, b, *out.shape[1:]).mean(0)
+
+
+def without_smoothing(model: nn.Module) -> nn.Module:
+    """The network a smoothed model smooths (the SMUG conference attack's surrogate).
+
+    SMUG and Weighted SMUG become the same unrolled network with plain denoising (the weights are
+    shared, not copied); RS-E2E gives the MoDL it averages; any other model is returned as it is.
+    """
+    if isinstance(model, RSE2E):
+        return model.modl
+    if isinstance(model, MoDL) and model.smoothing != "none":
+        plain = copy.copy(model)  # a shallow copy shares every parameter and buffer
+        plain.smoothing = "none"
+        return plain
+    return model
 
 
 def _inverse_softplus(value: float) -> float:

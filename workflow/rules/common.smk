@@ -4,7 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from smug.attacks import NOISE_COUNTERPART
+from smug.attacks import NOISE_COUNTERPART, PROTOCOLS
 from smug.figures import FIGURES
 from smug.synthetic import sens_map_path, volume_paths, volume_plan
 
@@ -233,7 +233,7 @@ TRAINED_MODELS = {
     "smug": {"kind": "smug", "init": "denoiser"},
     "weighted_smug": {"kind": "weighted_smug", "init": "denoiser"},
     "rs_e2e": {"kind": "rs_e2e", "init": "modl"},
-    "modl_pgd": {"kind": "modl_pgd", "init": "denoiser"},
+    "modl_pgd": {"kind": "modl_pgd", "init": "modl"},
     "unet": {"kind": "unet", "init": None},
     "unet_adv": {"kind": "unet_adv", "init": None, "domain": "image"},
     "unet_adv_kspace": {"kind": "unet_adv", "init": None, "domain": "kspace"},
@@ -339,11 +339,14 @@ def attack_inputs(wildcards):
 
 
 def attack_settings(wildcards):
-    """Command-line settings of one white-box attack (eps grid, loss target, PGD options)."""
+    """Command-line settings of one white-box attack (eps grid, loss target, PGD options); a paper
+    protocol (smug.attacks.PROTOCOLS) fixes its own PGD settings and takes only its eps grid."""
     attack = config["evaluation"]["attacks"][wildcards.attack]
+    flags = [f"--eps {' '.join(map(str, attack['eps']))}"]
+    if wildcards.attack in PROTOCOLS:
+        return " ".join(flags)
     pgd = config["evaluation"]["pgd"]
-    flags = [
-        f"--eps {' '.join(map(str, attack['eps']))}",
+    flags += [
         f"--steps {pgd['steps']}",
         f"--loss-target {attack.get('loss_target', pgd['loss_target'])}",
         f"--eot-samples {pgd['eot_samples']}",
@@ -356,9 +359,22 @@ def attack_settings(wildcards):
 
 
 def noise_eps(wildcards):
-    """Random noise uses the eps grid of the white-box attack with the same norm ball."""
-    pgd_name = {noise: pgd for pgd, noise in NOISE_COUNTERPART.items()}[wildcards.attack]
-    return " ".join(map(str, config["evaluation"]["attacks"][pgd_name]["eps"]))
+    """Random noise covers the eps grids of every attack with the same norm ball."""
+    grids = [
+        entry["eps"]
+        for name, entry in config["evaluation"]["attacks"].items()
+        if NOISE_COUNTERPART[name] == wildcards.attack
+    ]
+    return " ".join(map(str, sorted({eps for grid in grids for eps in grid})))
+
+
+def model_attacks(model):
+    """The configured attacks a model is evaluated under (an attack may name the models it is for)."""
+    return [
+        name
+        for name, entry in config["evaluation"]["attacks"].items()
+        if entry.get("models") is None or model in entry["models"]
+    ]
 
 
 def attack_files(model):
@@ -367,9 +383,10 @@ def attack_files(model):
     if model == "untrained":
         source = config["untrained"]["attack_source"]
         return [f"results/attacks/{source}/{a}.h5" for a in config["untrained"]["attacks"]]
-    attacks = config["evaluation"]["attacks"]
+    attacks = model_attacks(model)
+    noise = dict.fromkeys(NOISE_COUNTERPART[a] for a in attacks)
     return [f"results/attacks/{model}/{a}.h5" for a in attacks] + [
-        f"results/attacks/noise/{NOISE_COUNTERPART[a]}.h5" for a in attacks
+        f"results/attacks/noise/{n}.h5" for n in noise
     ]
 
 
