@@ -609,12 +609,15 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 
 
 def attack_protocol(name: str) -> str:
-    """How a perturbation was made, for the tables: the paper protocol, white-box, or random noise."""
+    """How a table row's perturbation was made: a paper protocol, white-box PGD with EOT, random
+    noise, a trained generator's transfer, no perturbation ("clean"), or a distribution "shift"."""
     if name in PROTOCOLS:
         return name.rsplit("_", 1)[-1] + " protocol"
     if name in ATTACKS:
         return "random noise" if is_random_noise(name) else "white-box (EOT)"
-    return ""
+    if name.startswith("generator_"):
+        return "generator transfer"
+    return "clean" if name == "clean" else "shift"
 
 
 def is_randomised(model: nn.Module) -> bool:

@@ -26,7 +26,7 @@ from smug.adversarial import perturb_input
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_path
 from smug.masks import load_mask
-from smug.models.factory import UNROLLED_KINDS, load_model
+from smug.models.factory import UNROLLED_KINDS, load_model, read_record
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
 from smug.stages import make_dataset, perturbation_generator
@@ -190,7 +190,7 @@ def evaluate_model(
             run(attrs["attack"], attrs["eps"], transform=transform)
 
     for path in generators:
-        source = torch.load(path, map_location=device, weights_only=False)
+        source = read_record(path, device)
         run(f"generator_{Path(path).parent.name}", 1.0, transform=_generator_transform(source, device, seed))
 
     for mask_path in masks:

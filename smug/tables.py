@@ -11,8 +11,8 @@ from smug.attacks import attack_protocol
 from smug.evaluate import TABLE_COLUMNS, summarize
 from smug.io import atomic_path
 
-# ``protocol`` says how each attack was made: white-box with EOT, a SMUG paper's own protocol, or
-# random noise (empty for the shifts and the clean rows).
+# ``protocol`` says how each row's perturbation was made (smug.attacks.attack_protocol): white-box
+# PGD with EOT, a SMUG paper's own protocol, random noise, a generator's transfer, clean or shift.
 ROBUSTNESS_COLUMNS = [*TABLE_COLUMNS[:2], "protocol", *TABLE_COLUMNS[2:], "config_hash", "git_commit"]
 
 
@@ -100,7 +100,7 @@ def write_wide_tables(table: pd.DataFrame, markdown: str | os.PathLike, latex: s
         for metric in metrics:
             wide = wide_table(table, perturbation, metric)
             protocol = attack_protocol(perturbation)
-            title = f"{perturbation} ({protocol})" if protocol else perturbation
+            title = f"{perturbation} ({protocol})" if protocol not in ("clean", "shift") else perturbation
             md_parts.append(f"### {title}: {metric} (mean ± std over test volumes)\n\n{wide.to_markdown()}\n")
             tex_parts.append(
                 wide.to_latex(caption=f"{title}: {metric} (mean $\\pm$ std over test volumes)", escape=True)

@@ -439,5 +439,7 @@ def test_paper_protocols_fix_the_authors_settings_and_are_labelled():
     assert attack_protocol("pgd_image_linf_conference") == "conference protocol"
     assert attack_protocol("pgd_kspace_linf") == "white-box (EOT)"
     assert attack_protocol("noise_kspace_linf") == "random noise"
-    assert attack_protocol("acceleration") == ""
+    assert attack_protocol("acceleration") == "shift"
+    assert attack_protocol("clean") == "clean"
+    assert attack_protocol("generator_unet_adv") == "generator transfer"
     assert set(PROTOCOLS) <= set(NOISE_COUNTERPART)

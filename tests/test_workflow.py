@@ -56,15 +56,30 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     result = snakemake(["--cores", "2", "--configfile", str(config)], tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     for model in ("denoiser", "modl", "smug", "weighted_smug", "rs_e2e", "modl_pgd", "unet", "unet_adv"):
-        record = torch.load(tmp_path / f"results/models/{model}/model.pt", weights_only=False)
+        record = torch.load(tmp_path / f"results/models/{model}/model.pt", weights_only=True)
         assert record["spec"]["name"] == model
         assert record["provenance"]["packages"]["torch"] and record["train_seconds"] > 0
         assert (tmp_path / f"results/logs/train/{model}.log").exists()
         assert (tmp_path / f"results/benchmarks/rules/train_{model}.tsv").exists()
     assert sorted(p.name for p in (tmp_path / "resources/masks").iterdir()) == ["2x.npz", "4x.npz"]
 
+    # The training-health table: every evaluated model and the denoiser, with a verdict and, for an
+    # unhealthy model (expected at this size), the checks it failed.
+    health = pd.read_csv(tmp_path / "results/tables/training_health.csv")
+    from smug.health import COLUMNS as HEALTH_COLUMNS
+    assert list(health.columns) == HEALTH_COLUMNS
+    assert set(health["model"]) == set(TINY_CONFIG_MODELS) | {"denoiser"}
+    assert health.set_index("model").loc["zero_filled", "healthy"]
+    unhealthy = health[~health["healthy"]]
+    assert unhealthy["failed_checks"].str.len().gt(0).all()
+    for model in unhealthy["model"]:
+        assert f"WARNING: model {model} is not healthy" in result.stdout + result.stderr
+    trained = health[health["kind"].isin(["modl", "smug"])]
+    assert (trained["lam"] > 0).all() and (trained["optimizer_steps"] > 0).all()
+
     table = pd.read_csv(tmp_path / "results/tables/robustness.csv")
     assert not table.isna().any().any()
+    assert set(table.loc[table["perturbation"] == "pgd_kspace_linf", "protocol"]) == {"white-box (EOT)"}
     assert set(table["model"]) == set(TINY_CONFIG_MODELS)
     expected = {"clean", "pgd_kspace_linf", "pgd_image_linf", "noise_kspace_linf", "noise_image_linf",
                 "acceleration", "unrolls", "generator_unet_adv", "generator_unet_adv_kspace", "anatomy_shift",
