@@ -137,34 +137,37 @@ def _finite(value: Any) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _positive(value: Any, failure: str) -> str | None:
+    """None when ``value`` is a finite number above zero, else the ``failure`` description."""
+    return None if _finite(value) and value > 0 else failure
+
+
 def _check_trained(row, _gap):
-    steps = row["optimizer_steps"]
-    return None if _finite(steps) and steps > 0 else f"{steps} optimiser steps"
+    return _positive(row["optimizer_steps"], f"{row['optimizer_steps']} optimiser steps")
 
 
 def _check_lam(row, _gap):
-    lam = row["lam"]
-    return None if _finite(lam) and lam > 0 else f"lam = {lam}"
+    return _positive(row["lam"], f"lam = {row['lam']}")
 
 
 def _check_identity(row, _gap):
     gain = row["denoiser_gain_db"]
-    return None if _finite(gain) and gain > 0 else f"{gain:+.2f} dB over its noisy input"
+    return _positive(gain, f"{gain:+.2f} dB over its noisy input")
 
 
 def _check_zero_filled_val(row, _gap):
     gain = row["val_psnr_best"] - row["val_psnr_reference"]
-    return None if _finite(gain) and gain > 0 else f"{gain:+.2f} dB on validation"
+    return _positive(gain, f"{gain:+.2f} dB on validation")
 
 
 def _check_zero_filled_test(row, _gap):
     gain = row["test_gain_over_zero_filled_db"]
-    return None if _finite(gain) and gain > 0 else f"{gain:+.2f} dB on test"
+    return _positive(gain, f"{gain:+.2f} dB on test")
 
 
 def _check_zero_filled_volumes(row, _gap):
     worst = row["worst_volume_gain_db"]
-    return None if _finite(worst) and worst > 0 else f"worst test volume {worst:+.2f} dB"
+    return _positive(worst, f"worst test volume {worst:+.2f} dB")
 
 
 def _check_cs_tv(row, gap):
