@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from smug.data import select_slices
 from smug.fastmri_io import inspect_volume
-from smug.runtime import select_device, setup_compute, setup_logging
+from smug.runtime import parse_args, select_device, setup_compute, setup_logging
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 
 LOG = logging.getLogger("smug")
@@ -32,7 +32,7 @@ LOG = logging.getLogger("smug")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--volumes", nargs="+", required=True, help="multicoil fastMRI HDF5 volumes, or @LIST: one path per line"
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging()
     try:
         setup_compute(args.threads)

@@ -26,12 +26,12 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.runtime import load_spec, select_device, setup_compute, setup_logging
+from smug.runtime import load_spec, parse_args, select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model.pt of any reconstruction method")
     parser.add_argument(
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recon-dir", required=True, help="folder for reconstructions")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

@@ -6,7 +6,8 @@ volumes takes seconds; a corrupt or wrong-challenge file stops the pipeline here
 
 Example:
   python scripts/index_fastmri.py --folder resources/fastmri/knee_multicoil_val \
-      --challenge multicoil --out resources/fastmri/index/knee_multicoil_val.csv
+      --challenge multicoil --volume-limits 256 64 1024 1024 \
+      --out resources/fastmri/index/knee_multicoil_val.csv
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from smug.fastmri_io import VolumeLimits
 from smug.io import atomic_path
 from smug.runtime import setup_logging
 from smug.splits import index_volumes
@@ -24,12 +26,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="folder of fastMRI .h5 volumes")
     parser.add_argument("--challenge", required=True, choices=["singlecoil", "multicoil"])
+    parser.add_argument(
+        "--volume-limits",
+        nargs=4,
+        type=int,
+        metavar=("SLICES", "COILS", "HEIGHT", "WIDTH"),
+        help="refuse volumes declaring more slices, coils or k-space rows/columns (default: no limit)",
+    )
     parser.add_argument("--out", required=True, help="index CSV")
     args = parser.parse_args(argv)
 
     setup_logging()
     try:
-        index = index_volumes(args.folder, args.challenge)
+        limits = None if args.volume_limits is None else VolumeLimits(*args.volume_limits)
+        index = index_volumes(args.folder, args.challenge, limits)
         with atomic_path(args.out) as tmp:
             index.to_csv(tmp, index=False)
     except (ValueError, OSError) as exc:

@@ -7,7 +7,7 @@ are chosen, so validation and test volumes drawn from the same fastMRI folder st
 
 Examples:
   python scripts/make_split.py --volumes resources/synthetic/multicoil_test/*.h5 \
-      --out resources/splits/test_knee.txt
+      --volume-limits 256 64 1024 1024 --out resources/splits/test_knee.txt
   python scripts/make_split.py --index resources/fastmri/index/knee_multicoil_val.csv \
       --start 0 --count 10 --anatomy knee --out resources/splits/val_knee.txt
 """
@@ -19,7 +19,8 @@ import sys
 
 import pandas as pd
 
-from smug.splits import select_volumes, write_volume_list
+from smug.fastmri_io import VolumeLimits
+from smug.splits import select_volumes, validate_volume, write_volume_list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=int, default=0, help="first volume taken from the index (default 0)")
     parser.add_argument("--count", type=int, help="volumes taken from the index (default: to the end)")
     parser.add_argument("--anatomy", help="take only volumes of this anatomy (knee, brain)")
+    parser.add_argument(
+        "--volume-limits",
+        nargs=4,
+        type=int,
+        metavar=("SLICES", "COILS", "HEIGHT", "WIDTH"),
+        help="refuse volumes declaring more slices, coils or k-space rows/columns (default: no limit)",
+    )
     parser.add_argument("--out", required=True, help="list file to write")
     args = parser.parse_args(argv)
 
@@ -40,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
             index = pd.concat([pd.read_csv(path) for path in args.index], ignore_index=True)
             volumes = select_volumes(index, args.start, args.count, args.anatomy)
         else:
+            # Volumes that no index has validated are validated here, before any job reads them.
+            limits = None if args.volume_limits is None else VolumeLimits(*args.volume_limits)
             volumes = sorted(args.volumes)
+            for volume in volumes:
+                validate_volume(volume, limits)
         write_volume_list(args.out, volumes)
     except (ValueError, OSError, KeyError) as exc:
         sys.exit(f"error: {exc}")

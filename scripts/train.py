@@ -19,13 +19,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smug.runtime import load_spec, select_device, setup_compute, setup_logging, use_deterministic_algorithms
+from smug.runtime import (
+    load_spec,
+    parse_args,
+    select_device,
+    setup_compute,
+    setup_logging,
+    use_deterministic_algorithms,
+)
 from smug.stages import NonFiniteLossError, train_stage
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--spec", required=True, help="training spec: inline JSON or a JSON/YAML file")
     parser.add_argument(
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, help="resumable state (not a pipeline output)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

@@ -35,7 +35,7 @@ from smug.classical import (
 from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path, write_text_atomic
 from smug.masks import load_mask
-from smug.runtime import provenance, select_device, setup_compute, setup_logging
+from smug.runtime import parse_args, provenance, select_device, setup_compute, setup_logging
 from smug.training import collate
 from smug.wavelets import WAVELETS
 
@@ -62,7 +62,7 @@ def solver_options(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, fromfile_prefix_chars="@"
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--method", required=True, choices=METHODS, help="classical method")
     parser.add_argument(
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", required=True, help="output tuning CSV (lam, psnr, ssim)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

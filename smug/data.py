@@ -38,6 +38,7 @@ from smug.fastmri_io import (
     zero_kspace_padding,
 )
 from smug.fftc import fft2c, ifft2c
+from smug.masks import load_mask
 from smug.operators import apply_column_mask
 from smug.sens_maps import read_sens_maps
 from smug.transforms import center_crop_or_pad
@@ -223,6 +224,7 @@ class SliceDataset(Dataset):
         recon_size: crop ``(h, w)``; default: the file header's reconSpace.
         cache: keep decoded slices in memory (after the first epoch reading costs nothing).
         allow_no_target: accept test files (no reconstruction dataset, a stored ``mask``).
+        mask_name: where ``mask`` came from (its file), for error messages.
     """
 
     def __init__(
@@ -233,9 +235,11 @@ class SliceDataset(Dataset):
         recon_size: Sequence[int] | None = None,
         cache: bool = True,
         allow_no_target: bool = False,
+        mask_name: str | None = None,
     ):
         self.refs = list(refs)
         self.mask = mask
+        self.mask_name = mask_name or "the column mask"
         if sens_dir is None or isinstance(sens_dir, (str, os.PathLike)):
             sens_dir = [] if sens_dir is None else [sens_dir]
         self.sens_dirs = [Path(d) for d in sens_dir]
@@ -310,6 +314,13 @@ class SliceDataset(Dataset):
                 item = preprocess_undersampled_slice(kspace, read_file_mask(handle), info.encoding, sens)
         except ValueError as exc:
             raise ValueError(f"{ref.path} slice {ref.slice_idx}: {exc}") from None
+        for key, value in item.items():
+            # Finite k-space can still overflow float32 once transformed and normalised.
+            if not torch.isfinite(value).all():
+                raise ValueError(
+                    f"{ref.path} slice {ref.slice_idx}: preprocessing gave non-finite {key!r} "
+                    "(k-space values too large for float32?)"
+                )
         item.update(fname=ref.fname, slice=ref.slice_idx)
         return item
 
@@ -319,7 +330,12 @@ class SliceDataset(Dataset):
             return torch.ones(width, dtype=torch.bool)
         if isinstance(self.mask, torch.Tensor):
             if self.mask.shape[-1] != width:
-                raise ValueError(f"mask width {self.mask.shape[-1]} does not match k-space width {width}")
+                path = next(ref.path for ref in self.refs if ref.fname == fname)
+                raise ValueError(
+                    f"{self.mask_name}: mask width {self.mask.shape[-1]} does not match the k-space width "
+                    f"{width} of {path} (after cropping to the recon size); make the masks with "
+                    "masks.width equal to the recon width"
+                )
             return self.mask.bool()
         mask, _ = self.mask((1, width, 2), seed=tuple(map(ord, fname)))
         return mask.reshape(-1).bool()
@@ -335,3 +351,16 @@ class SliceDataset(Dataset):
             return dict(item)
         mask = self.column_mask(item["fname"], item["kspace"].shape[-1])
         return {**item, "kspace": apply_column_mask(item["kspace"][None], mask)[0], "mask": mask}
+
+
+def make_dataset(
+    paths: Sequence[str | os.PathLike],
+    num_slices: int | None,
+    mask_path: str | os.PathLike | None,
+    sens_dir: str | os.PathLike | Sequence[str | os.PathLike] | None,
+) -> SliceDataset:
+    """The central ``num_slices`` slices of each volume (all when None), undersampled with the
+    column mask saved at ``mask_path`` (fully sampled when None)."""
+    mask = None if mask_path is None else load_mask(mask_path)
+    name = None if mask_path is None else str(mask_path)
+    return SliceDataset(select_slices(paths, num_slices), mask=mask, sens_dir=sens_dir, mask_name=name)

@@ -99,6 +99,34 @@ class VolumeInfo:
         return anatomy_of(self.path.name, self.attrs.get("acquisition"))
 
 
+@dataclass(frozen=True)
+class VolumeLimits:
+    """Largest volume the pipeline accepts (``data.volume_limits``), checked from the declared shapes
+    before anything is read: a crafted or corrupt header cannot make a job allocate terabytes.
+    fastMRI's largest volumes are about 768 x 396 k-space with at most a few dozen coils."""
+
+    max_slices: int
+    max_coils: int
+    max_height: int
+    max_width: int
+
+    def check(self, info: VolumeInfo) -> None:
+        """Raise :class:`FastMRIFormatError` naming the file if ``info`` exceeds a limit."""
+        declared = {
+            "slices": (info.num_slices, self.max_slices),
+            "coils": (info.num_coils, self.max_coils),
+            "k-space height": (info.kspace_shape[-2], self.max_height),
+            "k-space width": (info.kspace_shape[-1], self.max_width),
+        }
+        over = [f"{name} {value} > {limit}" for name, (value, limit) in declared.items() if value > limit]
+        if over:
+            raise FastMRIFormatError(
+                info.path,
+                f"declares 'kspace' {info.kspace_shape}, beyond data.volume_limits ({', '.join(over)}); "
+                "raise the limits only for a real data set this large",
+            )
+
+
 def anatomy_of(fname: str, acquisition: str | None = None) -> str | None:
     """The anatomy of a fastMRI volume from its ``acquisition`` attribute, else its file name.
 
@@ -233,14 +261,51 @@ def load_slice(hf: h5py.File, slice_idx: int) -> tuple[np.ndarray, np.ndarray | 
     challenge = "singlecoil" if kspace_ds.ndim == 3 else "multicoil"
     index = _check_slice_index(path, slice_idx, kspace_ds.shape[0])
     recon_key = RECON_KEYS[challenge]
+    slice_bytes = int(np.prod(kspace_ds.shape[1:], dtype=np.float64)) * np.dtype(np.complex64).itemsize
+    if slice_bytes > _memory_bytes():
+        # Checked before reading: with memory overcommit the allocation itself may not fail.
+        raise FastMRIFormatError(
+            path,
+            f"slice {index} of 'kspace' {kspace_ds.shape} does not fit in memory "
+            f"({slice_bytes / 2**30:.3g} GiB, this machine has {_memory_bytes() / 2**30:.3g} GiB)",
+        )
     try:
         kspace = np.asarray(kspace_ds[index], dtype=np.complex64)
         target = np.asarray(hf[recon_key][index], dtype=np.float32) if recon_key in hf else None
     except OSError as exc:
         raise FastMRIFormatError(path, f"cannot read slice {index} ({exc})") from None
+    except MemoryError:
+        raise FastMRIFormatError(
+            path, f"slice {index} of 'kspace' {kspace_ds.shape} does not fit in memory"
+        ) from None
+    check_finite(path, "kspace", index, kspace)
+    if target is not None:
+        check_finite(path, recon_key, index, target)
     if challenge == "singlecoil":
         kspace = kspace[None]
     return kspace, target
+
+
+def _memory_bytes() -> float:
+    """Physical memory of this machine (infinite where the OS does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def check_finite(path: str | os.PathLike, dataset: str, slice_idx: int, values: np.ndarray) -> None:
+    """Refuse NaN or Inf in one slice of a dataset, naming the file, the dataset and the slice.
+
+    Raises:
+        FastMRIFormatError: ``values`` holds a non-finite entry.
+    """
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = finite.size - int(finite.sum())
+        raise FastMRIFormatError(
+            path, f"slice {slice_idx} of {dataset!r} holds {bad} non-finite values (NaN or Inf) of {finite.size}"
+        )
 
 
 def read_file_mask(hf_or_path: h5py.File | str | os.PathLike) -> np.ndarray | None:

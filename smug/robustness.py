@@ -24,12 +24,12 @@ from torch.utils.data import DataLoader
 from smug import attacks
 from smug.adversarial import perturb_input
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
-from smug.io import atomic_path
-from smug.masks import load_mask
+from smug.io import atomic_dir, atomic_path
 from smug.models.factory import UNROLLED_KINDS, load_model, read_record
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
-from smug.stages import make_dataset, perturbation_generator
+from smug.data import make_dataset
+from smug.stages import perturbation_generator
 from smug.test_time_training import ttt_reconstruct
 from smug.training import collate, epoch_seed, to_device
 
@@ -68,16 +68,20 @@ def compute_attack(
         if protocol["surrogate"] == "unsmoothed":
             net = without_smoothing(net)
         LOG.info("%s: the paper protocol's settings %s", attack, protocol)
-    dataset = make_dataset(test, test_slices, load_mask(mask), sens_dir)
+    dataset = make_dataset(test, test_slices, mask, sens_dir)
     levels = []
     for level, strength in enumerate(eps):
         generator = torch.Generator(device=device).manual_seed(epoch_seed(seed, level, 7))
-        pgd = {} if noise_only else dict(
-            steps=steps,
-            step_size=None if step_factor is None else step_factor * strength,
-            random_start=not no_random_start,
-            loss_target=loss_target,
-            eot_samples=eot_samples,
+        pgd = (
+            {}
+            if noise_only
+            else dict(
+                steps=steps,
+                step_size=None if step_factor is None else step_factor * strength,
+                random_start=not no_random_start,
+                loss_target=loss_target,
+                eot_samples=eot_samples,
+            )
         )
         deltas, fnames, slices = [], [], []
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
@@ -166,36 +170,92 @@ def evaluate_model(
 
     Returns the per-volume rows.
     """
+    # Every input is read before the first reconstruction, so a bad one fails the run at once,
+    # naming its file, and the reconstruction folder appears only complete.
     net, record = load_model(model, device)
-    name = Path(model).parent.name
+    attack_levels = [attacks.load_attack(path) for path in attack_files]
+    generator_records = {Path(path).parent.name: read_record(path, device) for path in generators}
+    with atomic_dir(recon_dir) as recon_tmp:
+        rows = _score_conditions(
+            net,
+            record,
+            name=Path(model).parent.name,
+            test=test,
+            masks=masks,
+            train_mask=train_mask,
+            sens_dir=sens_dir,
+            test_slices=test_slices,
+            attack_levels=attack_levels,
+            generator_records=generator_records,
+            unrolls=unrolls,
+            batch_size=batch_size,
+            seed=seed,
+            recon_dir=recon_tmp,
+            device=device,
+            shift_test=shift_test,
+            small_features=small_features,
+        )
+    table = pd.DataFrame(rows)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def _score_conditions(
+    net: nn.Module,
+    record: dict,
+    *,
+    name: str,
+    test: Sequence[str],
+    masks: Sequence[str],
+    train_mask: str,
+    sens_dir: str | Sequence[str] | None,
+    test_slices: int | None,
+    attack_levels: list[list[tuple[torch.Tensor, dict[str, Any]]]],
+    generator_records: dict[str, dict],
+    unrolls: Sequence[int],
+    batch_size: int,
+    seed: int,
+    recon_dir: Path,
+    device: torch.device,
+    shift_test: Sequence[str],
+    small_features: dict[str, Any] | None,
+) -> list[dict]:
+    """:func:`evaluate_model`'s conditions, run in turn; returns the per-volume rows."""
     kind = record.get("spec", {}).get("kind", record.get("kind"))
     rows: list[dict] = []
-    base = make_dataset(test, test_slices, load_mask(train_mask), sens_dir)
+    base = make_dataset(test, test_slices, train_mask, sens_dir)
 
     def run(perturbation: str, level: float, dataset=base, transform=None, num_unrolls=None, save=True):
         volumes = reconstruct_volumes(
-            net, dataset, device, batch_size, seed, transform, num_unrolls, progress=f"{name} {perturbation} {level:g}"
+            net,
+            dataset,
+            device,
+            batch_size,
+            seed,
+            transform,
+            num_unrolls,
+            progress=f"{name} {perturbation} {level:g}",
         )
         rows.extend(volume_rows(volumes, name, perturbation, level))
         if save:
-            save_reconstructions(Path(recon_dir) / perturbation / f"{level:g}", volumes, "reconstruction")
+            save_reconstructions(recon_dir / perturbation / f"{level:g}", volumes, "reconstruction")
         return volumes
 
     clean = run("clean", 0.0)
-    save_reconstructions(Path(recon_dir) / "target", clean, "reconstruction_rss")
+    save_reconstructions(recon_dir / "target", clean, "reconstruction_rss")
 
-    for path in attack_files:
-        for delta, attrs in attacks.load_attack(path):
+    for levels in attack_levels:
+        for delta, attrs in levels:
             transform = _attack_transform(delta, attrs["domain"], attrs["fname"], attrs["slice"])
             run(attrs["attack"], attrs["eps"], transform=transform)
 
-    for path in generators:
-        source = read_record(path, device)
-        run(f"generator_{Path(path).parent.name}", 1.0, transform=_generator_transform(source, device, seed))
+    for source_name, source in generator_records.items():
+        run(f"generator_{source_name}", 1.0, transform=_generator_transform(source, device, seed))
 
     for mask_path in masks:
         acceleration = float(np.load(mask_path)["acceleration"])
-        shifted = make_dataset(test, test_slices, load_mask(mask_path), sens_dir)
+        shifted = make_dataset(test, test_slices, mask_path, sens_dir)
         run("acceleration", acceleration, dataset=shifted)
 
     if kind in UNROLLED_KINDS:
@@ -203,9 +263,9 @@ def evaluate_model(
             run("unrolls", float(n), num_unrolls=n)
 
     if shift_test:
-        shifted = make_dataset(shift_test, test_slices, load_mask(train_mask), sens_dir)
+        shifted = make_dataset(shift_test, test_slices, train_mask, sens_dir)
         shift = run("anatomy_shift", 0.0, dataset=shifted)
-        save_reconstructions(Path(recon_dir) / "anatomy_shift" / "target", shift, "reconstruction_rss")
+        save_reconstructions(recon_dir / "anatomy_shift" / "target", shift, "reconstruction_rss")
 
     if small_features is not None:
         windows: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -213,19 +273,19 @@ def evaluate_model(
         transform = feature_transform(seed=seed, record=windows, **settings)
         level = float(settings["size"])
         featured = run("small_feature", level, transform=transform)
-        folder = Path(recon_dir) / "small_feature"
+        folder = recon_dir / "small_feature"
         save_reconstructions(folder / "target", featured, "reconstruction_rss")
         save_feature_windows(folder / "windows.h5", featured, windows)
         rows.extend(feature_rows(featured, windows, name, level))
 
-    table = pd.DataFrame(rows)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
-    return table
+    return rows
 
 
 def feature_rows(
-    volumes: dict[str, VolumeStack], windows: dict[tuple[str, int], list[np.ndarray]], model: str, level: float
+    volumes: dict[str, VolumeStack],
+    windows: dict[tuple[str, int], list[np.ndarray]],
+    model: str,
+    level: float,
 ) -> list[dict]:
     """Per-volume ``feature_error`` (mean over the volume's features) and ``feature_detected``
     (fraction detected) rows in the per-volume table's schema."""
@@ -284,7 +344,7 @@ def evaluate_test_time_training(
     per-volume rows with perturbation ``ttt_anatomy_shift`` are written to ``out`` and returned."""
     net, _ = load_model(model, device)
     name = Path(model).parent.name
-    dataset = make_dataset(test, test_slices, load_mask(mask), sens_dir)
+    dataset = make_dataset(test, test_slices, mask, sens_dir)
     infos: list[dict] = []
     volumes = ttt_reconstruct(
         net, dataset, device, batch_size, seed, settings, progress=f"{name} test-time training", infos=infos

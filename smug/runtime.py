@@ -3,6 +3,7 @@ seeding, provenance, logging setup."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import importlib.metadata
@@ -13,7 +14,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -165,6 +166,25 @@ def load_spec(text_or_path: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise ValueError(f"spec must be a mapping, got {type(spec).__name__}")
     return spec
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` with each ``@LIST`` argument replaced by the lines of the file LIST (one
+    argument per non-blank line, as the pipeline's volume lists are written). A missing or empty list
+    is a usage error naming the file, not argparse's "expected at least one argument"."""
+    expanded: list[str] = []
+    for arg in sys.argv[1:] if argv is None else argv:
+        if not (arg.startswith("@") and len(arg) > 1):
+            expanded.append(arg)
+            continue
+        path = Path(arg[1:])
+        if not path.is_file():
+            parser.error(f"list file {path} (given as {arg}) does not exist")
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not lines:
+            parser.error(f"list file {path} (given as {arg}) is empty: it names no volume")
+        expanded.extend(lines)
+    return parser.parse_args(expanded)
 
 
 def dump_json(obj: Any) -> str:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import torch
 
-from smug.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, load_slice, open_hdf5, open_volume
+from smug.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, check_finite, load_slice, open_hdf5, open_volume
 from smug.io import atomic_path
 from smug.transforms import center_crop_or_pad
 
@@ -270,9 +270,11 @@ def read_sens_maps(path: str | os.PathLike, slice_idx: int) -> np.ndarray:
                 )
             row = int(rows[0])
         try:
-            return np.asarray(maps[row], dtype=np.complex64)
+            values = np.asarray(maps[row], dtype=np.complex64)
         except OSError as exc:
             raise FastMRIFormatError(path, f"cannot read {SENS_MAPS_KEY} row {row} ({exc})") from None
+    check_finite(path, SENS_MAPS_KEY, int(slice_idx), values)
+    return values
 
 
 def maps_file_matches(

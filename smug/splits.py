@@ -1,7 +1,7 @@
 """Which volumes make up each split: indexing a fastMRI folder and writing volume lists.
 
 A split (``train``, ``val``, ``test`` of one anatomy) is a plain text file with one volume path per
-line. The pipeline's scripts read it as ``@list.txt`` (argparse's ``fromfile_prefix_chars``), so the
+line. The pipeline's scripts read it as ``@list.txt`` (:func:`smug.runtime.parse_args`), so the
 same scripts take explicit files on the command line and thousands of real fastMRI volumes from a
 list. The index of a fastMRI folder validates every volume once, so a corrupt download is named
 before any job reads it.
@@ -15,7 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from smug.fastmri_io import FastMRIFormatError, inspect_volume
+from smug.fastmri_io import FastMRIFormatError, VolumeInfo, VolumeLimits, inspect_volume
 from smug.io import atomic_path
 
 INDEX_COLUMNS = [
@@ -24,18 +24,20 @@ INDEX_COLUMNS = [
 ]
 
 
-def index_volumes(folder: str | os.PathLike, challenge: str) -> pd.DataFrame:
+def index_volumes(folder: str | os.PathLike, challenge: str, limits: VolumeLimits | None = None) -> pd.DataFrame:
     """Validate every ``*.h5`` volume in ``folder`` and describe it, one row per volume.
 
     Args:
         folder: a fastMRI split folder (e.g. ``multicoil_val/`` as extracted from its archive).
         challenge: ``singlecoil`` or ``multicoil``; every volume must be of this challenge.
+        limits: largest declared shapes accepted (None: any).
 
     Returns:
         rows sorted by file name with the columns of :data:`INDEX_COLUMNS`; ``path`` is absolute.
 
     Raises:
-        FastMRIFormatError: a volume is not a valid fastMRI file, or of the other challenge.
+        FastMRIFormatError: a volume is not a valid fastMRI file, of the other challenge, or beyond
+            ``limits``.
         ValueError: the folder is missing or holds no ``.h5`` file.
     """
     root = Path(folder)
@@ -46,7 +48,7 @@ def index_volumes(folder: str | os.PathLike, challenge: str) -> pd.DataFrame:
         raise ValueError(f"fastMRI folder {root} holds no .h5 volumes")
     rows = []
     for path in paths:
-        info = inspect_volume(path)
+        info = validate_volume(path, limits)
         if info.challenge != challenge:
             raise FastMRIFormatError(path, f"is a {info.challenge} volume but the config's challenge is {challenge}")
         rows.append(
@@ -95,6 +97,15 @@ def select_volumes(index: pd.DataFrame, start: int, count: int | None, anatomy: 
     return [Path(p) for p in chosen["path"]]
 
 
+def validate_volume(path: str | os.PathLike, limits: VolumeLimits | None = None) -> VolumeInfo:
+    """Validate one volume from its metadata alone (see :func:`smug.fastmri_io.inspect_volume`) and
+    check its declared shapes against ``limits`` before any job reads its arrays."""
+    info = inspect_volume(path)
+    if limits is not None:
+        limits.check(info)
+    return info
+
+
 def write_volume_list(path: str | os.PathLike, volumes: Sequence[str | os.PathLike]) -> None:
     """Write one volume path per line (the ``@list.txt`` the scripts read)."""
     if not volumes:
@@ -103,10 +114,6 @@ def write_volume_list(path: str | os.PathLike, volumes: Sequence[str | os.PathLi
         tmp.write_text("".join(f"{v}\n" for v in volumes))
 
 
-def read_volume_list(path: str | os.PathLike) -> list[Path]:
-    """The volumes of a list written by :func:`write_volume_list`."""
-    lines = [line.strip() for line in Path(path).read_text().splitlines()]
-    return [Path(line) for line in lines if line]
-
-
-__all__ = ["INDEX_COLUMNS", "index_volumes", "read_volume_list", "select_volumes", "write_volume_list"]
+__all__ = [
+    "INDEX_COLUMNS", "index_volumes", "select_volumes", "validate_volume", "write_volume_list"
+]

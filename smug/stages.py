@@ -32,9 +32,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.data import SliceDataset, select_slices
+from smug.data import SliceDataset, make_dataset
 from smug.io import atomic_path
-from smug.masks import load_mask
 from smug.metrics import psnr, ssim
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, load_model, unrolled_core
 from smug.models.zero_filled import ZeroFilled
@@ -149,10 +148,6 @@ def validation_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     return {"score": value, "val_psnr": value, "val_ssim": ssim(target, pred)}
 
 
-def make_dataset(paths: Sequence[str], num_slices: int | None, mask: torch.Tensor | None, sens_dir) -> SliceDataset:
-    return SliceDataset(select_slices(paths, num_slices), mask=mask, sens_dir=sens_dir)
-
-
 def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, device) -> nn.Module | None:
     """Load the stage's starting weights; returns the frozen teacher for RS-E2E (else None)."""
     kind = spec["kind"]
@@ -198,7 +193,7 @@ def train_stage(
     model = build_model(spec["kind"], spec["model"], spec["smoothing"]).to(device)
     teacher = initialise(model, spec, init_path, device)
 
-    mask = None if spec["kind"] == "denoiser" else load_mask(mask_path)
+    mask = None if spec["kind"] == "denoiser" else mask_path
     data = spec["data"]
     train_set = make_dataset(train_paths, data["train_slices"], mask, sens_dir)
     val_set = make_dataset(val_paths, data["val_slices"], mask, sens_dir)

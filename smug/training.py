@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from smug.io import atomic_path
+from smug.io import atomic_path, load_torch_file
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
 LOG = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay
+        )
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=settings.lr, weight_decay=settings.weight_decay)
     raise ValueError(f"unknown optimizer {settings.optimizer!r}; valid: adam, adamw, rmsprop")
@@ -131,16 +133,33 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def _rng_state() -> dict:
+    """The global generators' states as tensors and plain numbers, which the safe loader reads."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -151,15 +170,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | None:
-    """The checkpoint of this run, or None (absent, unreadable, or from a different spec)."""
+    """The checkpoint of this run, or None (absent, unreadable, or from a different spec).
+
+    Read with ``weights_only=True`` (tensors, numbers, strings and containers only): a checkpoint
+    that needs anything else, such as a crafted pickle, is refused unopened and training starts over.
+    """
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # a checkpoint cut short by a kill is not worth dying for
-        LOG.warning("ignoring unreadable checkpoint %s (%s); starting from scratch", path, exc)
+        state = load_torch_file(path, device, what="checkpoint")
+    except ValueError as exc:  # a checkpoint cut short by a kill, or an unsafe one, is not worth dying for
+        LOG.warning("%s; starting from scratch", exc)
         return None
-    if state.get("run_id") != run_id:
+    if not isinstance(state, dict) or state.get("run_id") != run_id:
         LOG.warning("checkpoint %s belongs to another configuration; starting from scratch", path)
         return None
     return state
@@ -250,10 +273,7 @@ def fit(
             with network_autocast(model, performance, device):
                 loss = loss_fn(model, batch, noise)
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; no model was written. "
-                    "Lower training.lr or set training.grad_clip, then re-run."
-                )
+                raise NonFiniteLossError(_non_finite_loss_message(loss, batch, epoch, step))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip:
@@ -304,6 +324,24 @@ def fit(
             on_epoch_end(epoch + 1)
 
     return FitResult(best["state"], best["epoch"], best["score"], history, seconds, steps)
+
+
+def _non_finite_loss_message(loss: torch.Tensor, batch: dict, epoch: int, step: int) -> str:
+    """Why the loss is not finite: the batch's data (named slice by slice) or the optimisation."""
+    where = f"at epoch {epoch + 1}, step {step + 1}; no model was written"
+    slices = batch.get("slice", [None] * len(batch["fname"]))
+    bad = set()
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value).reshape(len(value), -1).all(dim=1)
+            for i in torch.nonzero(~finite).flatten().tolist():
+                bad.add(batch["fname"][i] if slices[i] is None else f"{batch['fname'][i]} slice {slices[i]}")
+    if bad:
+        return f"loss is {loss.item()} {where}: the input data of {', '.join(sorted(bad))} is not finite"
+    return (
+        f"loss is {loss.item()} {where}. The batch's data is finite, so the training diverged: "
+        "lower training.lr or set training.grad_clip, then re-run."
+    )
 
 
 def _format_row(row: dict) -> str:

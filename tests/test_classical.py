@@ -371,7 +371,7 @@ def test_tune_classical_script_writes_model_and_table(tmp_path, monkeypatch):
         + ["--batch-size", "2", "--out", str(out), "--table", str(table), "--device", "cpu"]
     )
     assert seen == {"select": (["a.h5", "b.h5"], 3), "dataset": ((width,), None)}
-    record = torch.load(out, weights_only=False)
+    record = torch.load(out, weights_only=True)
     assert record["kind"] == "classical" and record["method"] == "tv" and record["lam"] == 3e-3
     assert record["num_iters"] == 10
     assert record["solver_kwargs"]["solver"] == "fista" and record["solver_kwargs"]["inner_iters"] == 3

@@ -1,6 +1,9 @@
 """The shared training loop: determinism, resume equivalence, best-epoch selection, NaN guard."""
 
 import functools
+import multiprocessing
+import os
+import signal
 
 import pytest
 import torch
@@ -95,6 +98,47 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     data = TinySlices()
     data.kspace[0] = float("nan")
     settings = TrainSettings(epochs=1, batch_size=6)
-    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1; no model was written"):
-        fit(model, functools.partial(end_to_end_loss, loss_name="mse"), data, lambda m: {"score": 0.0}, settings,
-            torch.device("cpu"), tmp_path / "x.ckpt", "run")
+    loss = functools.partial(end_to_end_loss, loss_name="mse")
+    # Non-finite data is named as the culprit, not the learning rate.
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1; no model was written: the input data of f0 is not"):
+        fit(model, loss, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "x.ckpt", "run")
+    data.kspace[0] = 0.0
+
+    def diverging(model, batch, generator):
+        return end_to_end_loss(model, batch, generator, loss_name="mse") * float("inf")
+
+    with pytest.raises(NonFiniteLossError, match="data is finite, so the training diverged: lower training.lr"):
+        fit(model, diverging, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "y.ckpt", "run")
+
+
+def _train_until_sigkill(tmp_path):
+    torch.set_num_threads(1)
+
+    def sigkill_after_two(epoch):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _train(tmp_path, "killed", on_epoch_end=sigkill_after_two)
+
+
+def test_sigkilled_process_resumes_to_the_uninterrupted_weights(tmp_path):
+    """A real SIGKILL (no exception handler, no atomic-write cleanup runs), then a fresh process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the child: bit-equality needs the same reduction order
+    try:
+        full_model, _ = _train(tmp_path, "full")
+    finally:
+        torch.set_num_threads(threads)
+    # spawn, not fork: a forked child can deadlock on the parent's OpenMP thread pool.
+    child = multiprocessing.get_context("spawn").Process(target=_train_until_sigkill, args=(tmp_path,))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == -signal.SIGKILL
+    assert not list(tmp_path.glob(".*.part")), "a killed run left a partial checkpoint"
+    torch.set_num_threads(1)
+    try:
+        resumed_model, resumed = _train(tmp_path, "killed")
+    finally:
+        torch.set_num_threads(threads)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert _same_weights(full_model.state_dict(), resumed_model.state_dict())

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from smug import classical
+from smug.io import load_torch_file
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
@@ -92,12 +93,10 @@ def read_record(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
     Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a crafted
     file can never execute code when it is opened.
     """
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model file {path} does not exist") from None
-    except Exception as exc:  # torch raises several types for truncated, foreign or unsafe files
-        raise ValueError(f"cannot read model file {path}: {exc}") from exc
+    record = load_torch_file(path, device, what="model file")
+    if not isinstance(record, dict):
+        raise ValueError(f"model file {path} holds a {type(record).__name__}, not a saved model record")
+    return record
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
