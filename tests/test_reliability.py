@@ -21,6 +21,7 @@ from smug.models.factory import load_model
 from smug.splits import validate_volume
 from smug.training import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume
+from tests.workflow_utils import TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -267,3 +268,18 @@ def test_empty_or_missing_volume_list_is_named(tmp_path, mask):
     assert (
         run.returncode == 2 and f"list file {tmp_path / 'absent.txt'}" in run.stderr and "does not exist" in run.stderr
     )
+
+
+def test_split_beyond_the_configured_volume_limits_stops_naming_the_file(tmp_path):
+    """In the workflow: data.volume_limits reaches make_split.py, which refuses the volume before
+    any job reads it and leaves no split list."""
+    copy_workflow(tmp_path)
+    overrides = deep_update(TINY_CONFIG, {"data": {"volume_limits": {"max_slices": 1}}})
+    config = write_config(tmp_path, overrides)
+    target = "resources/splits/val_knee.txt"
+    result = snakemake(["--cores", "1", target, "--configfile", str(config)], cwd=tmp_path, timeout=600)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/splits/val_knee.log").read_text()
+    assert "declares 'kspace'" in log and "beyond data.volume_limits (slices 2 > 1)" in log
+    assert "file1010001.h5" in log
+    assert not (tmp_path / target).exists()

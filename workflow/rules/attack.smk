@@ -26,10 +26,10 @@ rule attack:
         seed=config["seed"],
         device=config["device"],
     shell:
-        "python scripts/attack.py --attack {wildcards.attack} {params.settings} --model {input.model}"
-        " --test @{input.test} --mask {input.mask} {params.sens} {params.test_slices}"
-        " --batch-size {params.batch_size} --seed {params.seed} --device {params.device}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        "python scripts/attack.py --attack {wildcards.attack:q} {params.settings:q} --model {input.model:q}"
+        " --test @{input.test:q} --mask {input.mask:q} {params.sens:q} {params.test_slices:q}"
+        " --batch-size {params.batch_size:q} --seed {params.seed:q} --device {params.device:q}"
+        " --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule noise:
@@ -55,7 +55,7 @@ rule noise:
         batch_size=config["evaluation"]["batch_size"],
         seed=config["seed"],
     shell:
-        "python scripts/attack.py --attack {wildcards.attack} --eps {params.eps}"
-        " --test @{input.test} --mask {input.mask} {params.sens} {params.test_slices}"
-        " --batch-size {params.batch_size} --seed {params.seed} --device cpu"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        "python scripts/attack.py --attack {wildcards.attack:q} --eps {params.eps:q}"
+        " --test @{input.test:q} --mask {input.mask:q} {params.sens:q} {params.test_slices:q}"
+        " --batch-size {params.batch_size:q} --seed {params.seed:q} --device cpu"
+        " --out {output:q} --threads {threads} > {log:q} 2>&1"

@@ -30,6 +30,6 @@ rule benchmark_all:
         amp=config["training"]["amp"],
         options=performance_flags(),
     shell:
-        "python scripts/bench.py --size {params.size} --device {params.device} --out-dir {params.out_dir}"
-        " --rules-dir {params.rules_dir} --amp {params.amp} {params.options} --threads {threads}"
-        " > {log} 2>&1"
+        "python scripts/bench.py --size {params.size:q} --device {params.device:q} --out-dir {params.out_dir:q}"
+        " --rules-dir {params.rules_dir:q} --amp {params.amp:q} {params.options:q} --threads {threads}"
+        " > {log:q} 2>&1"

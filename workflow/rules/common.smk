@@ -1,5 +1,11 @@
 # Helpers shared by every stage: each path the DAG needs is derived here from the config,
 # so the rules themselves only name inputs and outputs.
+#
+# Shell safety: every value a rule's shell command interpolates is quoted with Snakemake's `:q`,
+# so a config string (a path with a space, say) always reaches the script as one argument and is
+# never read by the shell. The helpers below that give optional `--flag value ...` pieces therefore
+# return lists of argument words (empty when the flag is absent), which `{params.x:q}` quotes word
+# by word; JSON payloads are one word each.
 import hashlib
 import json
 from pathlib import Path
@@ -149,7 +155,7 @@ def fastmri_hash_file(wildcards):
 
 
 def keep_archive_flag():
-    return "--keep-archive" if config["fastmri"]["keep_archives"] else "--delete-archive"
+    return ["--keep-archive" if config["fastmri"]["keep_archives"] else "--delete-archive"]
 
 
 def fastmri_index_inputs(wildcards):
@@ -172,12 +178,20 @@ def split_list_inputs(wildcards):
 
 
 def split_selection(wildcards, input):
-    """make_split.py's source: the synthetic volumes as they are, or a range of a fastMRI index."""
+    """make_split.py's source (argument words): the synthetic volumes as they are, or a range of a
+    fastMRI index."""
     if config["data"]["source"] == "synthetic":
-        return f"--volumes {' '.join(input.volumes)}"
+        return ["--volumes", *input.volumes, *volume_limits_flag()]
     entry = fastmri_split(wildcards.split, wildcards.anatomy)
-    count = "" if entry["count"] is None else f" --count {entry['count']}"
-    return f"--index {' '.join(input.index)} --start {entry['start']}{count} --anatomy {wildcards.anatomy}"
+    count = [] if entry["count"] is None else ["--count", str(entry["count"])]
+    return ["--index", *input.index, "--start", str(entry["start"]), *count, "--anatomy", wildcards.anatomy]
+
+
+def volume_limits_flag():
+    """``--volume-limits SLICES COILS HEIGHT WIDTH`` from data.volume_limits."""
+    limits = config["data"]["volume_limits"]
+    keys = ("max_slices", "max_coils", "max_height", "max_width")
+    return ["--volume-limits", *(str(limits[key]) for key in keys)]
 
 
 def split_slices(split):
@@ -193,7 +207,7 @@ def split_slices(split):
 
 def sens_maps_slices(wildcards):
     slices = split_slices(wildcards.split)
-    return "" if slices is None else f"--slices {slices}"
+    return [] if slices is None else ["--slices", str(slices)]
 
 
 def split_sens_maps(split, anatomy):
@@ -210,12 +224,12 @@ def split_sens_maps(split, anatomy):
 def sens_dir_flag(wildcards, input):
     """``--sens-dir DIR ...`` for the rule's sensitivity-map inputs (files or folders), or nothing."""
     if not input.sens:
-        return ""
+        return []
     if config["data"]["source"] == "fastmri":
         folders = list(input.sens)
     else:
         folders = [str(Path(p).parent) for p in input.sens]
-    return f"--sens-dir {' '.join(dict.fromkeys(folders))}"
+    return ["--sens-dir", *dict.fromkeys(folders)]
 
 
 def recon_size():
@@ -255,7 +269,7 @@ def training_inputs(wildcards):
 
 
 def init_flag(wildcards, input):
-    return f"--init {input.init}" if TRAINED_MODELS[wildcards.model]["init"] else ""
+    return ["--init", input.init] if TRAINED_MODELS[wildcards.model]["init"] else []
 
 
 def training_spec(wildcards):
@@ -331,7 +345,7 @@ def test_inputs():
 
 def test_slices_flag():
     slices = config["evaluation"]["test_slices"]
-    return "" if slices is None else f"--test-slices {slices}"
+    return [] if slices is None else ["--test-slices", str(slices)]
 
 
 def attack_inputs(wildcards):
@@ -339,33 +353,37 @@ def attack_inputs(wildcards):
 
 
 def attack_settings(wildcards):
-    """Command-line settings of one white-box attack (eps grid, loss target, PGD options); a paper
-    protocol (smug.attacks.PROTOCOLS) fixes its own PGD settings and takes only its eps grid."""
+    """Command-line settings (argument words) of one white-box attack (eps grid, loss target, PGD
+    options); a paper protocol (smug.attacks.PROTOCOLS) fixes its own PGD settings and takes only
+    its eps grid."""
     attack = config["evaluation"]["attacks"][wildcards.attack]
-    flags = [f"--eps {' '.join(map(str, attack['eps']))}"]
+    flags = ["--eps", *map(str, attack["eps"])]
     if wildcards.attack in PROTOCOLS:
-        return " ".join(flags)
+        return flags
     pgd = config["evaluation"]["pgd"]
     flags += [
-        f"--steps {pgd['steps']}",
-        f"--loss-target {attack.get('loss_target', pgd['loss_target'])}",
-        f"--eot-samples {pgd['eot_samples']}",
+        "--steps",
+        str(pgd["steps"]),
+        "--loss-target",
+        attack.get("loss_target", pgd["loss_target"]),
+        "--eot-samples",
+        str(pgd["eot_samples"]),
     ]
     if pgd["step_factor"] is not None:
-        flags.append(f"--step-factor {pgd['step_factor']}")
+        flags += ["--step-factor", str(pgd["step_factor"])]
     if not pgd["random_start"]:
         flags.append("--no-random-start")
-    return " ".join(flags)
+    return flags
 
 
 def noise_eps(wildcards):
-    """Random noise covers the eps grids of every attack with the same norm ball."""
+    """Random noise covers the eps grids of every attack with the same norm ball (one word each)."""
     grids = [
         entry["eps"]
         for name, entry in config["evaluation"]["attacks"].items()
         if NOISE_COUNTERPART[name] == wildcards.attack
     ]
-    return " ".join(map(str, sorted({eps for grid in grids for eps in grid})))
+    return [str(eps) for eps in sorted({eps for grid in grids for eps in grid})]
 
 
 def model_attacks(model):
@@ -415,12 +433,12 @@ def evaluation_inputs(wildcards):
 
 
 def shift_flag(wildcards, input):
-    return f"--shift-test @{input.shift}" if input.shift else ""
+    return ["--shift-test", f"@{input.shift}"] if input.shift else []
 
 
 def small_features_flag():
     features = config["evaluation"]["small_features"]
-    return "" if features is None else f"--small-features '{json.dumps(features, sort_keys=True)}'"
+    return [] if features is None else ["--small-features", json.dumps(features, sort_keys=True)]
 
 
 def ttt_models():
@@ -504,6 +522,27 @@ def figure_inputs(wildcards):
     }
 
 
+def check_config_references():
+    """Config lists that name entries of another list must name existing ones: a misspelt or
+    unevaluated model in evaluation.figure.models would otherwise leave a finished folder's figures
+    stale. The schema checks each name's spelling; this checks what it refers to, when the DAG is
+    built, with one message naming the entry, its key and the valid names."""
+    evaluation = config["evaluation"]
+    models, attacks = evaluation["models"], list(evaluation["attacks"])
+    references = {
+        "evaluation.figure.models": (evaluation["figure"]["models"], "evaluation.models", models),
+        "evaluation.figure.attack": ([evaluation["figure"]["attack"]], "evaluation.attacks", attacks),
+    }
+    if "untrained" in models:
+        references["untrained.attacks"] = (config["untrained"]["attacks"], "evaluation.attacks", attacks)
+    for key, (names, target, valid) in references.items():
+        for name in names:
+            if name not in valid:
+                raise ValueError(
+                    f"config error: {key}: {name!r} is not in {target} (valid: {', '.join(valid)})"
+                )
+
+
 # ---- parameters derived from a rule's own files (so no path prefix is hard-coded twice) ------
 
 
@@ -530,7 +569,7 @@ def recon_root(wildcards, input):
 def performance_flags():
     """scripts/bench.py's switches for the training section's speed options that are on."""
     switches = ("channels_last", "cudnn_benchmark", "pin_memory")
-    return " ".join(f"--{key.replace('_', '-')}" for key in switches if config["training"][key])
+    return [f"--{key.replace('_', '-')}" for key in switches if config["training"][key]]
 
 
 # ---- job resources: threads locally, sbatch options under the slurm profile -------------------

@@ -27,12 +27,12 @@ rule synthetic_dataset:
         noise_level=config["synthetic"]["noise_level"],
         seed=config["synthetic"]["seed"],
     shell:
-        "python scripts/make_synthetic.py --root {params.root} --challenge {params.challenge}"
-        " --anatomies {params.anatomies}"
-        " --volumes train={params.volumes[train]} val={params.volumes[val]} test={params.volumes[test]}"
-        " --slices {params.slices} --recon-size {params.recon_size} --kspace-size {params.kspace_size}"
-        " --coils {params.coils} --noise-level {params.noise_level} --seed {params.seed}"
-        " --threads {threads} > {log} 2>&1"
+        "python scripts/make_synthetic.py --root {params.root:q} --challenge {params.challenge:q}"
+        " --anatomies {params.anatomies:q}"
+        " --volumes train={params.volumes[train]:q} val={params.volumes[val]:q} test={params.volumes[test]:q}"
+        " --slices {params.slices:q} --recon-size {params.recon_size:q} --kspace-size {params.kspace_size:q}"
+        " --coils {params.coils:q} --noise-level {params.noise_level:q} --seed {params.seed:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 # Real fastMRI: each dataset (an archive such as knee_multicoil_val) is downloaded from its signed
@@ -62,9 +62,9 @@ rule fetch_fastmri:
         out_dir=output_folder,
         keep=keep_archive_flag(),
     shell:
-        "python scripts/fetch_fastmri.py --url {params.url:q} --sha256-file {input.sha256}"
-        " --name {wildcards.dataset} --archive-dir {params.archive_dir} --out-dir {params.out_dir}"
-        " {params.keep} > {log} 2>&1"
+        "python scripts/fetch_fastmri.py --url {params.url:q} --sha256-file {input.sha256:q}"
+        " --name {wildcards.dataset:q} --archive-dir {params.archive_dir:q} --out-dir {params.out_dir:q}"
+        " {params.keep:q} > {log:q} 2>&1"
 
 
 rule index_fastmri:
@@ -86,9 +86,10 @@ rule index_fastmri:
     params:
         folder=fastmri_index_folder,
         challenge=config["data"]["challenge"],
+        limits=volume_limits_flag(),
     shell:
-        "python scripts/index_fastmri.py --folder {params.folder} --challenge {params.challenge}"
-        " --out {output} > {log} 2>&1"
+        "python scripts/index_fastmri.py --folder {params.folder:q} --challenge {params.challenge:q}"
+        " {params.limits:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule split_list:
@@ -111,7 +112,7 @@ rule split_list:
     params:
         source=split_selection,
     shell:
-        "python scripts/make_split.py {params.source} --out {output} > {log} 2>&1"
+        "python scripts/make_split.py {params.source:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule sens_maps:
@@ -140,7 +141,7 @@ rule sens_maps:
         crop=config["fastmri"]["sens_maps"]["crop"],
         device=config["device"],
     shell:
-        "python scripts/estimate_sens_maps.py --volumes @{input} --out-dir {output} {params.slices}"
-        " --recon-size {params.recon_size} --num-acs {params.num_acs} --kernel-size {params.kernel_size}"
-        " --threshold {params.threshold} --crop {params.crop} --device {params.device}"
-        " --threads {threads} > {log} 2>&1"
+        "python scripts/estimate_sens_maps.py --volumes @{input:q} --out-dir {output:q} {params.slices:q}"
+        " --recon-size {params.recon_size:q} --num-acs {params.num_acs:q} --kernel-size {params.kernel_size:q}"
+        " --threshold {params.threshold:q} --crop {params.crop:q} --device {params.device:q}"
+        " --threads {threads} > {log:q} 2>&1"

@@ -28,12 +28,12 @@ rule evaluate:
         seed=config["seed"],
         device=config["device"],
     shell:
-        "python scripts/evaluate.py --model {input.model} --test @{input.test} {params.sens}"
-        " --train-mask {input.mask} --masks {input.masks} --attacks {input.attacks}"
-        " --generators {input.generators} --unrolls {params.unrolls} {params.shift} {params.small_features}"
-        " {params.test_slices} --batch-size {params.batch_size} --seed {params.seed}"
-        " --device {params.device} --out {output.scores} --recon-dir {output.recons} --threads {threads}"
-        " > {log} 2>&1"
+        "python scripts/evaluate.py --model {input.model:q} --test @{input.test:q} {params.sens:q}"
+        " --train-mask {input.mask:q} --masks {input.masks:q} --attacks {input.attacks:q}"
+        " --generators {input.generators:q} --unrolls {params.unrolls:q} {params.shift:q}"
+        " {params.small_features:q} {params.test_slices:q} --batch-size {params.batch_size:q}"
+        " --seed {params.seed:q} --device {params.device:q} --out {output.scores:q}"
+        " --recon-dir {output.recons:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule ttt:
@@ -60,7 +60,7 @@ rule ttt:
         seed=config["seed"],
         device=config["device"],
     shell:
-        "python scripts/evaluate_ttt.py --model {input.model} --test @{input.test} {params.sens}"
-        " --mask {input.mask} --settings {params.settings:q} --batch-size {params.batch_size}"
-        " {params.test_slices} --seed {params.seed} --device {params.device}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        "python scripts/evaluate_ttt.py --model {input.model:q} --test @{input.test:q} {params.sens:q}"
+        " --mask {input.mask:q} --settings {params.settings:q} --batch-size {params.batch_size:q}"
+        " {params.test_slices:q} --seed {params.seed:q} --device {params.device:q}"
+        " --out {output:q} --threads {threads} > {log:q} 2>&1"

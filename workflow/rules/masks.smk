@@ -29,7 +29,7 @@ rule masks:
         seed=config["masks"]["seed"],
         out_dir=output_folder,
     shell:
-        "python scripts/make_masks.py --mask-type {params.mask_type}"
-        " --accelerations {params.accelerations} --center-fractions {params.center_fractions}"
-        " --width {params.width} --height {params.height} --seed {params.seed}"
-        " --out-dir {params.out_dir} --figure {output.figure} --threads {threads} > {log} 2>&1"
+        "python scripts/make_masks.py --mask-type {params.mask_type:q}"
+        " --accelerations {params.accelerations:q} --center-fractions {params.center_fractions:q}"
+        " --width {params.width:q} --height {params.height:q} --seed {params.seed:q}"
+        " --out-dir {params.out_dir:q} --figure {output.figure:q} --threads {threads} > {log:q} 2>&1"

@@ -35,10 +35,10 @@ rule robustness_table:
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],
     shell:
-        "python scripts/make_table.py --inputs {input} --config-hash {params.config_hash}"
-        " --bootstrap {params.bootstrap} --seed {params.seed} --out {output.table}"
-        " --markdown {output.markdown} --latex {output.latex} --shift-summary {output.shift}"
-        " --threads {threads} > {log} 2>&1"
+        "python scripts/make_table.py --inputs {input:q} --config-hash {params.config_hash:q}"
+        " --bootstrap {params.bootstrap:q} --seed {params.seed:q} --out {output.table:q}"
+        " --markdown {output.markdown:q} --latex {output.latex:q} --shift-summary {output.shift:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule training_health:
@@ -124,6 +124,6 @@ rule figures:
         recon_root=recon_root,
         out_dir=output_folder,
     shell:
-        "python scripts/make_figures.py --table {input.table} --recon-root {params.recon_root}"
-        " --models {params.models} --grid-attack {params.attack} --grid-level {params.level}"
-        " --attack-files {input.attacks} --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+        "python scripts/make_figures.py --table {input.table:q} --recon-root {params.recon_root:q}"
+        " --models {params.models:q} --grid-attack {params.attack:q} --grid-level {params.level:q}"
+        " --attack-files {input.attacks:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

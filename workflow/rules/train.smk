@@ -27,10 +27,10 @@ rule train:
         checkpoint="results/checkpoints/{model}.pt",
         device=config["device"],
     shell:
-        "python scripts/train.py --spec {params.spec:q} --train @{input.train} --val @{input.val}"
-        " --mask {input.mask} {params.sens} {params.init} --device {params.device}"
-        " --model {output.model} --metrics {output.metrics} --checkpoint {params.checkpoint}"
-        " --threads {threads} > {log} 2>&1"
+        "python scripts/train.py --spec {params.spec:q} --train @{input.train:q} --val @{input.val:q}"
+        " --mask {input.mask:q} {params.sens:q} {params.init:q} --device {params.device:q}"
+        " --model {output.model:q} --metrics {output.metrics:q} --checkpoint {params.checkpoint:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule tune_classical:
@@ -60,11 +60,11 @@ rule tune_classical:
         sens=sens_dir_flag,
         device=config["device"],
     shell:
-        "python scripts/tune_classical.py --method {wildcards.method} --lams {params.lams}"
-        " --num-iters {params.num_iters} --val @{input.val} {params.sens} --mask {input.mask}"
-        " --val-slices {params.val_slices} --wavelet {params.wavelet} --levels {params.levels}"
-        " --solver {params.solver} --device {params.device}"
-        " --out {output.model} --table {output.table} --threads {threads} > {log} 2>&1"
+        "python scripts/tune_classical.py --method {wildcards.method:q} --lams {params.lams:q}"
+        " --num-iters {params.num_iters:q} --val @{input.val:q} {params.sens:q} --mask {input.mask:q}"
+        " --val-slices {params.val_slices:q} --wavelet {params.wavelet:q} --levels {params.levels:q}"
+        " --solver {params.solver:q} --device {params.device:q}"
+        " --out {output.model:q} --table {output.table:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule untrained_method:
@@ -82,8 +82,8 @@ rule untrained_method:
     params:
         settings=untrained_settings(),
     shell:
-        "python scripts/write_method.py --kind untrained --settings {params.settings:q} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        "python scripts/write_method.py --kind untrained --settings {params.settings:q} --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule zero_filled_method:
@@ -99,4 +99,4 @@ rule zero_filled_method:
     resources:
         **job_resources("zero_filled_method"),
     shell:
-        "python scripts/write_method.py --kind zero_filled --out {output} --threads {threads} > {log} 2>&1"
+        "python scripts/write_method.py --kind zero_filled --out {output:q} --threads {threads} > {log:q} 2>&1"
