@@ -36,7 +36,7 @@ from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path, write_text_atomic
 from smug.masks import load_mask
 from smug.runtime import parse_args, provenance, select_device, setup_compute, setup_logging
-from smug.training import collate
+from smug.data import collate
 from smug.wavelets import WAVELETS
 
 LOG = logging.getLogger("smug")

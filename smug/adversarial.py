@@ -23,14 +23,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from smug.attacks import DOMAINS, apply_perturbation, zero_filled_image
+from smug.data import Batch
 from smug.objectives import complex_mse
-from smug.operators import adjoint_operator, forward_operator
+from smug.operators import forward_operator
 from smug.reconstruct import reconstruct
 from smug.transforms import channels_to_complex
 
-Batch = dict[str, Any]
 ImageLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-DOMAINS = ("image", "kspace")
 
 
 def hinge_penalty(perturbation: torch.Tensor, eps: float) -> torch.Tensor:
@@ -101,10 +101,11 @@ def perturb_input(batch: Batch, perturbation: torch.Tensor, domain: str) -> torc
             f"perturbation of shape {tuple(perturbation.shape)} does not fit k-space of shape {tuple(kspace.shape)}"
         )
     if domain == "image":
-        clean = adjoint_operator(kspace, mask, sens_maps)
-        return clean + _as_complex(perturbation).to(clean.dtype)
-    delta = kspace_perturbation(perturbation, mask, sens_maps).to(kspace.dtype)
-    return adjoint_operator(kspace + delta, mask, sens_maps)
+        delta = _as_complex(perturbation)
+    else:
+        delta = kspace_perturbation(perturbation, mask, sens_maps)
+    # The one perturbation path of the study, shared with the PGD attacks.
+    return zero_filled_image(apply_perturbation(batch, delta.to(kspace.dtype), domain))
 
 
 def generator_ascent_step(

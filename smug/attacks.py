@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from smug.data import Batch
 from smug.io import atomic_path
+from smug.methods import NOISE_COUNTERPART, PROTOCOLS
 from smug.operators import adjoint_operator, apply_column_mask, broadcast_mask
 from smug.reconstruct import reconstruct
 from smug.transforms import clamp_complex
 
-Batch = dict[str, Any]
 
 NORMS = ("linf", "l2")
 DOMAINS = ("kspace", "image")
@@ -570,44 +571,14 @@ ATTACKS: dict[str, tuple[AttackFn, dict[str, Any]]] = {
     "noise_image_linf": (random_perturbation, {"norm": "linf", "domain": "image"}),
 }
 
-# Random noise of the same norm ball as each white-box attack: the average case beside the worst.
-NOISE_COUNTERPART = {
-    "pgd_kspace_linf": "noise_kspace_linf",
-    "pgd_kspace_l2": "noise_kspace_l2",
-    "pgd_image_linf": "noise_image_linf",
-    "pgd_relative_l2": "noise_relative_l2",
-    "pgd_kspace_linf_journal": "noise_kspace_linf",
-    "pgd_image_linf_conference": "noise_image_linf",
-}
-
-# The SMUG papers' own attack protocols. Their PGD settings are the authors' code's, fixed here and
-# not taken from evaluation.pgd, so a reviewer can tell a real robustness gain from a weak attack:
+# The SMUG papers' own attack protocols (smug.methods.PROTOCOLS) keep the authors' PGD settings, not
+# evaluation.pgd's, so a reviewer can tell a real robustness gain from a weak attack:
 # - journal: l_inf PGD on the sampled k-space through the smoothed model with ONE noise draw per
 #   step (no expectation over noise), 10 steps of eps/3 from a random start (uniform in the box
 #   here; the code draws a Gaussian start clamped to the box);
 # - conference: l_inf PGD on the zero-filled image computed on the network WITHOUT smoothing
 #   (``surrogate="unsmoothed"``), then applied to the smoothed network: a transfer attack.
 # On a deterministic model both are plain 10-step white-box PGD.
-PROTOCOLS: dict[str, dict[str, Any]] = {
-    "pgd_kspace_linf_journal": {
-        "steps": 10,
-        "step_size": None,
-        "random_start": True,
-        "loss_target": "gt",
-        "eot_samples": 1,
-        "surrogate": None,
-    },
-    "pgd_image_linf_conference": {
-        "steps": 10,
-        "step_size": None,
-        "random_start": True,
-        "loss_target": "gt",
-        "eot_samples": 1,
-        "surrogate": "unsmoothed",
-    },
-}
-
-
 def attack_protocol(name: str) -> str:
     """How a table row's perturbation was made: a paper protocol, white-box PGD with EOT, random
     noise, a trained generator's transfer, no perturbation ("clean"), or a distribution "shift"."""

@@ -55,7 +55,7 @@ from smug.objectives import end_to_end_loss
 from smug.operators import adjoint_operator, forward_operator, normal_operator
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
-from smug.training import collate, to_device
+from smug.data import collate, to_device
 
 Row = dict[str, Any]
 

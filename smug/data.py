@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import h5py
 import numpy as np
@@ -45,6 +45,9 @@ from smug.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
 MaskSource = torch.Tensor | Callable | None
+# A batch of SliceDataset items as collate stacks them: tensors (kspace, mask, target, sens_maps,
+# scale) with a leading batch dimension, and the lists fname and slice.
+Batch = dict[str, Any]
 Padding = EncodingInfo | tuple[int, int] | None
 
 
@@ -333,8 +336,8 @@ class SliceDataset(Dataset):
                 path = next(ref.path for ref in self.refs if ref.fname == fname)
                 raise ValueError(
                     f"{self.mask_name}: mask width {self.mask.shape[-1]} does not match the k-space width "
-                    f"{width} of {path} (after cropping to the recon size); make the masks with "
-                    "masks.width equal to the recon width"
+                    f"{width} of {path} at the recon size; make the masks with masks.width equal to the "
+                    "recon width"
                 )
             return self.mask.bool()
         mask, _ = self.mask((1, width, 2), seed=tuple(map(ord, fname)))
@@ -351,6 +354,20 @@ class SliceDataset(Dataset):
             return dict(item)
         mask = self.column_mask(item["fname"], item["kspace"].shape[-1])
         return {**item, "kspace": apply_column_mask(item["kspace"][None], mask)[0], "mask": mask}
+
+
+def collate(items: list[dict]) -> Batch:
+    """Stack tensors; keep names and slice indices as lists."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def make_dataset(

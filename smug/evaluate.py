@@ -25,9 +25,8 @@ from tqdm import tqdm
 from smug.io import atomic_path
 from smug.metrics import METRIC_FUNCS, bootstrap_ci
 from smug.reconstruct import reconstruct
-from smug.training import collate, to_device
+from smug.data import Batch, collate, to_device
 
-Batch = dict
 BatchTransform = Callable[[Batch, int], Batch]
 
 ROW_COLUMNS = ["model", "perturbation", "level", "metric", "volume", "value", "n_slices"]

@@ -9,8 +9,10 @@ from typing import Sequence
 import h5py
 import numpy as np
 import pandas as pd
-from smug.attacks import NOISE_COUNTERPART, load_attack
+
+from smug.attacks import load_attack
 from smug.fftc import fft2c, ifft2c
+from smug.methods import FIGURES, NOISE_COUNTERPART
 from smug.plots import (
     plot_feature_crops,
     plot_image_grid,
@@ -20,15 +22,6 @@ from smug.plots import (
 )
 from smug.tables import shift_summary
 
-FIGURES = (
-    "robustness_curves",
-    "acceleration_shift",
-    "unroll_shift",
-    "image_grid",
-    "perturbations",
-    "anatomy_shift",
-    "small_features",
-)
 # Half-width of the zoomed crops around small features, in pixels.
 _CROP_HALF = 8
 

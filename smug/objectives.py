@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from smug.attacks import apply_perturbation, pgd_kspace_attack
+from smug.data import Batch
 from smug.losses import SSIMLoss
 from smug.models.factory import denoiser_of
 from smug.models.modl import UnrollTrace
@@ -20,7 +21,6 @@ from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.reconstruct import reconstruct
 from smug.transforms import clamp_complex
 
-Batch = dict[str, torch.Tensor]
 
 
 def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -23,15 +23,15 @@ from torch.utils.data import DataLoader
 
 from smug import attacks
 from smug.adversarial import perturb_input
+from smug.data import collate, make_dataset, to_device
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
 from smug.models.factory import UNROLLED_KINDS, load_model, read_record
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
-from smug.data import make_dataset
 from smug.stages import perturbation_generator
 from smug.test_time_training import ttt_reconstruct
-from smug.training import collate, epoch_seed, to_device
+from smug.training import epoch_seed
 
 LOG = logging.getLogger(__name__)
 

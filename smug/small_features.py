@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from smug.data import Batch
 from smug.metrics import mean_std_match
 from smug.operators import adjoint_operator, forward_operator
 
-Batch = dict
 Centre = tuple[int, int]
 
 KINDS = ("square", "disc")

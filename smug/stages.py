@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.data import SliceDataset, make_dataset
+from smug.data import SliceDataset, collate, make_dataset, to_device
 from smug.io import atomic_path
 from smug.metrics import psnr, ssim
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, load_model, unrolled_core
@@ -50,7 +50,7 @@ from smug.objectives import (
 )
 from smug.reconstruct import reconstruct
 from smug.runtime import dump_json, provenance
-from smug.training import NonFiniteLossError, TrainSettings, collate, epoch_seed, fit, to_device
+from smug.training import NonFiniteLossError, TrainSettings, epoch_seed, fit
 from smug.transforms import clamp_complex
 
 LOG = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def train_stage(
     """
     tic = time.perf_counter()
     torch.manual_seed(spec["seed"])
-    model = build_model(spec["kind"], spec["model"], spec["smoothing"]).to(device)
+    model = build_model(spec["kind"], spec["model"], spec.get("smoothing")).to(device)
     teacher = initialise(model, spec, init_path, device)
 
     mask = None if spec["kind"] == "denoiser" else mask_path

@@ -30,7 +30,7 @@ from smug.evaluate import BatchTransform, VolumeStack
 from smug.operators import apply_column_mask
 from smug.reconstruct import reconstruct
 from smug.self_supervised import kspace_consistency_loss, split_mask
-from smug.training import collate, to_device
+from smug.data import collate, to_device
 
 SETTINGS = ("steps", "lr", "holdout_fraction", "patience", "check_every")
 

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from smug.data import collate, to_device
 from smug.io import atomic_path, load_torch_file
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
@@ -116,20 +117,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
     if settings.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
     raise ValueError(f"unknown schedule {settings.schedule!r}; valid: constant_linear, step, constant")
-
-
-def collate(items: list[dict]) -> dict:
-    """Stack tensors; keep names and slice indices as lists."""
-    batch = {}
-    for key in items[0]:
-        values = [item[key] for item in items]
-        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
-    return batch
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    non_blocking = device.type == "cuda"
-    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _rng_state() -> dict:

@@ -20,7 +20,7 @@ INJECTED = "r;$(touch PWNED)"
 def shell_commands(output: str) -> list[list[str]]:
     """Every command a `-p` dry run prints, split into words as the shell would."""
     prefix = "Shell command: "
-    return [shlex.split(line[len(prefix):]) for line in output.splitlines() if line.startswith(prefix)]
+    return [shlex.split(line[len(prefix) :]) for line in output.splitlines() if line.startswith(prefix)]
 
 
 def commands_of(output: str, script: str) -> list[list[str]]:
@@ -36,9 +36,7 @@ def values_after(cmd: list[str], flag: str) -> list[str]:
 
 def dry_run(tmp_path, overrides: dict, *targets: str):
     config = write_config(tmp_path, deep_update(TINY_CONFIG, overrides))
-    result = snakemake(
-        ["-n", "-p", "--forceall", *targets, "--configfile", str(config)], cwd=tmp_path, timeout=300
-    )
+    result = snakemake(["-n", "-p", "--forceall", *targets, "--configfile", str(config)], cwd=tmp_path, timeout=300)
     return result, result.stdout + result.stderr
 
 
@@ -94,43 +92,61 @@ def test_paths_with_shell_metacharacters_are_refused_naming_the_key(tmp_path, se
     copy_workflow(tmp_path)
     result, output = dry_run(tmp_path, {section: {key: value}}, "synthetic_dataset", "figures")
     assert result.returncode != 0, output[-3000:]
-    assert f"On instance['{section}']['{key}']" in output, output[-3000:]
-    assert "does not match" in output, output[-3000:]
+    assert f"config error: {section}.{key}: {value!r} is not allowed. A file or folder path" in output, output[-3000:]
     assert not list(tmp_path.rglob("PWNED*"))
 
 
 @pytest.mark.parametrize(
     ("overrides", "instance"),
     [
-        ({"evaluation": {"figure": {"attack": "x --help >/dev/null; touch PWNED; echo"}}},
-         "['evaluation']['figure']['attack']"),
-        ({"evaluation": {"figure": {"models": ["zero_filled", "smug;touch PWNED"]}}},
-         "['evaluation']['figure']['models'][1]"),
-        ({"untrained": {"attack_source": "modl $(touch PWNED)"}}, "['untrained']['attack_source']"),
-        ({"cluster": {"partition": "gpu;touch PWNED"}}, "['cluster']['partition']"),
+        ({"evaluation": {"figure": {"attack": "x --help >/dev/null; touch PWNED; echo"}}}, "evaluation.figure.attack"),
+        ({"evaluation": {"figure": {"models": ["zero_filled", "smug;touch PWNED"]}}}, "evaluation.figure.models.1"),
+        ({"untrained": {"attack_source": "modl $(touch PWNED)"}}, "untrained.attack_source"),
+        ({"cluster": {"partition": "gpu;touch PWNED"}}, "cluster.partition"),
     ],
 )
 def test_names_with_shell_metacharacters_are_refused_naming_the_key(tmp_path, overrides, instance):
     copy_workflow(tmp_path)
     result, output = dry_run(tmp_path, overrides, "figures")
     assert result.returncode != 0, output[-3000:]
-    assert f"On instance{instance}" in output, output[-3000:]
+    assert f"config error: {instance}: " in output and "is not allowed" in output, output[-3000:]
     assert not list(tmp_path.rglob("PWNED*"))
 
 
 @pytest.mark.parametrize(
     ("overrides", "key", "bad", "target"),
     [
-        ({"evaluation": {"figure": {"models": ["zero_filled", "smugg"]}}},
-         "evaluation.figure.models", "smugg", "evaluation.models"),
+        (
+            {"evaluation": {"figure": {"models": ["zero_filled", "smugg"]}}},
+            "evaluation.figure.models",
+            "smugg",
+            "evaluation.models",
+        ),
         # A valid model that this run does not evaluate would leave its figure panel stale too.
-        ({"evaluation": {"models": ["zero_filled", "modl"], "ttt": {"models": ["modl"]},
-                         "figure": {"models": ["zero_filled", "smug"]}}},
-         "evaluation.figure.models", "smug", "evaluation.models"),
-        ({"evaluation": {"figure": {"attack": "pgd_kspace_l2"}}},
-         "evaluation.figure.attack", "pgd_kspace_l2", "evaluation.attacks"),
-        ({"untrained": {"attacks": ["pgd_image_linf_conference", "pgd_kspace_l2"]}},
-         "untrained.attacks", "pgd_kspace_l2", "evaluation.attacks"),
+        (
+            {
+                "evaluation": {
+                    "models": ["zero_filled", "modl"],
+                    "ttt": {"models": ["modl"]},
+                    "figure": {"models": ["zero_filled", "smug"]},
+                }
+            },
+            "evaluation.figure.models",
+            "smug",
+            "evaluation.models",
+        ),
+        (
+            {"evaluation": {"figure": {"attack": "pgd_kspace_l2"}}},
+            "evaluation.figure.attack",
+            "pgd_kspace_l2",
+            "evaluation.attacks",
+        ),
+        (
+            {"untrained": {"attacks": ["pgd_image_linf_conference", "pgd_kspace_l2"]}},
+            "untrained.attacks",
+            "pgd_kspace_l2",
+            "evaluation.attacks",
+        ),
     ],
 )
 def test_reference_to_a_missing_entry_is_one_short_error(tmp_path, overrides, key, bad, target):
@@ -141,7 +157,7 @@ def test_reference_to_a_missing_entry_is_one_short_error(tmp_path, overrides, ke
     assert result.returncode != 0, output[-3000:]
     message = f"config error: {key}: {bad!r} is not in {target} (valid: "
     [line] = [line for line in output.splitlines() if message in line]
-    error = output[output.index("Error in file"):] if "Error in file" in output else output
+    error = output[output.index("Error in file") :] if "Error in file" in output else output
     assert len(error.strip().splitlines()) < 15, error
 
 
@@ -149,9 +165,10 @@ def test_cheap_rule_runs_with_a_spaced_root_and_writes_there(tmp_path):
     """A real run of synthetic_dataset with a root holding a space and parentheses (which the shell
     would otherwise split on or choke on): the volumes land in that folder, nothing else appears."""
     copy_workflow(tmp_path)
-    overrides = {"synthetic": {"volumes": {"train": 1, "val": 1, "test": 1}, "slices_per_volume": 1,
-                               "anatomies": ["knee"]},
-                 "data": {"root": SPACED_ROOT, "shift_anatomy": None}}
+    overrides = {
+        "synthetic": {"volumes": {"train": 1, "val": 1, "test": 1}, "slices_per_volume": 1, "anatomies": ["knee"]},
+        "data": {"root": SPACED_ROOT, "shift_anatomy": None},
+    }
     config = write_config(tmp_path, deep_update(TINY_CONFIG, overrides))
     before = {p.name for p in tmp_path.iterdir()}
     result = snakemake(["--cores", "1", "synthetic_dataset", "--configfile", str(config)], cwd=tmp_path, timeout=600)

@@ -187,7 +187,7 @@ def test_unknown_rule_in_cluster_resources_is_named(tmp_path):
     config = write_config(tmp_path, {"cluster": {"resources": {"trian": {"gpu": 1}}}})
     result = snakemake(["-n", "--configfile", str(config)], cwd=tmp_path, timeout=300)
     assert result.returncode != 0
-    assert "'trian' is not one of" in result.stdout + result.stderr
+    assert "config error: cluster.resources: 'trian' is not allowed; did you mean 'train'?" in result.stdout + result.stderr
 
 
 @pytest.mark.slow

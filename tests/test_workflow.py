@@ -7,13 +7,23 @@ import pytest
 import torch
 
 from smug.attacks import load_attack
-from smug.figures import FIGURES
+from smug.methods import FIGURES
 
-from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, snakemake, write_config
+from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 TINY_CONFIG_MODELS = [
-    "zero_filled", "cs_l1_wavelet", "cs_tv", "untrained", "unet", "unet_adv", "unet_adv_kspace", "modl",
-    "modl_pgd", "smug", "weighted_smug", "rs_e2e",
+    "zero_filled",
+    "cs_l1_wavelet",
+    "cs_tv",
+    "untrained",
+    "unet",
+    "unet_adv",
+    "unet_adv_kspace",
+    "modl",
+    "modl_pgd",
+    "smug",
+    "weighted_smug",
+    "rs_e2e",
 ]
 
 
@@ -32,19 +42,46 @@ def test_default_dry_run_lists_the_whole_pipeline(tmp_path):
     copy_workflow(tmp_path)
     result = snakemake(["-n", "--quiet", "rules"], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    for rule in ("synthetic_dataset", "masks", "train", "tune_classical", "attack", "noise", "evaluate",
-                 "robustness_table", "figures"):
+    for rule in (
+        "synthetic_dataset",
+        "masks",
+        "train",
+        "tune_classical",
+        "attack",
+        "noise",
+        "evaluate",
+        "robustness_table",
+        "figures",
+    ):
         assert rule in result.stdout
 
 
-def test_unknown_or_mistyped_config_key_is_named(tmp_path):
+def test_unknown_or_mistyped_config_key_is_one_short_message(tmp_path):
+    """One message naming the key's path, the closest valid key and how to set nested keys, not a
+    dump of the schema."""
     copy_workflow(tmp_path)
-    bad_key = snakemake(["-n", "--configfile", str(write_config(tmp_path, {"synthetic": {"volumez": 3}}))], tmp_path)
-    assert bad_key.returncode != 0
-    assert "'volumez' was unexpected" in bad_key.stdout + bad_key.stderr
-    bad_type = snakemake(["-n", "--configfile", str(write_config(tmp_path, {"synthetic": {"coils": "four"}}))], tmp_path)
-    assert bad_type.returncode != 0
-    assert "'four' is not of type 'integer'" in bad_type.stdout + bad_type.stderr
+    cases = {
+        "synthetic_key": (
+            {"synthetic": {"volumez": 3}},
+            "config error: unknown key 'synthetic.volumez' in synthetic (did you mean synthetic.volumes?)",
+        ),
+        "top_level_key": (
+            {"traning": {"lr": 1}},
+            "config error: unknown key 'traning' at the top level (did you mean training?)",
+        ),
+        "type": ({"synthetic": {"coils": "four"}}, "config error: synthetic.coils: 'four' is not of type 'integer'"),
+        "enum": (
+            {"device": "cdua"},
+            "config error: device: 'cdua' is not allowed; did you mean 'cuda'? valid: auto, cpu, cuda",
+        ),
+    }
+    for name, (overrides, message) in cases.items():
+        result = snakemake(["-n", "--configfile", str(write_config(tmp_path, overrides, f"{name}.yaml"))], tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and message in output, output[-2000:]
+        assert len(output.strip().splitlines()) <= 6, output
+    typo = snakemake(["-n", "--configfile", str(tmp_path / "top_level_key.yaml")], tmp_path)
+    assert "Nested keys are set in a YAML file passed with --configfile" in typo.stdout + typo.stderr
 
 
 @pytest.mark.slow
@@ -67,6 +104,7 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     # unhealthy model (expected at this size), the checks it failed.
     health = pd.read_csv(tmp_path / "results/tables/training_health.csv")
     from smug.health import COLUMNS as HEALTH_COLUMNS
+
     assert list(health.columns) == HEALTH_COLUMNS
     assert set(health["model"]) == set(TINY_CONFIG_MODELS) | {"denoiser"}
     assert health.set_index("model").loc["zero_filled", "healthy"]
@@ -81,9 +119,20 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     assert not table.isna().any().any()
     assert set(table.loc[table["perturbation"] == "pgd_kspace_linf", "protocol"]) == {"white-box (EOT)"}
     assert set(table["model"]) == set(TINY_CONFIG_MODELS)
-    expected = {"clean", "pgd_kspace_linf", "pgd_image_linf", "noise_kspace_linf", "noise_image_linf",
-                "acceleration", "unrolls", "generator_unet_adv", "generator_unet_adv_kspace", "anatomy_shift",
-                "small_feature", "ttt_anatomy_shift"}
+    expected = {
+        "clean",
+        "pgd_kspace_linf",
+        "pgd_image_linf",
+        "noise_kspace_linf",
+        "noise_image_linf",
+        "acceleration",
+        "unrolls",
+        "generator_unet_adv",
+        "generator_unet_adv_kspace",
+        "anatomy_shift",
+        "small_feature",
+        "ttt_anatomy_shift",
+    }
     assert expected <= set(table["perturbation"])
     # The robustness study's measurements: every model under anatomy shift and small features, the
     # listed networks after test-time training, and the gap it closes.
@@ -105,7 +154,28 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     again = snakemake(["-n", "--configfile", str(config)], tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # A model's spec holds only the settings it reads: a new smoothing sigma retrains SMUG and
+    # Weighted SMUG, and re-runs what depends on them, but no other model.
+    sigma = write_config(tmp_path, deep_update(TINY_CONFIG, {"smoothing": {"sigma": 0.03}}), "sigma.yaml")
+    changed = snakemake(["-n", "--configfile", str(sigma)], tmp_path)
+    jobs = scheduled_jobs(changed.stdout)
+    assert {w["model"] for rule, w in jobs if rule == "train"} == {"smug", "weighted_smug"}
+    assert {w["model"] for rule, w in jobs if rule in ("evaluate", "attack")} == {"smug", "weighted_smug"}
+
     report = snakemake(["--configfile", str(config), "--report", "results/report.html"], tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "results/report.html").read_text()
     assert "robustness_curves.png" in html
+
+
+def scheduled_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """``(rule, wildcards)`` of every job a ``snakemake -n`` run lists."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+            jobs.append((rule, {}))
+        elif line.startswith("wildcards:") and rule is not None:
+            jobs[-1][1].update(item.split("=", 1) for item in line[len("wildcards:") :].strip().split(", "))
+    return jobs

@@ -80,8 +80,13 @@ def write_config(dest: Path, overrides: dict, name: str = "tiny.yaml") -> Path:
     return path
 
 
-def snakemake(args: list[str], cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+def snakemake(
+    args: list[str], cwd: Path, timeout: float = 1200, env_path: list[Path] | None = None
+) -> subprocess.CompletedProcess:
+    """Run Snakemake from this venv; ``env_path`` goes first on its PYTHONPATH."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if env_path:
+        env["PYTHONPATH"] = os.pathsep.join([*map(str, env_path), env.get("PYTHONPATH", "")])
     return subprocess.run(
         [str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )

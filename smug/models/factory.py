@@ -14,6 +14,7 @@ from torch import nn
 
 from smug import classical
 from smug.io import load_torch_file
+from smug.methods import KINDS, kinds_of
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
@@ -21,21 +22,21 @@ from smug.models.weight_encoder import WeightEncoder
 from smug.models.zero_filled import ZeroFilled
 from smug.untrained import UntrainedNetwork
 
-UNROLLED_KINDS = ("modl", "smug", "weighted_smug", "rs_e2e", "modl_pgd")
-UNET_KINDS = ("unet", "unet_adv")
-MODEL_KINDS = ("denoiser", *UNROLLED_KINDS, *UNET_KINDS)
-_SMOOTHING = {"modl": "none", "modl_pgd": "none", "smug": "smug", "weighted_smug": "weighted"}
+UNROLLED_KINDS = kinds_of("unrolled")
+UNET_KINDS = kinds_of("unet")
+MODEL_KINDS = (*kinds_of("denoiser"), *UNROLLED_KINDS, *UNET_KINDS)
 
 
-def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any]) -> nn.Module:
+def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
     """A fresh model of ``kind``.
 
     Args:
         kind: one of :data:`MODEL_KINDS`.
         model_cfg: unrolled kinds: ``denoiser``, ``denoiser_args``, ``num_unrolls``, ``lam``,
             ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``, ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
-        smoothing_cfg: ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder),
-            and for RS-E2E ``kspace_sigma``.
+        smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
+            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), and for RS-E2E
+            ``kspace_sigma``.
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
@@ -52,16 +53,19 @@ def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, A
         cg_max_iter=model_cfg["cg_max_iter"],
         cg_tol=model_cfg["cg_tol"],
     )
-    if kind == "rs_e2e":
+    smoothing = KINDS[kind].smoothing
+    if smoothing == "e2e":
         return RSE2E(
             MoDL(denoiser, **modl_kwargs),
             sigma=smoothing_cfg["kspace_sigma"],
             num_samples=smoothing_cfg["num_samples"],
         )
-    encoder = WeightEncoder(**smoothing_cfg.get("weight_encoder", {})) if kind == "weighted_smug" else None
+    if smoothing is None:
+        return MoDL(denoiser, **modl_kwargs)
+    encoder = WeightEncoder(**smoothing_cfg.get("weight_encoder", {})) if smoothing == "weighted" else None
     return MoDL(
         denoiser,
-        smoothing=_SMOOTHING[kind],
+        smoothing=smoothing,
         sigma=smoothing_cfg["sigma"],
         num_samples=smoothing_cfg["num_samples"],
         weight_encoder=encoder,
@@ -116,6 +120,6 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
     if not isinstance(record, dict) or "state_dict" not in record or "spec" not in record:
         raise ValueError(f"{path} is not a model saved by this pipeline (no state_dict/spec)")
     spec = record["spec"]
-    model = build_model(spec["kind"], spec["model"], spec["smoothing"])
+    model = build_model(spec["kind"], spec["model"], spec.get("smoothing"))
     model.load_state_dict(record["state_dict"])
     return model.to(device).eval(), record

@@ -10,8 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from smug.attacks import NOISE_COUNTERPART, PROTOCOLS
-from smug.figures import FIGURES
+from smug.methods import FIGURES, NOISE_COUNTERPART, PROTOCOLS, spec_settings, trained_methods
 from smug.synthetic import sens_map_path, volume_paths, volume_plan
 
 
@@ -240,18 +239,8 @@ def recon_size():
 
 # ---- training ---------------------------------------------------------------------------------
 
-# Every trained model: its training stage (smug.stages) and the model it starts from.
-TRAINED_MODELS = {
-    "denoiser": {"kind": "denoiser", "init": None},
-    "modl": {"kind": "modl", "init": "denoiser"},
-    "smug": {"kind": "smug", "init": "denoiser"},
-    "weighted_smug": {"kind": "weighted_smug", "init": "denoiser"},
-    "rs_e2e": {"kind": "rs_e2e", "init": "modl"},
-    "modl_pgd": {"kind": "modl_pgd", "init": "modl"},
-    "unet": {"kind": "unet", "init": None},
-    "unet_adv": {"kind": "unet_adv", "init": None, "domain": "image"},
-    "unet_adv_kspace": {"kind": "unet_adv", "init": None, "domain": "kspace"},
-}
+# Every trained model, its kind and the model it starts from: smug.methods.METHODS.
+TRAINED_MODELS = trained_methods()
 
 
 def training_inputs(wildcards):
@@ -262,49 +251,25 @@ def training_inputs(wildcards):
         "sens": split_sens_maps("train", anatomy) + split_sens_maps("val", anatomy),
         "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
     }
-    parent = TRAINED_MODELS[wildcards.model]["init"]
+    parent = TRAINED_MODELS[wildcards.model].init
     if parent is not None:
         inputs["init"] = f"results/models/{parent}/model.pt"
     return inputs
 
 
 def init_flag(wildcards, input):
-    return ["--init", input.init] if TRAINED_MODELS[wildcards.model]["init"] else []
+    return ["--init", input.init] if TRAINED_MODELS[wildcards.model].init else []
 
 
 def training_spec(wildcards):
-    """The JSON spec scripts/train.py receives: everything that determines the trained weights."""
+    """The JSON spec scripts/train.py receives: exactly the settings that determine the model's
+    weights (smug.methods.spec_settings), so a setting change retrains only the models reading it."""
     name = wildcards.model
-    kind = TRAINED_MODELS[name]["kind"]
-    baselines = config["baselines"]
-    training = {
-        k: v for k, v in config["training"].items() if k not in ("epochs", "train_slices", "val_slices")
-    }
-    denoiser = config["model"]["denoiser"]
-    model = {k: v for k, v in config["model"].items() if k not in ("didn", "dncnn", "unet")}
-    model["denoiser_args"] = config["model"][denoiser]
-    adversarial = None
-    if kind in ("unet", "unet_adv"):
-        model = baselines["unet"]["model"]
-        training.update(baselines["unet"]["training"])
-    if kind == "unet_adv":
-        adversarial = {**baselines["unet_adv"], "domain": TRAINED_MODELS[name]["domain"]}
-        training["epochs"] = adversarial.pop("epochs")
-    elif kind == "modl_pgd":
-        adversarial = {k: v for k, v in baselines["modl_pgd"].items() if k != "epochs"}
-        training["epochs"] = baselines["modl_pgd"]["epochs"]
-    elif kind == "unet":
-        training["epochs"] = baselines["unet"]["epochs"]
-    else:
-        training["epochs"] = config["training"]["epochs"][kind]
     spec = {
         "name": name,
-        "kind": kind,
+        "kind": TRAINED_MODELS[name].kind,
         "seed": config["seed"],
-        "model": model,
-        "smoothing": config["smoothing"],
-        "adversarial": adversarial,
-        "training": training,
+        **spec_settings(name, config),
         "data": {
             "train_slices": config["training"]["train_slices"],
             "val_slices": config["training"]["val_slices"],
@@ -473,10 +438,10 @@ def evaluation_csvs():
 def pretrained_ancestors(model):
     """Trained models a model is initialised from, nearest first (RS-E2E: MoDL, then the denoiser)."""
     chain = []
-    parent = TRAINED_MODELS.get(model, {}).get("init")
+    parent = TRAINED_MODELS[model].init if model in TRAINED_MODELS else None
     while parent is not None:
         chain.append(parent)
-        parent = TRAINED_MODELS[parent]["init"]
+        parent = TRAINED_MODELS[parent].init
     return chain
 
 

@@ -1,0 +1,198 @@
+"""Every reconstruction method, attack and figure of the study, declared once.
+
+The workflow builds its DAG from these tables, the model factory and the training stages dispatch
+on them, and a test checks the config schema's lists against them. The module is plain data (no
+torch), so building the DAG loads neither torch nor matplotlib.
+
+A *kind* is how a model is built and trained; a *method* is a named instance of a kind, as it
+appears in ``evaluation.models`` and under ``results/models/{method}/``. A trained method's spec
+(:func:`spec_settings`) holds exactly the settings its kind reads, so changing one setting
+retrains exactly the methods that read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Keys of config/config.yaml's `training` section every trained kind reads (the optimiser, the
+# schedule and the speed options); the kind-specific ones are listed per kind below.
+COMMON_TRAINING = (
+    "batch_size", "optimizer", "lr", "betas", "weight_decay", "schedule", "constant_epochs", "step_size",
+    "gamma", "grad_clip", "num_workers", "amp", "channels_last", "cudnn_benchmark", "pin_memory",
+)
+# Keys of the `model` section an unrolled network reads (besides its denoiser).
+UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter", "cg_tol")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the models of one kind are made.
+
+    Attributes:
+        family: ``denoiser``, ``unrolled``, ``unet``, ``classical``, ``untrained`` or ``zero_filled``.
+        made_by: the script that makes its ``model.pt``: ``train`` (``scripts/train.py``),
+            ``tune_classical`` or ``write_method``.
+        smoothing: where randomised smoothing acts: ``smug`` (the denoiser at every unroll),
+            ``weighted`` (Weighted SMUG), ``e2e`` (the whole network), or None.
+        model: keys of the ``model`` section the spec carries (unrolled and denoiser kinds; the
+            U-Nets read ``baselines.unet.model``).
+        smoothing_keys: keys of the ``smoothing`` section the spec carries.
+        training: keys of the ``training`` section beyond :data:`COMMON_TRAINING`.
+        adversarial: the ``baselines`` section of its adversary, or None.
+    """
+
+    family: str
+    made_by: str
+    smoothing: str | None = None
+    model: tuple[str, ...] = ()
+    smoothing_keys: tuple[str, ...] = ()
+    training: tuple[str, ...] = ()
+    adversarial: str | None = None
+
+    @property
+    def randomised(self) -> bool:
+        """Whether its forward pass draws noise (attacks then average gradients over draws)."""
+        return self.smoothing is not None
+
+
+_DENOISER = ("denoiser", "denoiser_args")
+
+KINDS: dict[str, Kind] = {
+    "denoiser": Kind("denoiser", "train", model=_DENOISER, training=("pretrain_sigma",)),
+    "modl": Kind("unrolled", "train", model=(*_DENOISER, *UNROLLED_MODEL), training=("loss",)),
+    "smug": Kind(
+        "unrolled", "train", "smug", model=(*_DENOISER, *UNROLLED_MODEL), smoothing_keys=("sigma", "num_samples"),
+        training=("ustab_target", "lambda_rec"),
+    ),
+    "weighted_smug": Kind(
+        "unrolled", "train", "weighted", model=(*_DENOISER, *UNROLLED_MODEL),
+        smoothing_keys=("sigma", "num_samples", "weight_encoder"), training=("ustab_target", "lambda_rec"),
+    ),
+    "rs_e2e": Kind(
+        "unrolled", "train", "e2e", model=(*_DENOISER, *UNROLLED_MODEL), smoothing_keys=("kspace_sigma", "num_samples")
+    ),
+    "modl_pgd": Kind(
+        "unrolled", "train", model=(*_DENOISER, *UNROLLED_MODEL), training=("loss",), adversarial="modl_pgd"
+    ),
+    "unet": Kind("unet", "train", training=("loss",)),
+    "unet_adv": Kind("unet", "train", training=("loss",), adversarial="unet_adv"),
+    "classical": Kind("classical", "tune_classical"),
+    "untrained": Kind("untrained", "write_method"),
+    "zero_filled": Kind("zero_filled", "write_method"),
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named method: its kind, the trained method it starts from, and (min-max U-Nets) the
+    domain its adversary perturbs."""
+
+    kind: str
+    init: str | None = None
+    domain: str | None = None
+    label: str = ""
+
+
+METHODS: dict[str, Method] = {
+    "zero_filled": Method("zero_filled", label="Zero-filled"),
+    "cs_l1_wavelet": Method("classical", label="CS (l1-wavelet)"),
+    "cs_tv": Method("classical", label="CS (TV)"),
+    "untrained": Method("untrained", label="Untrained network"),
+    "denoiser": Method("denoiser", label="Denoiser"),
+    "unet": Method("unet", label="U-Net"),
+    "unet_adv": Method("unet_adv", domain="image", label="U-Net (min-max, image)"),
+    "unet_adv_kspace": Method("unet_adv", domain="kspace", label="U-Net (min-max, k-space)"),
+    "modl": Method("modl", init="denoiser", label="MoDL"),
+    "modl_pgd": Method("modl_pgd", init="modl", label="MoDL-PGD"),
+    "smug": Method("smug", init="denoiser", label="SMUG"),
+    "weighted_smug": Method("weighted_smug", init="denoiser", label="Weighted SMUG"),
+    "rs_e2e": Method("rs_e2e", init="modl", label="RS-E2E"),
+}
+
+
+def kinds_of(family: str) -> tuple[str, ...]:
+    """The kinds of one family, in declaration order."""
+    return tuple(name for name, kind in KINDS.items() if kind.family == family)
+
+
+def trained_methods() -> dict[str, Method]:
+    """The methods ``scripts/train.py`` makes, in declaration order."""
+    return {name: m for name, m in METHODS.items() if KINDS[m.kind].made_by == "train"}
+
+
+def spec_settings(method: str, config: dict) -> dict:
+    """The settings of a trained method's spec, taken from a validated config: exactly those its
+    kind reads (``model``, ``smoothing``, ``adversarial``, ``training`` with its ``epochs``)."""
+    entry = METHODS[method]
+    kind = KINDS[entry.kind]
+    baselines = config["baselines"]
+    training = {key: config["training"][key] for key in (*COMMON_TRAINING, *kind.training) if key in config["training"]}
+    if kind.family == "unet":
+        model = baselines["unet"]["model"]
+        training.update(baselines["unet"]["training"])
+        epochs = baselines["unet"]["epochs"]
+    else:
+        section = config["model"]
+        model = {key: section[key] for key in kind.model if key in section}
+        model["denoiser_args"] = section[section["denoiser"]]
+        epochs = config["training"]["epochs"].get(entry.kind)
+    adversarial = None
+    if kind.adversarial is not None:
+        adversarial = {k: v for k, v in baselines[kind.adversarial].items() if k != "epochs"}
+        if entry.domain is not None:
+            adversarial["domain"] = entry.domain
+        epochs = baselines[kind.adversarial]["epochs"]
+    training["epochs"] = epochs
+    settings = {"model": model, "training": training}
+    if kind.smoothing_keys:
+        settings["smoothing"] = {key: config["smoothing"][key] for key in kind.smoothing_keys}
+    if adversarial is not None:
+        settings["adversarial"] = adversarial
+    return settings
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A perturbation of the robustness study.
+
+    Attributes:
+        noise: the random-noise attack of the same norm ball (its average-case counterpart), or
+            None for a random-noise attack itself.
+        protocol: the PGD settings of a SMUG paper's own protocol, fixed here rather than taken
+            from ``evaluation.pgd`` (see :mod:`smug.attacks`), or None for a white-box attack.
+    """
+
+    noise: str | None = None
+    protocol: dict | None = None
+
+
+# The SMUG papers' protocols: journal, l_inf PGD on k-space through the smoothed model with one noise
+# draw per step; conference, l_inf PGD on the zero-filled image of the network without smoothing,
+# transferred to the smoothed one. 10 steps of eps/3 from a random start, as in the authors' code.
+_JOURNAL = {"steps": 10, "step_size": None, "random_start": True, "loss_target": "gt", "eot_samples": 1}
+
+ATTACKS: dict[str, Attack] = {
+    "pgd_kspace_linf": Attack(noise="noise_kspace_linf"),
+    "pgd_kspace_l2": Attack(noise="noise_kspace_l2"),
+    "pgd_image_linf": Attack(noise="noise_image_linf"),
+    "pgd_relative_l2": Attack(noise="noise_relative_l2"),
+    "pgd_kspace_linf_journal": Attack(noise="noise_kspace_linf", protocol={**_JOURNAL, "surrogate": None}),
+    "pgd_image_linf_conference": Attack(noise="noise_image_linf", protocol={**_JOURNAL, "surrogate": "unsmoothed"}),
+    "noise_kspace_linf": Attack(),
+    "noise_kspace_l2": Attack(),
+    "noise_relative_l2": Attack(),
+    "noise_image_linf": Attack(),
+}
+# Random noise of the same norm ball as each white-box attack: the average case beside the worst.
+NOISE_COUNTERPART = {name: a.noise for name, a in ATTACKS.items() if a.noise is not None}
+PROTOCOLS = {name: a.protocol for name, a in ATTACKS.items() if a.protocol is not None}
+
+FIGURES = (
+    "robustness_curves",
+    "acceleration_shift",
+    "unroll_shift",
+    "image_grid",
+    "perturbations",
+    "anatomy_shift",
+    "small_features",
+)

@@ -1,0 +1,89 @@
+"""The one registry of methods, attacks and figures (smug.methods) and everything that must agree
+with it: the config schema, the model factory, the training stages, the attack functions, and a
+DAG that builds without torch."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from smug import attacks
+from smug.methods import ATTACKS, FIGURES, KINDS, METHODS, NOISE_COUNTERPART, spec_settings, trained_methods
+from smug.models.factory import MODEL_KINDS, build_model
+from smug.stages import loss_for
+from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+EVALUATED = [name for name in METHODS if name != "denoiser"]  # the denoiser is a stage, never scored
+WHITE_BOX = [name for name, attack in ATTACKS.items() if attack.noise is not None]
+
+
+def test_schema_lists_exactly_the_registry():
+    props = SCHEMA["properties"]
+    evaluation = props["evaluation"]["properties"]
+    assert evaluation["models"]["items"]["enum"] == EVALUATED
+    assert set(evaluation["attacks"]["propertyNames"]["enum"]) == set(WHITE_BOX)
+    assert props["untrained"]["properties"]["attacks"]["items"]["enum"] == WHITE_BOX
+    trained = [name for name in trained_methods() if name != "denoiser"]
+    assert evaluation["ttt"]["properties"]["models"]["items"]["enum"] == trained
+
+
+def test_every_attack_has_an_implementation_and_noise_counterpart():
+    assert set(attacks.ATTACKS) == set(ATTACKS)
+    assert set(NOISE_COUNTERPART) == set(WHITE_BOX)
+    assert all(attacks.is_random_noise(noise) for noise in NOISE_COUNTERPART.values())
+
+
+def test_every_trained_kind_is_built_and_has_a_training_loss():
+    config = deep_update(CONFIG, TINY_CONFIG)
+    assert set(MODEL_KINDS) == {m.kind for m in trained_methods().values()}
+    for name, method in trained_methods().items():
+        spec = {"name": name, "kind": method.kind, "seed": 0, **spec_settings(name, config)}
+        model = build_model(method.kind, spec["model"], spec.get("smoothing"))
+        assert bool(getattr(model, "randomised", False)) == KINDS[method.kind].randomised, name
+        teacher = build_model("modl", spec_settings("modl", config)["model"]) if method.kind == "rs_e2e" else None
+        assert callable(loss_for(spec, teacher, (32, 32), torch.device("cpu")))
+        if method.init is not None:
+            assert KINDS[METHODS[method.init].kind].made_by == "train"
+
+
+@pytest.mark.parametrize(
+    "section, key, expected",
+    [
+        ("smoothing", "sigma", {"smug", "weighted_smug"}),
+        ("smoothing", "kspace_sigma", {"rs_e2e"}),
+        ("smoothing", "num_samples", {"smug", "weighted_smug", "rs_e2e"}),
+        ("training", "pretrain_sigma", {"denoiser"}),
+        ("training", "ustab_target", {"smug", "weighted_smug"}),
+        ("model", "num_unrolls", {"modl", "modl_pgd", "smug", "weighted_smug", "rs_e2e"}),
+    ],
+)
+def test_a_setting_is_in_the_spec_of_exactly_the_models_reading_it(section, key, expected):
+    changed = copy.deepcopy(CONFIG)
+    value = changed[section][key]
+    changed[section][key] = "gt" if value == "denoised_gt" else "denoised_gt" if value == "gt" else value * 3
+    differs = {name for name in trained_methods() if spec_settings(name, CONFIG) != spec_settings(name, changed)}
+    assert differs == expected
+
+
+def test_figures_are_the_workflows(tmp_path):
+    report = (REPO / "workflow/rules/report.smk").read_text()
+    assert "figure=FIGURES" in report and len(set(FIGURES)) == len(FIGURES)
+
+
+def test_dag_builds_without_torch_or_matplotlib(tmp_path):
+    """A poisoned torch and matplotlib on the path: the dry run of the whole pipeline never imports them."""
+    copy_workflow(tmp_path)
+    poison = tmp_path / "poison"
+    for package in ("torch", "matplotlib"):
+        (poison / package).mkdir(parents=True)
+        (poison / package / "__init__.py").write_text(f"raise ImportError('{package} imported while building the DAG')\n")
+    config = write_config(tmp_path, TINY_CONFIG)
+    result = snakemake(["-n", "--configfile", str(config)], tmp_path, env_path=[poison, REPO])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported while building the DAG" not in result.stdout + result.stderr
