@@ -27,6 +27,7 @@ def test_schema_lists_exactly_the_registry():
     props = SCHEMA["properties"]
     evaluation = props["evaluation"]["properties"]
     assert evaluation["models"]["items"]["enum"] == EVALUATED
+    assert props["reconstruct"]["properties"]["models"]["items"]["enum"] == EVALUATED
     assert set(evaluation["attacks"]["propertyNames"]["enum"]) == set(WHITE_BOX)
     assert props["untrained"]["properties"]["attacks"]["items"]["enum"] == WHITE_BOX
     trained = [name for name in trained_methods() if name != "denoiser"]

@@ -2,6 +2,7 @@
 
 import subprocess
 
+import h5py
 import pandas as pd
 import pytest
 import torch
@@ -161,6 +162,17 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     jobs = scheduled_jobs(changed.stdout)
     assert {w["model"] for rule, w in jobs if rule == "train"} == {"smug", "weighted_smug"}
     assert {w["model"] for rule, w in jobs if rule in ("evaluate", "attack")} == {"smug", "weighted_smug"}
+
+    # Reconstructing your own files: the test volumes, as a user's folder, with two saved methods.
+    folder = tmp_path / "resources/synthetic/multicoil_test"
+    own = write_config(tmp_path, deep_update(TINY_CONFIG, {"reconstruct": {"folder": str(folder),
+                                                                          "models": ["zero_filled", "modl"]}}), "own.yaml")
+    rebuilt = snakemake(["--cores", "2", "reconstructions", "--configfile", str(own)], tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    for model in ("zero_filled", "modl"):
+        for volume in sorted(folder.glob("*.h5")):
+            with h5py.File(tmp_path / f"results/reconstructions/{model}/{volume.name}") as f:
+                assert f["reconstruction"].shape == (2, 320, 320)
 
     report = snakemake(["--configfile", str(config), "--report", "results/report.html"], tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]

@@ -271,6 +271,7 @@ def training_spec(wildcards):
         "seed": config["seed"],
         **spec_settings(name, config),
         "data": {
+            "challenge": config["data"]["challenge"],
             "train_slices": config["training"]["train_slices"],
             "val_slices": config["training"]["val_slices"],
         },
@@ -506,6 +507,44 @@ def check_config_references():
                 raise ValueError(
                     f"config error: {key}: {name!r} is not in {target} (valid: {', '.join(valid)})"
                 )
+
+
+# ---- reconstructing a user's own files (target `reconstructions`) ------------------------------
+
+
+def reconstruct_files():
+    """The fastMRI volumes in reconstruct.folder, sorted."""
+    folder = config["reconstruct"]["folder"]
+    if folder is None:
+        raise ValueError(
+            "config error: reconstruct.folder is null; set it to a folder of fastMRI .h5 files to reconstruct"
+        )
+    files = sorted(str(path) for path in Path(folder).glob("*.h5"))
+    if not files:
+        raise ValueError(f"config error: reconstruct.folder: {folder} holds no .h5 files")
+    return files
+
+
+def reconstruct_inputs(wildcards):
+    return {
+        "model": f"results/models/{wildcards.model}/model.pt",
+        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
+        "files": reconstruct_files(),
+    }
+
+
+def reconstruct_outputs(wildcards):
+    reconstruct_files()  # a missing or empty folder stops here, named
+    return expand("results/reconstructions/{model}", model=config["reconstruct"]["models"])
+
+
+def espirit_flags():
+    """scripts/reconstruct.py's ESPIRiT settings: fastmri.sens_maps, as for the splits' maps."""
+    maps = config["fastmri"]["sens_maps"]
+    flags = []
+    for key in ("num_acs", "kernel_size", "threshold", "crop"):
+        flags += [f"--{key.replace('_', '-')}", str(maps[key])]
+    return flags
 
 
 # ---- parameters derived from a rule's own files (so no path prefix is hard-coded twice) ------
