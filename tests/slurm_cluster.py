@@ -27,7 +27,11 @@ DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 # Marks a slurm.conf as this module's, so one left by a killed test run may be replaced.
 CONF_MARKER = "# written by tests/slurm_cluster.py"
 CLUSTER_NAME = "smugtest"
+# Two partitions on the one node, as a cluster separates CPU and GPU jobs; the node declares one
+# GPU (a generic resource without a device file: enough for SLURM to schedule --gres/--gpus jobs).
 PARTITION = "smugtest"
+GPU_PARTITION = "smuggpu"
+GRES_CONF = DEFAULT_CONF.parent / "gres.conf"
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "sinfo", "scontrol", "scancel", "srun")
 PACKAGES = ("slurm-wlm", "munge")
@@ -47,6 +51,7 @@ class SlurmCluster:
     conf: Path
     node: str
     partition: str
+    gpu_partition: str
     cpus: int
     memory_mb: int
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -167,15 +172,22 @@ SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=5
-NodeName={node} NodeAddr=127.0.0.1 NodeHostname={node} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+GresTypes=gpu
+NodeName={node} NodeAddr=127.0.0.1 NodeHostname={node} CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
 PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP
+PartitionName={GPU_PARTITION} Nodes={node} MaxTime=INFINITE State=UP
 """
 
 
+def gres_conf(node: str) -> str:
+    return f"{CONF_MARKER}\nNodeName={node} Name=gpu Count=1\n"
+
+
 def _claim_default_conf() -> None:
-    """Refuse to overwrite a slurm.conf that belongs to someone else."""
-    if DEFAULT_CONF.exists() and CONF_MARKER not in DEFAULT_CONF.read_text(errors="replace"):
-        raise ClusterUnavailable(f"{DEFAULT_CONF} already exists and was not written by these tests")
+    """Refuse to overwrite a slurm.conf or gres.conf that belongs to someone else."""
+    for conf in (DEFAULT_CONF, GRES_CONF):
+        if conf.exists() and CONF_MARKER not in conf.read_text(errors="replace"):
+            raise ClusterUnavailable(f"{conf} already exists and was not written by these tests")
 
 
 def _start(cluster: SlurmCluster, name: str, cmd: list[str]) -> None:
@@ -220,6 +232,7 @@ def start_cluster(root: Path, timeout: float = 90) -> SlurmCluster:
         conf=DEFAULT_CONF,
         node=node,
         partition=PARTITION,
+        gpu_partition=GPU_PARTITION,
         cpus=cpu_count(),
         memory_mb=node_memory_mb(),
     )
@@ -248,6 +261,7 @@ def start_cluster(root: Path, timeout: float = 90) -> SlurmCluster:
         _wait_for("the munge socket", munge_socket.exists, cluster, 30)
         DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
         DEFAULT_CONF.write_text(slurm_conf(root, node, cluster.cpus, cluster.memory_mb, munge_socket))
+        GRES_CONF.write_text(gres_conf(node))
         _start(cluster, "slurmctld", [find_program("slurmctld"), "-D", "-f", str(DEFAULT_CONF)])
         _start(cluster, "slurmd", [find_program("slurmd"), "-D", "-f", str(DEFAULT_CONF), "-N", node])
         _wait_for("the node to register", lambda: node_state(node) != "", cluster, timeout)
@@ -280,17 +294,32 @@ def stop_cluster(cluster: SlurmCluster) -> None:
     and remove the slurm.conf this module wrote."""
     if "slurmctld" in cluster.processes and cluster.processes["slurmctld"].poll() is None:
         try:
-            _run(["scancel", "--partition", cluster.partition], timeout=20)
+            partitions = (cluster.partition, cluster.gpu_partition)
+            for partition in partitions:
+                _run(["scancel", "--partition", partition], timeout=20)
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and jobs_in_partition(cluster.partition):
+            while time.monotonic() < deadline and any(jobs_in_partition(p) for p in partitions):
                 time.sleep(0.5)
         except (OSError, subprocess.TimeoutExpired):
             pass
     for name in ("slurmd", "slurmctld", "munged"):
         if name in cluster.processes:
             _stop(cluster.processes[name])
-    if DEFAULT_CONF.exists() and CONF_MARKER in DEFAULT_CONF.read_text(errors="replace"):
-        DEFAULT_CONF.unlink()
+    for conf in (DEFAULT_CONF, GRES_CONF):
+        if conf.exists() and CONF_MARKER in conf.read_text(errors="replace"):
+            conf.unlink()
+
+
+def submitted_jobs() -> list[dict[str, str]]:
+    """Every job the controller still holds (finished ones for MinJobAge): the plugin's comment
+    (``rule_<rule>...``), the partition, the generic resources per node and the TRES asked for."""
+    result = _run(["squeue", "--noheader", "--states", "all", "--format", "%k|%P|%b|%T"], timeout=20)
+    jobs = []
+    for line in result.stdout.splitlines():
+        comment, partition, gres, state = line.split("|")
+        jobs.append({"comment": comment.strip(), "partition": partition.strip(), "gres": gres.strip(),
+                     "state": state.strip()})
+    return jobs
 
 
 def jobs_in_partition(partition: str) -> list[str]:

@@ -102,7 +102,7 @@ def test_paths_with_shell_metacharacters_are_refused_naming_the_key(tmp_path, se
         ({"evaluation": {"figure": {"attack": "x --help >/dev/null; touch PWNED; echo"}}}, "evaluation.figure.attack"),
         ({"evaluation": {"figure": {"models": ["zero_filled", "smug;touch PWNED"]}}}, "evaluation.figure.models.1"),
         ({"untrained": {"attack_source": "modl $(touch PWNED)"}}, "untrained.attack_source"),
-        ({"cluster": {"partition": "gpu;touch PWNED"}}, "cluster.partition"),
+        ({"cluster": {"gpu_partition": "gpu;touch PWNED"}}, "cluster.gpu_partition"),
     ],
 )
 def test_names_with_shell_metacharacters_are_refused_naming_the_key(tmp_path, overrides, instance):

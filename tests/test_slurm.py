@@ -165,21 +165,44 @@ def test_config_requests_gpus_only_for_gpu_rules(tmp_path, config_name):
             assert "slurm_partition" not in resources and "slurm_account" not in resources
 
 
-def test_partition_account_and_gpu_model_come_from_config(tmp_path):
+CLUSTER_SETTINGS = {
+    "cpu_partition": "cpu_q",
+    "gpu_partition": "gpu_q",
+    "account": "lab1",
+    "gpu_model": "a100",
+    "constraint": "intel&ib",
+    "qos": "normal",
+    "slurm_extra": "--mail-type=FAIL",
+    "resources": {"figures": {"partition": "short"}},
+}
+
+
+@pytest.mark.parametrize("gpu_request", ["gpus", "gres"])
+def test_partitions_gpu_request_and_pass_through_come_from_config(tmp_path, gpu_request):
+    """CPU rules in the CPU partition, GPU rules in the GPU partition asking for their GPU the way
+    the config says, a per-rule partition, and account, constraint, QoS and extra options on every job."""
     copy_workflow(tmp_path)
     copy_profile(tmp_path)
-    cluster = "cluster={partition: gpu_short, account: lab1, gpu_model: a100}"
-    result = snakemake(["-n", "--profile", "slurm", "--config", cluster], cwd=tmp_path, timeout=300)
+    config = write_config(tmp_path, {"cluster": {**CLUSTER_SETTINGS, "gpu_request": gpu_request}})
+    result = snakemake(["-n", "--profile", "slurm", "--configfile", str(config)], cwd=tmp_path, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     jobs = [(rule, res) for rule, res in dry_run_jobs(output) if rule != "all"]
-    assert jobs
+    assert {rule for rule, _ in jobs} >= set(GPU_RULES) | set(CPU_RULES)
     for rule, resources in jobs:
-        assert resources["slurm_partition"] == "gpu_short" and resources["slurm_account"] == "lab1"
-        assert (resources.get("gpu_model") == "a100") == (rule in GPU_RULES), (rule, resources)
-    # --config merges into config/config.yaml, so the per-rule resources are still there.
-    train = {(res["runtime"], res["mem_mb"], res["gpu"]) for rule, res in jobs if rule == "train"}
-    assert train == {("60", "4000", "1")}
+        expected = "short" if rule == "figures" else "gpu_q" if rule in GPU_RULES else "cpu_q"
+        assert resources["slurm_partition"] == expected, (rule, resources)
+        assert resources["slurm_account"] == "lab1" and resources["constraint"] == "intel&ib", (rule, resources)
+        assert resources["qos"] == "normal" and resources["slurm_extra"] == "--mail-type=FAIL", (rule, resources)
+        if rule in GPU_RULES and gpu_request == "gpus":
+            assert resources["gpu"] == "1" and resources["gpu_model"] == "a100" and "gres" not in resources
+        elif rule in GPU_RULES:
+            assert resources["gres"] == "gpu:a100:1" and "gpu" not in resources, (rule, resources)
+        else:
+            assert not {"gpu", "gpu_model", "gres"} & set(resources), (rule, resources)
+    # The configfile merges into config/config.yaml, so the per-rule resources are still there.
+    train = {(res["runtime"], res["mem_mb"]) for rule, res in jobs if rule == "train"}
+    assert train == {("60", "4000")}
 
 
 def test_unknown_rule_in_cluster_resources_is_named(tmp_path):
@@ -206,9 +229,17 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
             "retries": 0,
         },
     )
-    rules = [*GPU_RULES, *CPU_RULES]
-    resources = {"default": TEST_JOB, **{rule: TEST_JOB for rule in rules}, "train": {**TEST_JOB, "cpus": 2}}
-    write_slurm_config(tmp_path, {"partition": running_cluster.partition, "resources": resources})
+    # GPU rules ask for the node's one (generic-resource) GPU in gres mode; their scripts still run
+    # on its CPUs (--device auto finds no CUDA).
+    gpu_job = {**TEST_JOB, "gpu": 1}
+    resources = {"default": TEST_JOB, **{rule: TEST_JOB for rule in CPU_RULES}, **{rule: gpu_job for rule in GPU_RULES}}
+    resources["train"] = {**gpu_job, "cpus": 2}
+    write_slurm_config(tmp_path, {
+        "cpu_partition": running_cluster.partition,
+        "gpu_partition": running_cluster.gpu_partition,
+        "gpu_request": "gres",
+        "resources": resources,
+    })
     result = snakemake(["--profile", "slurm"], cwd=tmp_path, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:] + running_cluster.log_tail(1500)
@@ -226,5 +257,18 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule} under {slurm_logs}"
         assert all(f"rule {rule}:" in log.read_text() for log in logs), rule
+    # Where each job ran, as the controller saw it: CPU rules in the CPU partition with no GPU, GPU
+    # rules in the GPU partition with --gres=gpu:1.
+    placed = []
+    for job in slurm_cluster.submitted_jobs():
+        rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", job["comment"]).group(1)
+        placed.append((rule, job["partition"], job["gres"]))
+    print("\nSLURM jobs (rule, partition, generic resources):", *sorted(placed), sep="\n  ")
+    assert len(placed) == 16, placed
+    for rule, partition, gres in placed:
+        if rule in GPU_RULES:
+            assert partition == running_cluster.gpu_partition and "gpu:1" in gres, (rule, partition, gres)
+        else:
+            assert partition == running_cluster.partition and "gpu" not in gres, (rule, partition, gres)
     # threads: 2 became --cpus-per-task=2 and reached torch through --threads.
     assert "torch threads 2" in (tmp_path / "results/logs/train/modl.log").read_text()

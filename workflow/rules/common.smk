@@ -591,18 +591,27 @@ def job_threads(rule_name):
 
 
 def job_resources(rule_name):
-    """Snakemake resources of a rule's jobs: runtime (minutes) and mem_mb always; gpu (and
-    gpu_model) only for rules that ask for GPUs, so CPU jobs request none; slurm_partition and
-    slurm_account only when configured, so that otherwise the cluster's defaults apply."""
+    """Snakemake resources of a rule's jobs, as the SLURM plugin reads them: runtime (minutes) and
+    mem_mb always; GPUs only for rules that ask for them (gpu and gpu_model, or gres "gpu[:MODEL]:N"
+    with cluster.gpu_request gres), so CPU jobs request none; the rule's partition (its own, else
+    the GPU or CPU partition) and the account, constraint, QoS and extra sbatch options only when
+    configured, so that otherwise the cluster's defaults apply."""
     spec = job_spec(rule_name)
     cluster = config["cluster"]
     resources = {"runtime": spec["runtime"], "mem_mb": spec["mem_mb"]}
-    if spec.get("gpu", 0) > 0:
-        resources["gpu"] = spec["gpu"]
+    gpus = spec.get("gpu", 0)
+    if gpus > 0 and cluster["gpu_request"] == "gres":
+        model = cluster["gpu_model"]
+        resources["gres"] = f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}"
+    elif gpus > 0:
+        resources["gpu"] = gpus
         if cluster["gpu_model"]:
             resources["gpu_model"] = cluster["gpu_model"]
-    if cluster["partition"]:
-        resources["slurm_partition"] = cluster["partition"]
-    if cluster["account"]:
-        resources["slurm_account"] = cluster["account"]
+    partition = spec.get("partition") or cluster["gpu_partition" if gpus > 0 else "cpu_partition"]
+    if partition:
+        resources["slurm_partition"] = partition
+    passed = {"account": "slurm_account", "constraint": "constraint", "qos": "qos", "slurm_extra": "slurm_extra"}
+    for key, resource in passed.items():
+        if cluster[key]:
+            resources[resource] = cluster[key]
     return resources
