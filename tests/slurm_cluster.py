@@ -180,7 +180,7 @@ PartitionName={GPU_PARTITION} Nodes={node} MaxTime=INFINITE State=UP
 
 
 def gres_conf(node: str) -> str:
-    return f"{CONF_MARKER}\nNodeName={node} Name=gpu Count=1\n"
+    return f"{CONF_MARKER}\nAutoDetect=off\nNodeName={node} Name=gpu File=/dev/null Count=1\n"
 
 
 def _claim_default_conf() -> None:
@@ -217,7 +217,9 @@ def _wait_for(what: str, ready, cluster: SlurmCluster, timeout: float) -> None:
 
 def node_state(node: str) -> str:
     result = _run(["sinfo", "--noheader", "--Node", "--nodes", node, "--format", "%t"], timeout=20)
-    return result.stdout.strip() if result.returncode == 0 else ""
+    # One line per partition the node is in, all with the node's one state.
+    lines = result.stdout.split() if result.returncode == 0 else []
+    return lines[0] if lines else ""
 
 
 def start_cluster(root: Path, timeout: float = 90) -> SlurmCluster:

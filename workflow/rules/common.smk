@@ -610,7 +610,12 @@ def job_resources(rule_name):
     partition = spec.get("partition") or cluster["gpu_partition" if gpus > 0 else "cpu_partition"]
     if partition:
         resources["slurm_partition"] = partition
-    passed = {"account": "slurm_account", "constraint": "constraint", "qos": "qos", "slurm_extra": "slurm_extra"}
+    passed = {
+        "account": "slurm_account",
+        "constraint": "constraint",
+        "qos": "qos",
+        "slurm_extra": "slurm_extra",
+    }
     for key, resource in passed.items():
         if cluster[key]:
             resources[resource] = cluster[key]
