@@ -16,29 +16,22 @@ import argparse
 import logging
 import sys
 
-from smug.fastmri_io import VolumeLimits
 from smug.io import atomic_path
 from smug.runtime import setup_logging
-from smug.splits import index_volumes
+from smug.splits import add_volume_limits_argument, index_volumes, volume_limits_from
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", required=True, help="folder of fastMRI .h5 volumes")
     parser.add_argument("--challenge", required=True, choices=["singlecoil", "multicoil"])
-    parser.add_argument(
-        "--volume-limits",
-        nargs=4,
-        type=int,
-        metavar=("SLICES", "COILS", "HEIGHT", "WIDTH"),
-        help="refuse volumes declaring more slices, coils or k-space rows/columns (default: no limit)",
-    )
+    add_volume_limits_argument(parser)
     parser.add_argument("--out", required=True, help="index CSV")
     args = parser.parse_args(argv)
 
     setup_logging()
     try:
-        limits = None if args.volume_limits is None else VolumeLimits(*args.volume_limits)
+        limits = volume_limits_from(args)
         index = index_volumes(args.folder, args.challenge, limits)
         with atomic_path(args.out) as tmp:
             index.to_csv(tmp, index=False)

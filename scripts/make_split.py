@@ -19,8 +19,13 @@ import sys
 
 import pandas as pd
 
-from smug.fastmri_io import VolumeLimits
-from smug.splits import select_volumes, validate_volume, write_volume_list
+from smug.splits import (
+    add_volume_limits_argument,
+    select_volumes,
+    validate_volume,
+    volume_limits_from,
+    write_volume_list,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,13 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=int, default=0, help="first volume taken from the index (default 0)")
     parser.add_argument("--count", type=int, help="volumes taken from the index (default: to the end)")
     parser.add_argument("--anatomy", help="take only volumes of this anatomy (knee, brain)")
-    parser.add_argument(
-        "--volume-limits",
-        nargs=4,
-        type=int,
-        metavar=("SLICES", "COILS", "HEIGHT", "WIDTH"),
-        help="refuse volumes declaring more slices, coils or k-space rows/columns (default: no limit)",
-    )
+    add_volume_limits_argument(parser)
     parser.add_argument("--out", required=True, help="list file to write")
     args = parser.parse_args(argv)
 
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
             volumes = select_volumes(index, args.start, args.count, args.anatomy)
         else:
             # Volumes that no index has validated are validated here, before any job reads them.
-            limits = None if args.volume_limits is None else VolumeLimits(*args.volume_limits)
+            limits = volume_limits_from(args)
             volumes = sorted(args.volumes)
             for volume in volumes:
                 validate_volume(volume, limits)

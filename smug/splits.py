@@ -9,6 +9,7 @@ before any job reads it.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Sequence
@@ -106,6 +107,21 @@ def validate_volume(path: str | os.PathLike, limits: VolumeLimits | None = None)
     return info
 
 
+def add_volume_limits_argument(parser: argparse.ArgumentParser) -> None:
+    """``--volume-limits SLICES COILS HEIGHT WIDTH`` (the pipeline passes ``data.volume_limits``)."""
+    parser.add_argument(
+        "--volume-limits",
+        nargs=4,
+        type=int,
+        metavar=("SLICES", "COILS", "HEIGHT", "WIDTH"),
+        help="refuse volumes declaring more slices, coils or k-space rows/columns (default: no limit)",
+    )
+
+
+def volume_limits_from(args: argparse.Namespace) -> VolumeLimits | None:
+    return None if args.volume_limits is None else VolumeLimits(*args.volume_limits)
+
+
 def write_volume_list(path: str | os.PathLike, volumes: Sequence[str | os.PathLike]) -> None:
     """Write one volume path per line (the ``@list.txt`` the scripts read)."""
     if not volumes:
@@ -115,5 +131,11 @@ def write_volume_list(path: str | os.PathLike, volumes: Sequence[str | os.PathLi
 
 
 __all__ = [
-    "INDEX_COLUMNS", "index_volumes", "select_volumes", "validate_volume", "write_volume_list"
+    "INDEX_COLUMNS",
+    "add_volume_limits_argument",
+    "index_volumes",
+    "select_volumes",
+    "validate_volume",
+    "volume_limits_from",
+    "write_volume_list",
 ]

@@ -135,43 +135,13 @@ def test_crafted_generator_fails_the_evaluation_before_any_reconstruction(tmp_pa
     (tmp_path / "unet_adv").mkdir()
     generator = _crafted(tmp_path / "unet_adv" / "model.pt", marker, {"kind": "unet_adv"})
     recons, scores = tmp_path / "recons", tmp_path / "scores.csv"
-    run = _script(
-        "evaluate.py",
-        "--model",
-        model,
-        "--test",
-        volume,
-        "--train-mask",
-        mask,
-        "--generators",
-        generator,
-        "--out",
-        scores,
-        "--recon-dir",
-        recons,
-        "--device",
-        "cpu",
-    )
+    arguments = ("--model", model, "--test", volume, "--train-mask", mask, "--generators", generator,
+                 "--out", scores, "--recon-dir", recons, "--device", "cpu")
+    run = _script("evaluate.py", *arguments)
     assert run.returncode != 0 and f"refusing model file {generator}" in run.stderr
     assert not marker.exists() and not recons.exists() and not scores.exists()
     generator.write_bytes(b"PK\x03\x04 cut short")
-    run = _script(
-        "evaluate.py",
-        "--model",
-        model,
-        "--test",
-        volume,
-        "--train-mask",
-        mask,
-        "--generators",
-        generator,
-        "--out",
-        scores,
-        "--recon-dir",
-        recons,
-        "--device",
-        "cpu",
-    )
+    run = _script("evaluate.py", *arguments)
     assert run.returncode != 0 and f"cannot read model file {generator}" in run.stderr
     assert not recons.exists() and not scores.exists()
 
