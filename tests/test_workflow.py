@@ -178,6 +178,8 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "results/report.html").read_text()
     assert "robustness_curves.png" in html
+    # Captions print settings as a person writes them, not as Python's reprs.
+    assert "from a random start" in html and "2x, 4x" in html and "1, 3 unrolls" in html
 
 
 def scheduled_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
