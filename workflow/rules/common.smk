@@ -52,6 +52,11 @@ def mask_files():
     return expand("resources/masks/{acc}x.npz", acc=mask_accelerations())
 
 
+def training_mask():
+    """The mask of the training acceleration, which every model is trained and tested with."""
+    return expand("resources/masks/{acc}x.npz", acc=config["masks"]["acceleration"])[0]
+
+
 def final_outputs():
     """What `snakemake` with no target builds."""
     return [
@@ -249,7 +254,7 @@ def training_inputs(wildcards):
         "train": split_list("train", anatomy),
         "val": split_list("val", anatomy),
         "sens": split_sens_maps("train", anatomy) + split_sens_maps("val", anatomy),
-        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
+        "mask": training_mask(),
     }
     parent = TRAINED_MODELS[wildcards.model].init
     if parent is not None:
@@ -287,7 +292,7 @@ def classical_inputs(wildcards):
     return {
         "val": split_list("val", anatomy),
         "sens": split_sens_maps("val", anatomy),
-        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
+        "mask": training_mask(),
     }
 
 
@@ -305,7 +310,7 @@ def test_inputs():
     return {
         "test": split_list("test", anatomy),
         "sens": split_sens_maps("test", anatomy),
-        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
+        "mask": training_mask(),
     }
 
 
@@ -420,7 +425,7 @@ def ttt_inputs(wildcards):
         "model": f"results/models/{wildcards.model}/model.pt",
         "test": split_list("test", anatomy),
         "sens": split_sens_maps("test", anatomy),
-        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
+        "mask": training_mask(),
     }
 
 
@@ -528,7 +533,7 @@ def reconstruct_files():
 def reconstruct_inputs(wildcards):
     return {
         "model": f"results/models/{wildcards.model}/model.pt",
-        "mask": f"resources/masks/{config['masks']['acceleration']}x.npz",
+        "mask": training_mask(),
         "files": reconstruct_files(),
     }
 
