@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from smug.robustness import compute_attack
-from smug.runtime import parse_args, select_device, setup_compute, setup_logging
+from smug.runtime import add_compute_arguments, parse_args, select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output .h5")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from smug.data import select_slices
 from smug.fastmri_io import inspect_volume
-from smug.runtime import parse_args, select_device, setup_compute, setup_logging
+from smug.runtime import add_compute_arguments, parse_args, select_device, setup_compute, setup_logging
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 
 LOG = logging.getLogger("smug")
@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=0.02, help="singular values kept, relative (default: %(default)s)"
     )
     parser.add_argument("--crop", type=float, default=0.95, help="eigenvalue crop (default: %(default)s)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     return parser
 
 

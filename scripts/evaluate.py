@@ -26,7 +26,7 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.runtime import load_spec, parse_args, select_device, setup_compute, setup_logging
+from smug.runtime import add_compute_arguments, load_spec, parse_args, select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
     parser.add_argument("--recon-dir", required=True, help="folder for reconstructions")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_test_time_training
-from smug.runtime import load_spec, parse_args, select_device, setup_compute, setup_logging
+from smug.runtime import add_compute_arguments, load_spec, parse_args, select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="slices adapted together (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smug.runtime import parse_args, select_device, setup_compute, setup_logging
+from smug.runtime import add_compute_arguments, parse_args, select_device, setup_compute, setup_logging
 from smug.submission import reconstruct_files
 
 
@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=float, default=0.95, help="ESPIRiT eigenvalue crop (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="noise of randomised models (default %(default)s)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

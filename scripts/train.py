@@ -20,6 +20,7 @@ import argparse
 import sys
 
 from smug.runtime import (
+    add_compute_arguments,
     load_spec,
     parse_args,
     select_device,
@@ -47,8 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="output model.pt")
     parser.add_argument("--metrics", required=True, help="output per-epoch CSV")
     parser.add_argument("--checkpoint", required=True, help="resumable state (not a pipeline output)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

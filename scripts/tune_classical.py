@@ -35,7 +35,7 @@ from smug.classical import (
 from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path, write_text_atomic
 from smug.masks import load_mask
-from smug.runtime import parse_args, provenance, select_device, setup_compute, setup_logging
+from smug.runtime import add_compute_arguments, parse_args, provenance, select_device, setup_compute, setup_logging
 from smug.data import collate
 from smug.wavelets import WAVELETS
 
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pdhg-step", type=float, help="tv with pdhg: primal step (default 3)")
     parser.add_argument("--out", required=True, help="output model.pt")
     parser.add_argument("--table", required=True, help="output tuning CSV (lam, psnr, ssim)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

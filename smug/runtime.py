@@ -168,6 +168,13 @@ def load_spec(text_or_path: str) -> dict[str, Any]:
     return spec
 
 
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda`` and ``--threads N``, the options of every script that runs a model
+    (read them with :func:`select_device` and :func:`setup_compute`)."""
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """``parser.parse_args`` with each ``@LIST`` argument replaced by the lines of the file LIST (one
     argument per non-blank line, as the pipeline's volume lists are written). A missing or empty list
