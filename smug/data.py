@@ -106,9 +106,7 @@ def select_slices(paths: Sequence[str | os.PathLike], num_slices: int | None) ->
                     per_volume[i] += 1
                     remaining -= 1
     return [
-        SliceRef(Path(info.path), s)
-        for info, k in zip(infos, per_volume)
-        for s in central_slices(info.num_slices, k)
+        SliceRef(Path(info.path), s) for info, k in zip(infos, per_volume) for s in central_slices(info.num_slices, k)
     ]
 
 
@@ -183,9 +181,7 @@ def preprocess_undersampled_slice(
     kspace = np.asarray(kspace, np.complex64)
     mask = torch.from_numpy(np.asarray(file_mask) != 0)
     if mask.shape != (kspace.shape[-1],):
-        raise ValueError(
-            f"file mask of shape {tuple(mask.shape)} does not match k-space width {kspace.shape[-1]}"
-        )
+        raise ValueError(f"file mask of shape {tuple(mask.shape)} does not match k-space width {kspace.shape[-1]}")
     if padding is not None:
         kspace = zero_kspace_padding(kspace, padding)
         mask = zero_kspace_padding(mask, padding)
@@ -222,7 +218,8 @@ class SliceDataset(Dataset):
         mask: a fixed ``(w,)`` column mask (the SMUG setting: one mask for every slice), a fastMRI
             ``MaskFunc`` (seeded per volume with ``tuple(map(ord, fname))``, fastMRI's convention),
             or None for fully sampled k-space.
-        sens_dir: folder, or folders searched in order, of ``{fname}`` sensitivity-map files
+        sens_dir: folder, or folders searched in order, of ``{fname}`` sensitivity-map files (a
+            map file given instead stands for its folder)
             (:mod:`smug.sens_maps`) for multicoil volumes.
         recon_size: crop ``(h, w)``; default: the file header's reconSpace.
         cache: keep decoded slices in memory (after the first epoch reading costs nothing).
@@ -245,7 +242,8 @@ class SliceDataset(Dataset):
         self.mask_name = mask_name or "the column mask"
         if sens_dir is None or isinstance(sens_dir, (str, os.PathLike)):
             sens_dir = [] if sens_dir is None else [sens_dir]
-        self.sens_dirs = [Path(d) for d in sens_dir]
+        # A map file stands for its folder, so a rule can name the files it depends on.
+        self.sens_dirs = list(dict.fromkeys(Path(d).parent if Path(d).is_file() else Path(d) for d in sens_dir))
         self.recon_size = None if recon_size is None else tuple(recon_size)
         self.cache = cache
         self._cached: dict[int, dict] = {}
@@ -267,9 +265,7 @@ class SliceDataset(Dataset):
                     "allow_no_target=True to reconstruct it"
                 )
             if info.file_mask_shape is None:
-                raise ValueError(
-                    f"{info.path}: no ground truth and no stored 'mask' dataset to undersample with"
-                )
+                raise ValueError(f"{info.path}: no ground truth and no stored 'mask' dataset to undersample with")
             return
         if info.challenge == "multicoil" and not self.sens_dirs:
             raise ValueError(f"{info.path}: multicoil volume but no sens_dir with sensitivity maps given")
