@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from smug.attacks import pgd_kspace_attack
-from smug.data import SliceDataset, select_slices
+from smug.data import Batch, SliceDataset, collate, select_slices
 from smug.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
 from smug.io import atomic_path
 from smug.models.modl import MoDL
@@ -55,7 +55,6 @@ from smug.objectives import end_to_end_loss
 from smug.operators import adjoint_operator, forward_operator, normal_operator
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
-from smug.data import collate, to_device
 
 Row = dict[str, Any]
 
@@ -163,9 +162,7 @@ def bench_size(name: str) -> BenchSize:
 # ----------------------------------------------------------------------------------------------
 
 
-def time_call(
-    fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5, device: torch.device | str = "cpu"
-) -> float:
+def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5, device: torch.device | str = "cpu") -> float:
     """Fastest wall-clock seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls.
 
     On CUDA the device is synchronised before and after every timed call, so the time covers the
@@ -247,14 +244,10 @@ def _counting(method: Callable, count: HostSyncCount) -> Callable:
 # ----------------------------------------------------------------------------------------------
 
 
-def make_problem(size: BenchSize, device: torch.device, multicoil: bool = True) -> dict[str, torch.Tensor]:
-    """A random undersampled batch like :class:`smug.data.SliceDataset` gives.
-
-    Returns:
-        dict with ``kspace`` complex ``(B, C, H, W)`` (``C = 1`` unless ``multicoil``), ``mask``
-        ``(W,)`` bool (every 4th column plus the central 8 %), ``target`` complex ``(B, H, W)`` with
-        magnitudes below 1, and ``sens_maps`` complex ``(B, C, H, W)`` (multicoil only).
-    """
+def make_problem(size: BenchSize, device: torch.device, multicoil: bool = True) -> Batch:
+    """A random undersampled batch like :class:`smug.data.SliceDataset` gives: ``C = 1`` coil unless
+    ``multicoil``, one ``(W,)`` mask (every 4th column plus the central 8 %), targets of magnitude
+    at most 1, no file names."""
     gen = torch.Generator().manual_seed(_SEED)
     b, h, w = size.batch, size.height, size.width
 
@@ -272,15 +265,10 @@ def make_problem(size: BenchSize, device: torch.device, multicoil: bool = True) 
     if multicoil:
         sens = randn_complex(b, size.coils, h, w)
         sens = sens / sens.abs().pow(2).sum(1, keepdim=True).sqrt()
-    batch = {"kspace": forward_operator(target, mask, sens), "mask": mask, "target": target}
-    if sens is not None:
-        batch["sens_maps"] = sens
-    return {k: v.to(device) for k, v in batch.items()}
+    return Batch(kspace=forward_operator(target, mask, sens), mask=mask, target=target, sens_maps=sens).to(device)
 
 
-def make_models(
-    size: BenchSize, device: torch.device, options: PerformanceOptions
-) -> tuple[nn.Module, MoDL, MoDL]:
+def make_models(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[nn.Module, MoDL, MoDL]:
     """``(denoiser, MoDL, SMUG)`` at ``size``, sharing one denoiser, on ``device`` in eval mode."""
     torch.manual_seed(_SEED)
     denoiser = build_denoiser(size.denoiser, **size.denoiser_args())
@@ -334,15 +322,11 @@ def run_benchmarks(
     return throughput, targets
 
 
-def bench_denoiser(
-    size: BenchSize, device: torch.device, options: PerformanceOptions
-) -> tuple[list[Row], list[Row]]:
+def bench_denoiser(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
     """Forward+backward of the denoiser on ``batch`` 2-channel images, as in training."""
     denoiser, _, _ = make_models(size, device, options)
     denoiser.train()
-    images = torch.randn(
-        size.batch, 2, size.height, size.width, generator=torch.Generator().manual_seed(_SEED)
-    )
+    images = torch.randn(size.batch, 2, size.height, size.width, generator=torch.Generator().manual_seed(_SEED))
     images = images.to(device)
 
     def step() -> None:
@@ -355,13 +339,11 @@ def bench_denoiser(
     return [_throughput_row("denoiser_fwd_bwd", seconds, size.batch, size, device, options)], []
 
 
-def bench_smug(
-    size: BenchSize, device: torch.device, options: PerformanceOptions
-) -> tuple[list[Row], list[Row]]:
+def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
     """MoDL and SMUG forwards, and SMUG against the sum of its parts, on the multicoil problem."""
     denoiser, modl, smug = make_models(size, device, options)
     batch = make_problem(size, device)
-    kspace, mask, sens = batch["kspace"], batch["mask"], batch["sens_maps"]
+    kspace, mask, sens = batch.kspace, batch.mask, batch.sens_maps
     noise = torch.Generator(device=device).manual_seed(_SEED)
     aty = adjoint_operator(kspace, mask, sens)
     noisy_copies = aty.repeat(size.samples, 1, 1)
@@ -392,38 +374,28 @@ def bench_smug(
     rows = [
         _throughput_row("modl_forward", t_modl, size.batch, size, device, options),
         _throughput_row("smug_forward", t_smug, size.batch, size, device, options, f"M={size.samples}"),
-        _throughput_row(
-            "denoiser_forward_m_batched", t_denoise, m_slices, size, device, options, f"{m_slices} images"
-        ),
+        _throughput_row("denoiser_forward_m_batched", t_denoise, m_slices, size, device, options, f"{m_slices} images"),
         _throughput_row(
             "multicoil_dc_step", t_dc, size.batch, size, device, options, f"cg_max_iter={size.cg_max_iter}"
         ),
     ]
-    detail = (
-        f"smug {t_smug:.4g} s vs N={size.unrolls} x (M-batched denoiser {t_denoise:.4g} s + DC {t_dc:.4g} s)"
-    )
+    detail = f"smug {t_smug:.4g} s vs N={size.unrolls} x (M-batched denoiser {t_denoise:.4g} s + DC {t_dc:.4g} s)"
     return rows, [_target_row("smug_forward_overhead", t_smug / parts, "<=", 1.1, "x", detail)]
 
 
-def bench_dc(
-    size: BenchSize, device: torch.device, options: PerformanceOptions
-) -> tuple[list[Row], list[Row]]:
+def bench_dc(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
     """Closed-form single-coil DC vs CG on the same system; host syncs of the batched multicoil CG."""
     single = make_problem(size, device, multicoil=False)
-    mask = single["mask"]
-    aty = adjoint_operator(single["kspace"], mask)
+    mask = single.mask
+    aty = adjoint_operator(single.kspace, mask)
     # A denoiser-like z: the target plus a little error, so CG starts near, not at, the solution.
     gen = torch.Generator().manual_seed(_SEED + 1)
-    z = single["target"] + 0.05 * torch.randn(
-        single["target"].shape, generator=gen, dtype=torch.complex64
-    ).to(device)
+    z = single.target + 0.05 * torch.randn(single.target.shape, generator=gen, dtype=torch.complex64).to(device)
     lam = torch.tensor(size.lam, device=device)
     cg_cap = 100
     ones = torch.ones(size.batch, 1, size.height, size.width, dtype=torch.complex64, device=device)
 
-    def system(
-        sens: torch.Tensor | None, masks: torch.Tensor, zero_filled: torch.Tensor, lam_z: torch.Tensor
-    ):
+    def system(sens: torch.Tensor | None, masks: torch.Tensor, zero_filled: torch.Tensor, lam_z: torch.Tensor):
         rhs = zero_filled + lam * lam_z
         return (lambda x: normal_operator(x, masks, sens) + lam * x), rhs
 
@@ -445,18 +417,14 @@ def bench_dc(
     cg_iterations = int(iterations.max())
 
     multi = make_problem(size, device)
-    m_aty = adjoint_operator(multi["kspace"], multi["mask"], multi["sens_maps"])
-    multi_matrix, multi_rhs = system(multi["sens_maps"], multi["mask"], m_aty, m_aty)
+    m_aty = adjoint_operator(multi.kspace, multi.mask, multi.sens_maps)
+    multi_matrix, multi_rhs = system(multi.sens_maps, multi.mask, m_aty, m_aty)
     max_iter = max(size.cg_max_iter, CG_CHECK_EVERY + 1)
     # tol=0 keeps every sample active, so all max_iter iterations run: the worst case for syncs.
     with torch.no_grad():
-        conjugate_gradient(
-            multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY
-        )
+        conjugate_gradient(multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY)
         with count_host_syncs(device) as syncs:
-            conjugate_gradient(
-                multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY
-            )
+            conjugate_gradient(multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY)
     measured_syncs = syncs.cuda_syncs if syncs.cuda_syncs is not None else syncs.host_reads
     how = "CUDA syncs (sync debug mode)" if syncs.cuda_syncs is not None else "host reads of tensor values"
 
@@ -480,9 +448,7 @@ def bench_dc(
     return rows, targets
 
 
-def bench_pgd(
-    size: BenchSize, device: torch.device, options: PerformanceOptions
-) -> tuple[list[Row], list[Row]]:
+def bench_pgd(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
     """One PGD k-space step on MoDL against one forward+backward of MoDL."""
     _, modl, _ = make_models(size, device, options)
     batch = make_problem(size, device)
@@ -495,8 +461,8 @@ def bench_pgd(
     def forward_backward() -> None:
         modl.zero_grad(set_to_none=True)
         with network_autocast(modl, options, device):
-            recon = modl(batch["kspace"], batch["mask"], batch["sens_maps"])
-        torch.view_as_real(recon - batch["target"]).square().sum().backward()
+            recon = modl(batch.kspace, batch.mask, batch.sens_maps)
+        torch.view_as_real(recon - batch.target).square().sum().backward()
 
     t_pgd = _time(pgd_step, size, device)
     t_fwd_bwd = _time(forward_backward, size, device)
@@ -522,7 +488,7 @@ def bench_loader(
 
     def one_pass() -> None:
         for batch in loader:
-            to_device(batch, device)
+            batch.to(device)
 
     one_pass()  # fills the cache, as the first epoch does
     t_pass = _time(one_pass, size, device)
@@ -531,8 +497,8 @@ def bench_loader(
     _, modl, _ = make_models(size, device, options)
     modl.train()
     optimizer = torch.optim.Adam(modl.parameters(), lr=1e-4)
-    batch = to_device(next(iter(loader)), device)
-    slices = len(batch["fname"])
+    batch = next(iter(loader)).to(device)
+    slices = len(batch.fnames)
     noise = torch.Generator(device=device).manual_seed(_SEED)
 
     def train_step() -> None:
@@ -545,9 +511,7 @@ def bench_loader(
     t_step = _time(train_step, size, device)
     train_rate = slices / t_step
     rows = [
-        _throughput_row(
-            "loader_cached", t_pass, len(dataset), size, device, options, "one pass, batches to device"
-        ),
+        _throughput_row("loader_cached", t_pass, len(dataset), size, device, options, "one pass, batches to device"),
         _throughput_row("modl_train_step", t_step, slices, size, device, options, "forward, backward, Adam"),
     ]
     detail = f"loader {loader_rate:.4g} slices/s vs training {train_rate:.4g} slices/s"
@@ -574,7 +538,7 @@ def synthetic_dataset(size: BenchSize, work_dir: str | os.PathLike) -> SliceData
         noise_level=0.005,
         sens_path=sens_path,
     )
-    mask = make_problem(size, torch.device("cpu"), multicoil=False)["mask"]
+    mask = make_problem(size, torch.device("cpu"), multicoil=False).mask
     return SliceDataset(
         select_slices([path], None),
         mask=mask,

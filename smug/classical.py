@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from smug import metrics
+from smug.data import Batch
 from smug.data_consistency import data_consistency
 from smug.operators import adjoint_operator, forward_operator, normal_operator
 from smug.wavelets import WAVELETS, dwt2, idwt2
@@ -385,8 +386,7 @@ def check_solver_options(method: str, solver_kwargs: dict[str, Any]) -> dict[str
     unknown = sorted(set(solver_kwargs) - set(allowed))
     if unknown:
         raise ValueError(
-            f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; "
-            f"valid: {', '.join(allowed)}"
+            f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; " f"valid: {', '.join(allowed)}"
         )
     options = {**allowed, **solver_kwargs}
     if method == "l1_wavelet" and options["wavelet"] not in WAVELETS:
@@ -421,9 +421,7 @@ class CompressedSensing(nn.Module):
         **solver_kwargs: options of the method (see :data:`SOLVER_OPTIONS`).
     """
 
-    def __init__(
-        self, method: str = "l1_wavelet", lam: float = 1e-3, num_iters: int = 50, **solver_kwargs: Any
-    ):
+    def __init__(self, method: str = "l1_wavelet", lam: float = 1e-3, num_iters: int = 50, **solver_kwargs: Any):
         super().__init__()
         self.solver_kwargs = dict(solver_kwargs)
         check_solver_options(method, self.solver_kwargs)
@@ -451,9 +449,7 @@ class CompressedSensing(nn.Module):
         """
         if zero_filled is None:
             zero_filled = adjoint_operator(kspace, mask, sens_maps)
-        return cs_reconstruct(
-            self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs
-        )
+        return cs_reconstruct(self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs)
 
     def extra_repr(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.solver_kwargs.items())
@@ -509,7 +505,7 @@ def slice_metrics(recon: torch.Tensor, target: torch.Tensor) -> tuple[list[float
 def tune_regularization(
     method: str,
     lams: Iterable[float],
-    dataset_batches: Iterable[dict],
+    dataset_batches: Iterable[Batch],
     num_iters: int = 50,
     device: torch.device | str | None = None,
     **solver_kwargs: Any,
@@ -522,7 +518,7 @@ def tune_regularization(
     Args:
         method: ``l1_wavelet`` or ``tv``.
         lams: candidate weights (non-empty, positive).
-        dataset_batches: batches with ``kspace``, ``mask``, ``target`` and, multicoil, ``sens_maps``.
+        dataset_batches: validation slices, with their ``target``.
         num_iters: solver iterations.
         device: where to run (None: where the batches are).
         **solver_kwargs: method options (see :data:`SOLVER_OPTIONS`).
@@ -538,26 +534,20 @@ def tune_regularization(
     ssims: list[list[float]] = [[] for _ in lams]
     with torch.no_grad():
         for batch in dataset_batches:
-            missing = [key for key in ("kspace", "mask", "target") if key not in batch]
-            if missing:
-                raise ValueError(f"tune_regularization: batch lacks key(s) {', '.join(missing)}")
-            kspace, mask, target = batch["kspace"], batch["mask"], batch["target"]
-            sens_maps = batch.get("sens_maps")
+            if batch.target is None:
+                raise ValueError("tune_regularization: a batch has no target to score against")
             if device is not None:
-                kspace, mask, target = kspace.to(device), mask.to(device), target.to(device)
-                sens_maps = None if sens_maps is None else sens_maps.to(device)
+                batch = batch.to(device)
+            kspace, mask, target, sens_maps = batch.kspace, batch.mask, batch.target, batch.sens_maps
             zero_filled = adjoint_operator(kspace, mask, sens_maps)
             for i, model in enumerate(models):
-                slice_psnr, slice_ssim = slice_metrics(
-                    model(kspace, mask, sens_maps, zero_filled=zero_filled), target
-                )
+                slice_psnr, slice_ssim = slice_metrics(model(kspace, mask, sens_maps, zero_filled=zero_filled), target)
                 psnrs[i] += slice_psnr
                 ssims[i] += slice_ssim
     if not psnrs[0]:
         raise ValueError("tune_regularization: no validation batches")
     table = [
-        {"lam": lam, "psnr": float(np.mean(p)), "ssim": float(np.mean(s))}
-        for lam, p, s in zip(lams, psnrs, ssims)
+        {"lam": lam, "psnr": float(np.mean(p)), "ssim": float(np.mean(s))} for lam, p, s in zip(lams, psnrs, ssims)
     ]
     best = max(range(len(lams)), key=lambda i: (table[i]["psnr"], -i))
     return lams[best], table

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from smug import attacks
 from smug.adversarial import perturb_input
-from smug.data import collate, make_dataset, to_device
+from smug.data import Batch, collate, make_dataset
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
 from smug.models.factory import UNROLLED_KINDS, load_model, read_record
@@ -85,10 +86,10 @@ def compute_attack(
         )
         deltas, fnames, slices = [], [], []
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-            batch = to_device(batch, device)
+            batch = batch.to(device)
             deltas.append(attacks.run_attack(attack, net, batch, strength, generator, **pgd).cpu())
-            fnames += batch["fname"]
-            slices += [int(s) for s in batch["slice"]]
+            fnames += batch.fnames
+            slices += [int(s) for s in batch.slices]
         LOG.info("%s on %s: eps=%g done (%d slices)", attack, name, strength, len(fnames))
         attrs = {
             "eps": float(strength),
@@ -113,13 +114,13 @@ def compute_attack(
 def _attack_transform(delta: torch.Tensor, domain: str, fnames: list[str], slices: list[int]):
     """A batch transform adding the saved perturbation of each slice (checked by name and index)."""
 
-    def transform(batch: dict, first: int) -> dict:
-        n = len(batch["fname"])
+    def transform(batch: Batch, first: int) -> Batch:
+        n = len(batch.fnames)
         expected = list(zip(fnames[first : first + n], slices[first : first + n]))
-        got = list(zip(batch["fname"], (int(s) for s in batch["slice"])))
+        got = list(zip(batch.fnames, (int(s) for s in batch.slices)))
         if expected != got:
             raise ValueError(f"attack file perturbs slices {expected[:2]}..., evaluation reached {got[:2]}...")
-        return attacks.apply_perturbation(batch, delta[first : first + n].to(batch["kspace"].device), domain)
+        return attacks.apply_perturbation(batch, delta[first : first + n].to(batch.kspace.device), domain)
 
     return transform
 
@@ -132,10 +133,10 @@ def _generator_transform(record: dict, device: torch.device, seed: int):
     latent_gen = torch.Generator(device=device).manual_seed(seed)
     domain = record["spec"]["adversarial"]["domain"]
 
-    def transform(batch: dict, first: int) -> dict:
+    def transform(batch: Batch, first: int) -> Batch:
         with torch.no_grad():
-            perturbation = net(net.sample_latent(len(batch["fname"]), latent_gen))
-        return {**batch, "zero_filled": perturb_input(batch, perturbation, domain)}
+            perturbation = net(net.sample_latent(len(batch.fnames), latent_gen))
+        return replace(batch, zero_filled=perturb_input(batch, perturbation, domain))
 
     return transform
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.data import SliceDataset, collate, make_dataset, to_device
+from smug.data import SliceDataset, collate, make_dataset
 from smug.io import atomic_path
 from smug.metrics import psnr, ssim
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, load_model, unrolled_core
@@ -130,15 +130,15 @@ def predict(
     generator = torch.Generator(device=device).manual_seed(seed)
     preds, targets = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        batch = to_device(batch, device)
+        batch = batch.to(device)
         if denoise_sigma is None:
             out = reconstruct(model, batch, generator)
         else:
-            target = batch["target"]
+            target = batch.target
             noisy = clamp_complex(target + complex_gaussian(tuple(target.shape), denoise_sigma, target, generator))
             out = denoise_complex(model, noisy)
         preds.append(out.abs().cpu())
-        targets.append(batch["target"].abs().cpu())
+        targets.append(batch.target.abs().cpu())
     return torch.cat(preds).numpy(), torch.cat(targets).numpy()
 
 

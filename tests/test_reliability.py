@@ -99,7 +99,12 @@ class _Slices(torch.utils.data.Dataset):
         return 2
 
     def __getitem__(self, i):
-        return {"x": torch.full((3,), float(i)), "fname": f"f{i}", "slice": 0}
+        return {
+            "kspace": torch.full((1, 1, 3), complex(i)),
+            "mask": torch.ones(3, dtype=torch.bool),
+            "fname": f"f{i}",
+            "slice": 0,
+        }
 
 
 def test_crafted_checkpoint_is_ignored_without_running_it(tmp_path, caplog):
@@ -108,7 +113,7 @@ def test_crafted_checkpoint_is_ignored_without_running_it(tmp_path, caplog):
     model = torch.nn.Linear(3, 1)
 
     def loss(m, batch, generator):
-        return m(batch["x"]).pow(2).mean()
+        return m(batch.kspace.real.flatten(1)).pow(2).mean()
 
     result = fit(
         model,
@@ -135,8 +140,22 @@ def test_crafted_generator_fails_the_evaluation_before_any_reconstruction(tmp_pa
     (tmp_path / "unet_adv").mkdir()
     generator = _crafted(tmp_path / "unet_adv" / "model.pt", marker, {"kind": "unet_adv"})
     recons, scores = tmp_path / "recons", tmp_path / "scores.csv"
-    arguments = ("--model", model, "--test", volume, "--train-mask", mask, "--generators", generator,
-                 "--out", scores, "--recon-dir", recons, "--device", "cpu")
+    arguments = (
+        "--model",
+        model,
+        "--test",
+        volume,
+        "--train-mask",
+        mask,
+        "--generators",
+        generator,
+        "--out",
+        scores,
+        "--recon-dir",
+        recons,
+        "--device",
+        "cpu",
+    )
     run = _script("evaluate.py", *arguments)
     assert run.returncode != 0 and f"refusing model file {generator}" in run.stderr
     assert not marker.exists() and not recons.exists() and not scores.exists()
