@@ -27,7 +27,8 @@ from smug.adversarial import perturb_input
 from smug.data import Batch, collate, make_dataset
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
-from smug.models.factory import UNROLLED_KINDS, load_model, read_record
+from smug.method_files import load_method, read_record
+from smug.models.factory import UNROLLED_KINDS
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator
@@ -60,7 +61,7 @@ def compute_attack(
     noise_only = attacks.is_random_noise(attack)
     if model is None and not noise_only:
         raise ValueError(f"attack {attack!r} is white-box and needs --model")
-    net, name = (None, "none") if noise_only else (load_model(model, device)[0], Path(model).parent.name)
+    net, name = (None, "none") if noise_only else (load_method(model, device)[0], Path(model).parent.name)
     protocol = attacks.PROTOCOLS.get(attack)
     if protocol is not None:
         # A paper protocol fixes its own PGD settings; the command line's do not apply.
@@ -173,7 +174,7 @@ def evaluate_model(
     """
     # Every input is read before the first reconstruction, so a bad one fails the run at once,
     # naming its file, and the reconstruction folder appears only complete.
-    net, record = load_model(model, device)
+    net, record = load_method(model, device)
     attack_levels = [attacks.load_attack(path) for path in attack_files]
     generator_records = {Path(path).parent.name: read_record(path, device) for path in generators}
     with atomic_dir(recon_dir) as recon_tmp:
@@ -343,7 +344,7 @@ def evaluate_test_time_training(
 ) -> pd.DataFrame:
     """Score ``model`` adapted by test-time training to each batch of ``test`` (the shifted anatomy);
     per-volume rows with perturbation ``ttt_anatomy_shift`` are written to ``out`` and returned."""
-    net, _ = load_model(model, device)
+    net, _ = load_method(model, device)
     name = Path(model).parent.name
     dataset = make_dataset(test, test_slices, mask, sens_dir)
     infos: list[dict] = []

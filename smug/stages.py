@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 from smug.data import SliceDataset, collate, make_dataset
 from smug.io import atomic_path
 from smug.metrics import psnr, ssim
-from smug.models.factory import build_model, data_consistency_weight, denoiser_of, load_model, unrolled_core
+from smug.method_files import load_method
+from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
 from smug.models.zero_filled import ZeroFilled
 from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.adversarial import MinMaxObjective
@@ -155,7 +156,7 @@ def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, de
         return None
     if init_path is None:
         raise ValueError(f"stage {kind!r} needs --init (a pre-trained denoiser or MoDL model.pt)")
-    source, record = load_model(init_path, device)
+    source, record = load_method(init_path, device)
     source_kind = record["spec"]["kind"]
     if kind == "rs_e2e" and source_kind != "modl":
         raise ValueError(f"RS-E2E must start from a trained MoDL, but {init_path} is {source_kind!r}")

@@ -29,7 +29,7 @@ from smug.data import SliceDataset, collate, select_slices
 from smug.fastmri_io import FastMRIFormatError, VolumeInfo, inspect_volume
 from smug.io import atomic_path
 from smug.masks import load_mask
-from smug.models.factory import load_model
+from smug.method_files import load_method
 from smug.reconstruct import reconstruct
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 from smug.transforms import center_crop_or_pad
@@ -70,7 +70,7 @@ def reconstruct_files(
             the model (the other challenge, or a width the network cannot take).
         ValueError: a file with a target but no ``mask``, or maps that cannot be estimated.
     """
-    net, record = load_model(model, device)
+    net, record = load_method(model, device)
     infos = [inspect_volume(path) for path in files]
     _check_challenge(infos, record, model)
     out_dir = Path(out_dir)

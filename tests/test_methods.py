@@ -1,6 +1,6 @@
 """The one registry of methods, attacks and figures (smug.methods) and everything that must agree
-with it: the config schema, the model factory, the training stages, the attack functions, and a
-DAG that builds without torch."""
+with it: the config schema, the model factory, the training stages, the method loader, the attack
+functions, and a DAG that builds without torch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import torch
 import yaml
 
 from smug import attacks
+from smug.classical import CompressedSensing, to_record
+from smug.method_files import load_method, record_kind
 from smug.methods import ATTACKS, FIGURES, KINDS, METHODS, NOISE_COUNTERPART, spec_settings, trained_methods
 from smug.models.factory import MODEL_KINDS, build_model
 from smug.stages import loss_for
@@ -53,6 +55,32 @@ def test_every_trained_kind_is_built_and_has_a_training_loss():
             assert KINDS[METHODS[method.init].kind].made_by == "train"
 
 
+def test_every_kind_is_rebuilt_from_its_saved_record(tmp_path):
+    config = deep_update(CONFIG, TINY_CONFIG)
+    records = {
+        "classical": to_record(CompressedSensing("tv", 1e-3, 2)),
+        "untrained": {"kind": "untrained"},
+        "zero_filled": {"kind": "zero_filled"},
+    }
+    for name, method in trained_methods().items():
+        spec = {"name": name, "kind": method.kind, "seed": 0, **spec_settings(name, config)}
+        records[method.kind] = {
+            "spec": spec,
+            "state_dict": build_model(method.kind, spec["model"], spec.get("smoothing")).state_dict(),
+        }
+    assert set(records) == set(KINDS)
+    for kind, record in records.items():
+        torch.save(record, tmp_path / f"{kind}.pt")
+        model, loaded = load_method(tmp_path / f"{kind}.pt")
+        assert record_kind(loaded) == kind and not model.training, kind
+    torch.save({"kind": "hologram"}, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match="unknown.pt is not a model saved by this pipeline"):
+        load_method(tmp_path / "unknown.pt")
+    torch.save({"spec": records["modl"]["spec"]}, tmp_path / "weightless.pt")
+    with pytest.raises(ValueError, match=r"weightless.pt: not a trained network's record \(no state_dict/spec\)"):
+        load_method(tmp_path / "weightless.pt")
+
+
 @pytest.mark.parametrize(
     "section, key, expected",
     [
@@ -83,7 +111,9 @@ def test_dag_builds_without_torch_or_matplotlib(tmp_path):
     poison = tmp_path / "poison"
     for package in ("torch", "matplotlib"):
         (poison / package).mkdir(parents=True)
-        (poison / package / "__init__.py").write_text(f"raise ImportError('{package} imported while building the DAG')\n")
+        (poison / package / "__init__.py").write_text(
+            f"raise ImportError('{package} imported while building the DAG')\n"
+        )
     config = write_config(tmp_path, TINY_CONFIG)
     result = snakemake(["-n", "--configfile", str(config)], tmp_path, env_path=[poison, REPO])
     assert result.returncode == 0, result.stderr[-3000:]

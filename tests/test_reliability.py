@@ -18,7 +18,7 @@ from smug.data import make_dataset
 from smug.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
 from smug.io import UnsafeFileError, load_torch_file
 from smug.masks import save_mask
-from smug.models.factory import load_model
+from smug.method_files import load_method
 from smug.splits import validate_volume
 from smug.training import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume
@@ -80,7 +80,7 @@ def test_crafted_model_file_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "executed"
     path = _crafted(tmp_path / "model.pt", marker, {"kind": "zero_filled"})
     with pytest.raises(UnsafeFileError, match=f"refusing model file {path}: it holds the object posix.system"):
-        load_model(path)
+        load_method(path)
     assert not marker.exists()
 
 
@@ -91,7 +91,7 @@ def test_damaged_torch_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=f"cannot read generator {truncated}: .*truncated, or not a PyTorch file"):
         load_torch_file(truncated, what="generator")
     with pytest.raises(FileNotFoundError, match=f"model file {tmp_path / 'absent.pt'} does not exist"):
-        load_model(tmp_path / "absent.pt")
+        load_method(tmp_path / "absent.pt")
 
 
 class _Slices(torch.utils.data.Dataset):

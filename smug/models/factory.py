@@ -1,26 +1,16 @@
-"""Build the study's reconstruction models from a config spec, and load saved ones.
-
-A saved ``model.pt`` carries the spec it was built from, so :func:`load_model` needs nothing but
-the file: a reviewer can re-run any evaluation from the checkpoint alone.
-"""
+"""Build the study's trained networks from a config spec, and rebuild them from a saved record."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import torch
 from torch import nn
 
-from smug import classical
-from smug.io import load_torch_file
 from smug.methods import KINDS, kinds_of
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
 from smug.models.weight_encoder import WeightEncoder
-from smug.models.zero_filled import ZeroFilled
-from smug.untrained import UntrainedNetwork
 
 UNROLLED_KINDS = kinds_of("unrolled")
 UNET_KINDS = kinds_of("unet")
@@ -90,36 +80,11 @@ def data_consistency_weight(model: nn.Module) -> float | None:
     return float(unrolled_core(model).lam.detach())
 
 
-def read_record(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
-    """The saved record of a ``model.pt`` (spec, provenance, history and weights), without building
-    the model.
-
-    Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a crafted
-    file can never execute code when it is opened.
-    """
-    record = load_torch_file(path, device, what="model file")
-    if not isinstance(record, dict):
-        raise ValueError(f"model file {path} holds a {type(record).__name__}, not a saved model record")
-    return record
-
-
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild any reconstruction method the pipeline saved: trained networks (``scripts/train.py``),
-    tuned compressed sensing (``scripts/tune_classical.py``), and the settings of the untrained network
-    and the zero-filled reconstruction (``scripts/write_method.py``).
-
-    Returns ``(model in eval mode, saved record)``.
-    """
-    record = read_record(path, device)
-    if isinstance(record, dict) and record.get("kind") == "classical":
-        return classical.from_record(record).to(device).eval(), record
-    if isinstance(record, dict) and record.get("kind") == "zero_filled":
-        return ZeroFilled().to(device).eval(), record
-    if isinstance(record, dict) and record.get("kind") == "untrained":
-        return UntrainedNetwork.from_record(record).to(device).eval(), record
-    if not isinstance(record, dict) or "state_dict" not in record or "spec" not in record:
-        raise ValueError(f"{path} is not a model saved by this pipeline (no state_dict/spec)")
+def network_from_record(record: dict[str, Any]) -> nn.Module:
+    """The trained network of a saved ``model.pt`` record (its ``spec`` and ``state_dict``), in eval mode."""
+    if "state_dict" not in record or "spec" not in record:
+        raise ValueError("not a trained network's record (no state_dict/spec)")
     spec = record["spec"]
     model = build_model(spec["kind"], spec["model"], spec.get("smoothing"))
     model.load_state_dict(record["state_dict"])
-    return model.to(device).eval(), record
+    return model.eval()
