@@ -27,8 +27,8 @@ from smug.adversarial import perturb_input
 from smug.data import Batch, collate, make_dataset
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
-from smug.method_files import load_method, read_record
-from smug.models.factory import UNROLLED_KINDS
+from smug.method_files import load_method, read_record, record_kind
+from smug.methods import KINDS
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator
@@ -224,7 +224,7 @@ def _score_conditions(
     small_features: dict[str, Any] | None,
 ) -> list[dict]:
     """:func:`evaluate_model`'s conditions, run in turn; returns the per-volume rows."""
-    kind = record.get("spec", {}).get("kind", record.get("kind"))
+    family = KINDS[record_kind(record)].family
     rows: list[dict] = []
     base = make_dataset(test, test_slices, train_mask, sens_dir)
 
@@ -260,7 +260,7 @@ def _score_conditions(
         shifted = make_dataset(test, test_slices, mask_path, sens_dir)
         run("acceleration", acceleration, dataset=shifted)
 
-    if kind in UNROLLED_KINDS:
+    if family == "unrolled":
         for n in unrolls:
             run("unrolls", float(n), num_unrolls=n)
 

@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
-from smug.methods import KINDS, kinds_of
+from smug.methods import KINDS
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
 from smug.models.weight_encoder import WeightEncoder
 
-UNROLLED_KINDS = kinds_of("unrolled")
-UNET_KINDS = kinds_of("unet")
-MODEL_KINDS = (*kinds_of("denoiser"), *UNROLLED_KINDS, *UNET_KINDS)
+Builder = Callable[[str, dict[str, Any], dict[str, Any] | None], nn.Module]
 
 
-def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
-    """A fresh model of ``kind``.
+def _denoiser(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    return build_denoiser(model_cfg["denoiser"], **model_cfg.get("denoiser_args", {}))
 
-    Args:
-        kind: one of :data:`MODEL_KINDS`.
-        model_cfg: unrolled kinds: ``denoiser``, ``denoiser_args``, ``num_unrolls``, ``lam``,
-            ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``, ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
-        smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
-            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), and for RS-E2E
-            ``kspace_sigma``.
-    """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
-    if kind in UNET_KINDS:
-        return ZeroFilledUNet(**model_cfg)
-    denoiser = build_denoiser(model_cfg["denoiser"], **model_cfg.get("denoiser_args", {}))
-    if kind == "denoiser":
-        return denoiser
+
+def _unet(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    return ZeroFilledUNet(**model_cfg)
+
+
+def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    """MoDL around a fresh denoiser, smoothed where the kind's registry entry says."""
+    denoiser = _denoiser(kind, model_cfg, smoothing_cfg)
     modl_kwargs = dict(
         num_unrolls=model_cfg["num_unrolls"],
         lam=model_cfg["lam"],
@@ -61,6 +52,29 @@ def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, A
         weight_encoder=encoder,
         **modl_kwargs,
     )
+
+
+# One builder per family of smug.methods.KINDS that trains a network: a new kind of these families
+# needs only its registry entry.
+_BUILDERS: dict[str, Builder] = {"denoiser": _denoiser, "unrolled": _unrolled, "unet": _unet}
+MODEL_KINDS = tuple(name for name, kind in KINDS.items() if kind.family in _BUILDERS)
+
+
+def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh network of ``kind``, built by its family in :data:`smug.methods.KINDS`.
+
+    Args:
+        kind: one of :data:`MODEL_KINDS`.
+        model_cfg: denoiser and unrolled kinds: ``denoiser``, ``denoiser_args``; unrolled kinds also
+            ``num_unrolls``, ``lam``, ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``,
+            ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
+        smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
+            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), and for RS-E2E
+            ``kspace_sigma``.
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
+    return _BUILDERS[KINDS[kind].family](kind, model_cfg, smoothing_cfg)
 
 
 def unrolled_core(model: nn.Module) -> MoDL:
