@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from smug import attacks
 from smug.adversarial import perturb_input
+from smug.attack_files import load_attack, save_attack
 from smug.data import Batch, collate, make_dataset
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
@@ -109,7 +110,7 @@ def compute_attack(
             "slice": slices,
         }
         levels.append((torch.cat(deltas), attrs))
-    attacks.save_attack(out, levels)
+    save_attack(out, levels)
 
 
 def _attack_transform(delta: torch.Tensor, domain: str, fnames: list[str], slices: list[int]):
@@ -175,7 +176,7 @@ def evaluate_model(
     # Every input is read before the first reconstruction, so a bad one fails the run at once,
     # naming its file, and the reconstruction folder appears only complete.
     net, record = load_method(model, device)
-    attack_levels = [attacks.load_attack(path) for path in attack_files]
+    attack_levels = [load_attack(path) for path in attack_files]
     generator_records = {Path(path).parent.name: read_record(path, device) for path in generators}
     with atomic_dir(recon_dir) as recon_tmp:
         rows = _score_conditions(
