@@ -20,10 +20,10 @@ from smug.classical import (
     lipschitz_bound,
     to_record,
     total_variation,
-    tune_regularization,
     tv_objective,
     tv_recon,
 )
+from smug.classical_tuning import tune_regularization
 from smug.data import Batch
 from smug.operators import adjoint_operator, forward_operator, normal_operator
 from smug.wavelets import WAVELETS, analysis_matrix, dwt2, idwt2, wavelet_filters
