@@ -1,4 +1,4 @@
-"""Benchmarks (smug.bench, scripts/bench.py) and accelerator options (smug.performance, in fit).
+"""Benchmarks (scripts/bench.py and its scripts/benchmarks/) and accelerator options (smug.performance, in fit).
 
 No assertion here is about how fast anything runs: the benchmarks are measurements, and these tests
 check that they run, write what they promise and count what they claim to count.
@@ -8,24 +8,13 @@ import csv
 import functools
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import Dataset
 
-from smug.bench import (
-    RULE_COLUMNS,
-    SIZES,
-    SNAKEMAKE_BENCHMARK_COLUMNS,
-    TARGET_COLUMNS,
-    THROUGHPUT_COLUMNS,
-    BenchSize,
-    bench_size,
-    count_host_syncs,
-    rule_benchmarks,
-    time_call,
-)
 from smug.data_consistency import conjugate_gradient, data_consistency
 from smug.fftc import fft2c
 from smug.models.factory import build_model
@@ -36,6 +25,21 @@ from smug.training import TrainSettings, fit
 from tests.conftest import random_complex, random_sens_maps
 
 REPO = Path(__file__).resolve().parents[1]
+# scripts/bench.py imports its benchmarks from its own folder; so do these tests.
+sys.path.insert(0, str(REPO / "scripts"))
+try:
+    from benchmarks.harness import (
+        SIZES,
+        TARGET_COLUMNS,
+        THROUGHPUT_COLUMNS,
+        BenchSize,
+        bench_size,
+        count_host_syncs,
+        time_call,
+    )
+    from benchmarks.rules import RULE_COLUMNS, SNAKEMAKE_BENCHMARK_COLUMNS, rule_benchmarks
+finally:
+    sys.path.pop(0)
 TARGET_NAMES = {
     "smug_forward_overhead",
     "closed_form_dc_speedup",
