@@ -15,12 +15,11 @@ Example:
       --attack-files results/attacks/modl/pgd_kspace_linf.h5 --out-dir results/figures
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
 from smug.figures import draw_all_figures
+from smug.cli import parse_args
 from smug.runtime import setup_compute
 
 
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attack-files", nargs="*", default=[], help="attack files whose strongest level is drawn")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         setup_compute(args.threads)
         draw_all_figures(

@@ -215,7 +215,8 @@ class SliceDataset(Dataset):
         mask: a fixed ``(w,)`` column mask (the SMUG setting: one mask for every slice), a fastMRI
             ``MaskFunc`` (seeded per volume with ``tuple(map(ord, fname))``, fastMRI's convention),
             or None for fully sampled k-space.
-        sens_dir: folder, or folders searched in order, of ``{fname}`` sensitivity-map files
+        sens_dir: folder, or folders searched in order, of ``{fname}`` sensitivity-map files (a
+            map file given instead stands for its folder)
             (:mod:`smug.sens_maps`) for multicoil volumes.
         recon_size: crop ``(h, w)``; default: the file header's reconSpace.
         cache: keep decoded slices in memory (after the first epoch reading costs nothing).
@@ -238,7 +239,8 @@ class SliceDataset(Dataset):
         self.mask_name = mask_name or "the column mask"
         if sens_dir is None or isinstance(sens_dir, (str, os.PathLike)):
             sens_dir = [] if sens_dir is None else [sens_dir]
-        self.sens_dirs = [Path(d) for d in sens_dir]
+        # A map file stands for its folder, so a rule can name the files it depends on.
+        self.sens_dirs = list(dict.fromkeys(Path(d).parent if Path(d).is_file() else Path(d) for d in sens_dir))
         self.recon_size = None if recon_size is None else tuple(recon_size)
         self.cache = cache
         self._cached: dict[int, dict] = {}

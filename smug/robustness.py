@@ -50,7 +50,7 @@ def compute_attack(
     test_slices: int | None,
     steps: int,
     step_factor: float | None,
-    no_random_start: bool,
+    random_start: bool,
     loss_target: str,
     eot_samples: int,
     batch_size: int,
@@ -67,7 +67,7 @@ def compute_attack(
     if protocol is not None:
         # A paper protocol fixes its own PGD settings; the command line's do not apply.
         steps, loss_target, eot_samples = protocol["steps"], protocol["loss_target"], protocol["eot_samples"]
-        step_factor, no_random_start = None, not protocol["random_start"]
+        step_factor, random_start = None, protocol["random_start"]
         if protocol["surrogate"] == "unsmoothed":
             net = without_smoothing(net)
         LOG.info("%s: the paper protocol's settings %s", attack, protocol)
@@ -81,7 +81,7 @@ def compute_attack(
             else dict(
                 steps=steps,
                 step_size=None if step_factor is None else step_factor * strength,
-                random_start=not no_random_start,
+                random_start=random_start,
                 loss_target=loss_target,
                 eot_samples=eot_samples,
             )
