@@ -41,10 +41,13 @@ from smug.wavelets import WAVELETS, dwt2, idwt2
 
 METHODS = ("l1_wavelet", "tv")
 TV_SOLVERS = ("pdhg", "fista")
-# Options each method accepts besides lam and num_iters, with their defaults.
+# Options each method accepts besides lam and num_iters, with their defaults. The ones the pipeline
+# sets (classical.wavelet, classical.levels, classical.tv_solver) have none here: their one default
+# is config/config.yaml's, so a caller must give them.
+REQUIRED = None
 SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
-    "l1_wavelet": {"wavelet": "db4", "levels": 3},
-    "tv": {"solver": "pdhg", "inner_iters": 10, "pdhg_step": 3.0, "cg_max_iter": 10, "cg_tol": 1e-6},
+    "l1_wavelet": {"wavelet": REQUIRED, "levels": REQUIRED},
+    "tv": {"solver": REQUIRED, "inner_iters": 10, "pdhg_step": 3.0, "cg_max_iter": 10, "cg_tol": 1e-6},
 }
 _TV_NORM_SQ = 8.0  # ||D||^2 bound for 2-D forward differences
 
@@ -128,8 +131,8 @@ def l1_wavelet_objective(
     mask: torch.Tensor,
     sens_maps: torch.Tensor | None,
     lam: float,
-    wavelet: str = "db4",
-    levels: int = 3,
+    wavelet: str,
+    levels: int,
 ) -> torch.Tensor:
     """``0.5 ||A x - y||^2 + lam ||W x||_1`` minus ``0.5 ||y||^2``, per sample ``(B,)``."""
     return data_term(x, zero_filled, mask, sens_maps) + lam * dwt2(x, wavelet, levels).abs().flatten(1).sum(1)
@@ -253,8 +256,8 @@ def l1_wavelet_recon(
     sens_maps: torch.Tensor | None,
     lam: float,
     num_iters: int,
-    wavelet: str = "db4",
-    levels: int = 3,
+    wavelet: str,
+    levels: int,
     return_objective: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """l1-wavelet compressed sensing: ``min_x 0.5 ||A x - y||^2 + lam ||W x||_1`` by MFISTA.
@@ -295,7 +298,7 @@ def tv_recon(
     sens_maps: torch.Tensor | None,
     lam: float,
     num_iters: int,
-    solver: str = "pdhg",
+    solver: str,
     inner_iters: int = 10,
     pdhg_step: float = 3.0,
     cg_max_iter: int = 10,
@@ -386,6 +389,11 @@ def check_solver_options(method: str, solver_kwargs: dict[str, Any]) -> dict[str
             f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; " f"valid: {', '.join(allowed)}"
         )
     options = {**allowed, **solver_kwargs}
+    missing = [key for key, value in options.items() if value is REQUIRED]
+    if missing:
+        raise ValueError(
+            f"compressed-sensing method {method!r} needs {', '.join(missing)} (classical section of the config)"
+        )
     if method == "l1_wavelet" and options["wavelet"] not in WAVELETS:
         raise ValueError(f"unknown wavelet {options['wavelet']!r}; valid: {', '.join(WAVELETS)}")
     if method == "tv" and options["solver"] not in TV_SOLVERS:
@@ -418,7 +426,7 @@ class CompressedSensing(nn.Module):
         **solver_kwargs: options of the method (see :data:`SOLVER_OPTIONS`).
     """
 
-    def __init__(self, method: str = "l1_wavelet", lam: float = 1e-3, num_iters: int = 50, **solver_kwargs: Any):
+    def __init__(self, method: str, lam: float, num_iters: int, **solver_kwargs: Any):
         super().__init__()
         self.solver_kwargs = dict(solver_kwargs)
         check_solver_options(method, self.solver_kwargs)

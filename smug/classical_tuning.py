@@ -33,7 +33,7 @@ def tune_regularization(
     method: str,
     lams: Iterable[float],
     dataset_batches: Iterable[Batch],
-    num_iters: int = 50,
+    num_iters: int,
     device: torch.device | str | None = None,
     **solver_kwargs: Any,
 ) -> tuple[float, list[dict[str, float]]]:

@@ -192,10 +192,10 @@ def test_mfista_l1_wavelet_objective_never_increases(coils):
     _, kspace, mask, sens, zero_filled = problem(coils)
     # At this weight and length, plain FISTA's objective goes up at some iterations.
     lam = 1e-2
-    x, values = l1_wavelet_recon(zero_filled, mask, sens, lam, 60, return_objective=True)
+    x, values = l1_wavelet_recon(zero_filled, mask, sens, lam, 60, "db4", 3, return_objective=True)
     assert values.shape == (61, 1)
     _check_objective(values, x, kspace, mask, sens, lam, lambda im: dwt2(im, "db4", 3).abs().flatten(1).sum(1))
-    torch.testing.assert_close(values[-1], l1_wavelet_objective(x, zero_filled, mask, sens, lam))
+    torch.testing.assert_close(values[-1], l1_wavelet_objective(x, zero_filled, mask, sens, lam, "db4", 3))
 
 
 @pytest.mark.parametrize("coils", [None, 4])
@@ -219,7 +219,7 @@ def test_reconstructions_beat_zero_filled(coils):
     x, _, mask, sens, zero_filled = problem(coils)
     baseline = psnr(x, zero_filled)
     # Wavelet sparsity of a 32x32 image pays off at one level (coarser levels are a few pixels).
-    wavelet = psnr(x, l1_wavelet_recon(zero_filled, mask, sens, 3e-3, 30, levels=1))
+    wavelet = psnr(x, l1_wavelet_recon(zero_filled, mask, sens, 3e-3, 30, wavelet="db4", levels=1))
     tv_pdhg = psnr(x, tv_recon(zero_filled, mask, sens, 3e-3, 30, solver="pdhg"))
     tv_fista = psnr(x, tv_recon(zero_filled, mask, sens, 3e-3, 30, solver="fista", inner_iters=5))
     assert wavelet > baseline + 0.75, (wavelet, baseline)
@@ -293,13 +293,13 @@ def test_tune_regularization_picks_the_clearly_best_lam():
     direct = np.mean([psnr(b.target, model(b.kspace, b.mask)) for b in batches])
     assert psnrs[1] == pytest.approx(direct, rel=1e-9)
     with pytest.raises(ValueError, match="empty"):
-        tune_regularization("tv", [], batches)
+        tune_regularization("tv", [], batches, num_iters=20, solver="pdhg")
 
 
 @pytest.mark.parametrize(
     "method, options",
     [
-        ("l1_wavelet", {"levels": 2}),
+        ("l1_wavelet", {"wavelet": "db4", "levels": 2}),
         ("tv", {"solver": "fista", "inner_iters": 3}),
         ("tv", {"solver": "pdhg"}),
     ],

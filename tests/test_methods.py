@@ -58,7 +58,7 @@ def test_every_trained_kind_is_built_and_has_a_training_loss():
 def test_every_kind_is_rebuilt_from_its_saved_record(tmp_path):
     config = deep_update(CONFIG, TINY_CONFIG)
     records = {
-        "classical": to_record(CompressedSensing("tv", 1e-3, 2)),
+        "classical": to_record(CompressedSensing("tv", 1e-3, 2, solver="fista")),
         "untrained": {"kind": "untrained"},
         "zero_filled": {"kind": "zero_filled"},
     }
