@@ -127,3 +127,39 @@ rule figures:
         "python scripts/make_figures.py --table {input.table:q} --recon-root {params.recon_root:q}"
         " --models {params.models:q} --grid-attack {params.attack:q} --grid-level {params.level:q}"
         " --attack-files {input.attacks:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule html_tables:
+    input:
+        robustness="results/tables/robustness.csv",
+        shift="results/tables/distribution_shift.csv",
+        health="results/tables/training_health.csv",
+    output:
+        robustness=report(
+            "results/tables/robustness.html",
+            caption="../report/robustness_html.rst",
+            category="Tables",
+        ),
+        shift=report(
+            "results/tables/distribution_shift.html",
+            caption="../report/distribution_shift_html.rst",
+            category="Tables",
+        ),
+        health=report(
+            "results/tables/training_health.html",
+            caption="../report/training_health_html.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/html_tables.log",
+    benchmark:
+        "results/benchmarks/rules/html_tables.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("html_tables")
+    resources:
+        **job_resources("html_tables"),
+    shell:
+        "python scripts/make_html_tables.py --robustness {input.robustness:q} --distribution-shift {input.shift:q}"
+        " --training-health {input.health:q} --robustness-html {output.robustness:q}"
+        " --distribution-shift-html {output.shift:q} --training-health-html {output.health:q} > {log:q} 2>&1"
