@@ -123,10 +123,14 @@ rule figures:
         level=config["evaluation"]["figure"]["level"],
         recon_root=recon_root,
         out_dir=output_folder,
+        train_acceleration=config["masks"]["acceleration"],
+        train_unrolls=config["model"]["num_unrolls"],
     shell:
         "python scripts/make_figures.py --table {input.table:q} --recon-root {params.recon_root:q}"
         " --models {params.models:q} --grid-attack {params.attack:q} --grid-level {params.level:q}"
-        " --attack-files {input.attacks:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+        " --attack-files {input.attacks:q} --out-dir {params.out_dir:q}"
+        " --train-acceleration {params.train_acceleration:q} --train-unrolls {params.train_unrolls:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule html_tables:
