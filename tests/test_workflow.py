@@ -189,8 +189,8 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     for model in TINY_CONFIG_MODELS:
         for name in ("robustness.html", "distribution_shift.html", "training_health.html"):
             assert f'<span class="name">{model}</span>' in pages[name], (model, name)
-    marked = set(re.findall(r'<tr class="unhealthy"><th scope="row">[^<]*<span class="flag">[^<]*</span>'
-                            r'<span class="name">([^<]+)</span>', pages["training_health.html"]))
+    row = r'<tr class="unhealthy"><th scope="row">[^<]*<span class="flag">[^<]*</span><span class="name">([^<]+)</span>'
+    marked = set(re.findall(row, pages["training_health.html"]))
     assert marked == set(unhealthy["model"])
     assert (tmp_path / "results/tables/training_health.html").read_text() == pages["training_health.html"]
 
