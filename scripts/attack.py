@@ -4,28 +4,25 @@
 White-box PGD attacks differentiate through the model (data consistency included; randomised
 models with expectation over transformation). Random-noise "attacks" need no model and are
 computed once for all models (omit --model). The output HDF5 holds one group per eps with the
-perturbations of every test slice and the attack's settings as attributes (smug.attacks.save_attack).
+perturbations of every test slice and the attack's settings as attributes (smug.attack_files.save_attack).
 
 Example:
   python scripts/attack.py --attack pgd_kspace_linf --eps 0.005 0.01 0.02 --steps 10 \
       --model results/models/smug/model.pt --test resources/synthetic/multicoil_test/file1*.h5 \
-      --sens-dir resources/synthetic/sens_maps --mask resources/masks/4x.npz \
+      --sens-maps resources/synthetic/sens_maps --mask resources/masks/4x.npz \
       --out results/attacks/smug/pgd_kspace_linf.h5
 """
-
-from __future__ import annotations
 
 import argparse
 import sys
 
 from smug.robustness import compute_attack
-from smug.runtime import add_compute_arguments, parse_args, select_device, setup_compute, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
+from smug.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attack", required=True, help="name in smug.attacks.ATTACKS")
     parser.add_argument("--eps", type=float, nargs="+", required=True, help="attack strengths")
     parser.add_argument("--model", help="model.pt to attack (not needed for random noise)")
@@ -34,16 +31,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--mask", required=True, help="column mask .npz")
     parser.add_argument(
-        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
     )
-    parser.add_argument("--test-slices", type=int, default=None, help="central test slices (default all)")
-    parser.add_argument("--steps", type=int, default=10, help="PGD iterations")
-    parser.add_argument("--step-factor", type=float, default=None, help="PGD step = factor * eps (default eps/3)")
-    parser.add_argument("--no-random-start", action="store_true", help="start PGD at zero")
-    parser.add_argument("--loss-target", choices=["gt", "clean"], default="gt")
-    parser.add_argument("--eot-samples", type=int, default=1, help="noise draws per gradient (randomised models)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
+    add_config_option(parser, "--steps", "evaluation.pgd.steps", type=int, help="PGD iterations")
+    parser.add_argument("--step-factor", type=float, help="PGD step = factor * eps (default eps/3)")
+    add_config_option(
+        parser,
+        "--random-start",
+        "evaluation.pgd.random_start",
+        action=argparse.BooleanOptionalAction,
+        help="start PGD at a random point of the ball",
+    )
+    add_config_option(parser, "--loss-target", "evaluation.pgd.loss_target", choices=["gt", "clean"])
+    add_config_option(
+        parser,
+        "--eot-samples",
+        "evaluation.pgd.eot_samples",
+        type=int,
+        help="noise draws per gradient (randomised models)",
+    )
+    add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
+    add_config_option(parser, "--seed", "seed", type=int)
     parser.add_argument("--out", required=True, help="output .h5")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)
@@ -51,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     try:
         setup_compute(args.threads)
-        options = {k: v for k, v in vars(args).items() if k != "threads"}
-        compute_attack(**{**options, "device": select_device(args.device)})
+        options = {k: v for k, v in vars(args).items() if k not in ("threads", "sens_maps")}
+        compute_attack(**{**options, "sens_dir": args.sens_maps, "device": select_device(args.device)})
     except (ValueError, OSError, KeyError) as exc:
         sys.exit(f"error: {exc}")
 

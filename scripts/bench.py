@@ -15,8 +15,6 @@ Example:
       --rules-dir results/benchmarks/rules --amp bf16 --channels-last --threads 2
 """
 
-from __future__ import annotations
-
 import argparse
 import dataclasses
 import logging
@@ -25,30 +23,20 @@ from pathlib import Path
 
 import torch
 
-from smug.bench import (
-    RULE_COLUMNS,
-    SIZES,
-    TARGET_COLUMNS,
-    THROUGHPUT_COLUMNS,
-    bench_size,
-    format_summary,
-    rule_benchmarks,
-    run_benchmarks,
-    write_rows,
-)
+from benchmarks.cases import run_benchmarks
+from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_size
+from benchmarks.report import format_summary, write_rows
+from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
 from smug.performance import AMP_MODES, PerformanceOptions
-from smug.runtime import select_device, setup_compute, setup_logging
+from smug.cli import parse_args, setup_logging
+from smug.runtime import select_device, setup_compute
 
 LOG = logging.getLogger("smug.bench")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--size", default="default", choices=list(SIZES), help="size preset (default: default)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="default", choices=list(SIZES), help="size preset (default: default)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out-dir", default="results/benchmarks", help="folder for the three CSV files")
     parser.add_argument(
@@ -56,15 +44,13 @@ def main(argv: list[str] | None = None) -> None:
         default="results/benchmarks/rules",
         help="Snakemake benchmark TSVs to summarise (a missing folder gives an empty rules.csv)",
     )
-    parser.add_argument(
-        "--amp", default="off", choices=list(AMP_MODES), help="mixed precision in the networks"
-    )
+    parser.add_argument("--amp", default="off", choices=list(AMP_MODES), help="mixed precision in the networks")
     parser.add_argument("--channels-last", action="store_true", help="NHWC convolutions")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (CUDA)")
     parser.add_argument("--pin-memory", action="store_true", help="pinned DataLoader batches (CUDA)")
     parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: the preset's)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

@@ -12,8 +12,6 @@ Example:
       --out-dir results/sens_maps --slices 200 --num-acs 24 --device cuda --threads 4
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 import sys
@@ -24,23 +22,20 @@ from tqdm import tqdm
 
 from smug.data import select_slices
 from smug.fastmri_io import inspect_volume
-from smug.runtime import add_compute_arguments, parse_args, select_device, setup_compute, setup_logging
+from smug.cli import add_compute_arguments, add_espirit_options, parse_args, setup_logging
+from smug.runtime import select_device, setup_compute
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 
 LOG = logging.getLogger("smug")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--volumes", nargs="+", required=True, help="multicoil fastMRI HDF5 volumes, or @LIST: one path per line"
     )
     parser.add_argument("--out-dir", required=True, help="folder for the map files, one per volume")
-    parser.add_argument(
-        "--slices", type=int, default=None, help="total central slices as selected for training"
-    )
+    parser.add_argument("--slices", type=int, help="total central slices as selected for training")
     parser.add_argument(
         "--recon-size",
         type=int,
@@ -48,14 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("H", "W"),
         help="map size (default: each file's reconSpace)",
     )
-    parser.add_argument("--num-acs", type=int, default=24, help="calibration columns (default: %(default)s)")
-    parser.add_argument(
-        "--kernel-size", type=int, default=6, help="ESPIRiT kernel side (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--threshold", type=float, default=0.02, help="singular values kept, relative (default: %(default)s)"
-    )
-    parser.add_argument("--crop", type=float, default=0.95, help="eigenvalue crop (default: %(default)s)")
+    add_espirit_options(parser)
     add_compute_arguments(parser)
     return parser
 
@@ -76,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if single:
             raise ValueError(f"single-coil volumes {single}: sensitivity maps are for multicoil data")
 
-        by_volume = [
-            (path, [ref.slice_idx for ref in group]) for path, group in groupby(refs, key=lambda r: r.path)
-        ]
+        by_volume = [(path, [ref.slice_idx for ref in group]) for path, group in groupby(refs, key=lambda r: r.path)]
         progress = tqdm(by_volume, desc="sensitivity maps", unit="vol", disable=not sys.stderr.isatty())
         for path, slice_indices in progress:
             recon_size = tuple(args.recon_size or infos[path].encoding.recon_size[:2])

@@ -11,7 +11,7 @@ as fastMRI-layout HDF5 (key "reconstruction"), with the targets in RECON_DIR/tar
 
 Example:
   python scripts/evaluate.py --model results/models/smug/model.pt \
-      --test resources/synthetic/multicoil_test/file1*.h5 --sens-dir resources/synthetic/sens_maps \
+      --test resources/synthetic/multicoil_test/file1*.h5 --sens-maps resources/synthetic/sens_maps \
       --train-mask resources/masks/4x.npz --masks resources/masks/*.npz \
       --attacks results/attacks/smug/*.h5 results/attacks/noise/*.h5 \
       --generators results/models/unet_adv/model.pt --unrolls 1 2 4 8 16 \
@@ -20,19 +20,16 @@ Example:
       --out results/eval/smug.csv --recon-dir results/recons/smug
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.runtime import add_compute_arguments, load_spec, parse_args, select_device, setup_compute, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, load_spec, parse_args, setup_logging
+from smug.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.pt of any reconstruction method")
     parser.add_argument(
         "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
@@ -40,9 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-mask", required=True, help="mask of the training acceleration")
     parser.add_argument("--masks", nargs="*", default=[], help="masks of the sampling-rate shift")
     parser.add_argument(
-        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
     )
-    parser.add_argument("--test-slices", type=int, default=None, help="central test slices (default all)")
+    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
     parser.add_argument("--attacks", nargs="*", default=[], help="attack files from scripts/attack.py")
     parser.add_argument("--generators", nargs="*", default=[], help="min-max models whose generator attacks")
     parser.add_argument("--unrolls", type=int, nargs="*", default=[], help="unroll counts (unrolled models)")
@@ -50,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--small-features", type=load_spec, help="JSON {num_features, size, contrast, kind} of the feature test"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
+    add_config_option(parser, "--seed", "seed", type=int)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
     parser.add_argument("--recon-dir", required=True, help="folder for reconstructions")
     add_compute_arguments(parser)
@@ -65,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             test=args.test,
             masks=args.masks,
             train_mask=args.train_mask,
-            sens_dir=args.sens_dir,
+            sens_dir=args.sens_maps,
             test_slices=args.test_slices,
             attack_files=args.attacks,
             generators=args.generators,

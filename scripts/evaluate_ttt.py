@@ -9,36 +9,33 @@ ttt_anatomy_shift) show how much of the anatomy-shift gap TTT closes.
 
 Example:
   python scripts/evaluate_ttt.py --model results/models/modl/model.pt \
-      --test @resources/splits/test_brain.txt --sens-dir resources/synthetic/sens_maps \
+      --test @resources/splits/test_brain.txt --sens-maps resources/synthetic/sens_maps \
       --mask resources/masks/4x.npz --settings '{"steps": 10, "lr": 1e-4, "holdout_fraction": 0.05, "patience": 3}' \
       --out results/eval/ttt/modl.csv
 """
-
-from __future__ import annotations
 
 import argparse
 import sys
 
 from smug.robustness import evaluate_test_time_training
-from smug.runtime import add_compute_arguments, load_spec, parse_args, select_device, setup_compute, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, load_spec, parse_args, setup_logging
+from smug.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.pt of a trained network")
     parser.add_argument("--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST")
     parser.add_argument("--mask", required=True, help="column mask .npz of the measurements")
     parser.add_argument(
-        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
     )
-    parser.add_argument("--test-slices", type=int, default=None, help="central test slices (default all)")
+    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
     parser.add_argument(
         "--settings", required=True, type=load_spec, help="JSON {steps, lr, holdout_fraction, patience[, check_every]}"
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="slices adapted together (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_config_option(parser, "--batch-size", "evaluation.ttt.batch_size", type=int, help="slices adapted together")
+    add_config_option(parser, "--seed", "seed", type=int)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)
@@ -50,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             model=args.model,
             test=args.test,
             mask=args.mask,
-            sens_dir=args.sens_dir,
+            sens_dir=args.sens_maps,
             test_slices=args.test_slices,
             settings=args.settings,
             batch_size=args.batch_size,

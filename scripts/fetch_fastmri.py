@@ -13,44 +13,33 @@ Example:
       --out-dir resources/fastmri/knee_multicoil_val --delete-archive
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 from pathlib import Path
 
 from smug.download import DownloadError, download, extract_archive, extracted_files, read_sha256_file
-from smug.runtime import setup_logging
+from smug.cli import add_config_option, parse_args, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="signed download URL of the archive")
     parser.add_argument("--sha256-file", required=True, help="file of SHA256 hashes of the fastMRI archives")
     parser.add_argument("--name", required=True, help="archive name without .tar.xz, e.g. knee_multicoil_val")
     parser.add_argument("--archive-dir", required=True, help="folder for the downloaded archive")
     parser.add_argument("--out-dir", required=True, help="folder the .h5 volumes are extracted into")
-    keep = parser.add_mutually_exclusive_group()
-    keep.add_argument(
+    add_config_option(
+        parser,
         "--keep-archive",
-        dest="keep_archive",
-        action="store_true",
-        default=True,
-        help="keep the archive after extraction (default)",
-    )
-    keep.add_argument(
-        "--delete-archive",
-        dest="keep_archive",
-        action="store_false",
-        help="delete the archive once its volumes are extracted",
+        "fastmri.keep_archives",
+        action=argparse.BooleanOptionalAction,
+        help="keep the archive after extraction (--no-keep-archive deletes it once its volumes are extracted)",
     )
     parser.add_argument("--retries", type=int, default=5, help="retries without progress before giving up")
     parser.add_argument("--timeout", type=float, default=60, help="socket timeout in seconds")
     parser.add_argument("--marker-name", default=".complete", help="marker file written last into OUT_DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

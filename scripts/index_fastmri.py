@@ -10,14 +10,12 @@ Example:
       --out resources/fastmri/index/knee_multicoil_val.csv
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 import sys
 
 from smug.io import atomic_path
-from smug.runtime import setup_logging
+from smug.cli import parse_args, setup_logging
 from smug.splits import add_volume_limits_argument, index_volumes, volume_limits_from
 
 
@@ -27,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--challenge", required=True, choices=["singlecoil", "multicoil"])
     add_volume_limits_argument(parser)
     parser.add_argument("--out", required=True, help="index CSV")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

@@ -18,12 +18,11 @@ Example:
       --train-acceleration 4 --train-unrolls 4
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
 from smug.figures import draw_all_figures
+from smug.cli import parse_args
 from smug.runtime import setup_compute
 
 
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-acceleration", type=float, help="training acceleration, marked on acceleration_shift")
     parser.add_argument("--train-unrolls", type=int, help="training number of unrolls, marked on unroll_shift")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         setup_compute(args.threads)
         draw_all_figures(

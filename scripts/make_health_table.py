@@ -12,8 +12,6 @@ Example:
       --out results/tables/training_health.csv
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 from pathlib import Path
@@ -22,8 +20,9 @@ import pandas as pd
 
 from smug.health import health_table, unhealthy
 from smug.io import atomic_path
-from smug.models.factory import read_record
-from smug.runtime import setup_compute, setup_logging
+from smug.cli import parse_args, setup_logging
+from smug.method_files import read_record
+from smug.runtime import setup_compute
 
 # The weights are not needed, and the untrained/CS records hold no history: drop what is heavy.
 _HEAVY_KEYS = ("state_dict", "generator")
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     setup_logging()
     try:

@@ -15,11 +15,10 @@ Example:
       --training-health-html results/tables/training_health.html
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
+from smug.cli import parse_args
 from smug.html_tables import write_html_tables
 
 
@@ -31,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robustness-html", required=True, help="output page of the robustness table")
     parser.add_argument("--distribution-shift-html", required=True, help="output page of the shift summary")
     parser.add_argument("--training-health-html", required=True, help="output page of the health table")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         write_html_tables(
             robustness=args.robustness,

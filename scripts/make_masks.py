@@ -12,14 +12,13 @@ Example:
         --figure results/figures/masks.png
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 from pathlib import Path
 
 from smug.masks import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
 from smug.plots import plot_masks
+from smug.cli import parse_args
 from smug.runtime import setup_compute
 
 
@@ -30,19 +29,21 @@ def _acceleration(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def read_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mask-type", required=True, help=f"one of: {', '.join(MASK_TYPES)}")
     parser.add_argument(
-        "--mask-type", required=True, help=f"one of: {', '.join(MASK_TYPES)}"
-    )
-    parser.add_argument(
-        "--accelerations", type=_acceleration, nargs="+", required=True,
+        "--accelerations",
+        type=_acceleration,
+        nargs="+",
+        required=True,
         help="nominal undersampling factors, e.g. 2 4 8",
     )
     parser.add_argument(
-        "--center-fractions", type=float, nargs="+", required=True,
+        "--center-fractions",
+        type=float,
+        nargs="+",
+        required=True,
         help="fully sampled centre fraction for each acceleration (same length), e.g. 0.16 0.08 0.04",
     )
     parser.add_argument("--width", type=int, required=True, help="k-space columns W")
@@ -50,11 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True, help="seed passed to every mask call")
     parser.add_argument("--out-dir", type=Path, required=True, help="directory for {acc}x.npz")
     parser.add_argument(
-        "--figure", type=Path, required=True,
+        "--figure",
+        type=Path,
+        required=True,
         help="PNG path of the figure; a PDF with the same stem is written beside it",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    return parser.parse_args(argv)
+    return parse_args(parser, argv)
 
 
 def make_masks(args: argparse.Namespace) -> None:
@@ -96,7 +99,7 @@ def make_masks(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = read_args(argv)
     try:
         setup_compute(args.threads)
         make_masks(args)

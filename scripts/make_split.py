@@ -9,16 +9,15 @@ Examples:
   python scripts/make_split.py --volumes resources/synthetic/multicoil_test/*.h5 \
       --volume-limits 256 64 1024 1024 --out resources/splits/test_knee.txt
   python scripts/make_split.py --index resources/fastmri/index/knee_multicoil_val.csv \
-      --start 0 --count 10 --anatomy knee --out resources/splits/val_knee.txt
+      --start 0 --num-volumes 10 --anatomy knee --out resources/splits/val_knee.txt
 """
-
-from __future__ import annotations
 
 import argparse
 import sys
 
 import pandas as pd
 
+from smug.cli import parse_args
 from smug.splits import (
     add_volume_limits_argument,
     select_volumes,
@@ -36,16 +35,16 @@ def main(argv: list[str] | None = None) -> None:
         "--index", nargs="+", help="index CSV(s) from scripts/index_fastmri.py (batches of one split together)"
     )
     parser.add_argument("--start", type=int, default=0, help="first volume taken from the index (default 0)")
-    parser.add_argument("--count", type=int, help="volumes taken from the index (default: to the end)")
+    parser.add_argument("--num-volumes", type=int, help="volumes taken from the index (default: to the end)")
     parser.add_argument("--anatomy", help="take only volumes of this anatomy (knee, brain)")
     add_volume_limits_argument(parser)
     parser.add_argument("--out", required=True, help="list file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
 
     try:
         if args.index is not None:
             index = pd.concat([pd.read_csv(path) for path in args.index], ignore_index=True)
-            volumes = select_volumes(index, args.start, args.count, args.anatomy)
+            volumes = select_volumes(index, args.start, args.num_volumes, args.anatomy)
         else:
             # Volumes that no index has validated are validated here, before any job reads them.
             limits = volume_limits_from(args)

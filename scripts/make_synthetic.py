@@ -11,13 +11,12 @@ Example:
         --coils 4 --noise-level 0.005 --seed 20261121
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
 from tqdm import tqdm
 
+from smug.cli import add_config_option, parse_args
 from smug.phantoms import PHANTOMS
 from smug.runtime import setup_compute
 from smug.synthetic import (
@@ -46,46 +45,51 @@ def parse_volumes(items: list[str]) -> dict[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="output directory")
-    parser.add_argument("--challenge", choices=CHALLENGES, default="multicoil", help="default: %(default)s")
-    parser.add_argument(
+    add_config_option(parser, "--challenge", "data.challenge", choices=CHALLENGES)
+    add_config_option(
+        parser,
         "--anatomies",
+        "synthetic.anatomies",
         nargs="+",
-        default=["knee", "brain"],
         metavar="NAME",
-        help=f"anatomy families, of {sorted(PHANTOMS)} (default: %(default)s)",
+        help=f"anatomy families, of {sorted(PHANTOMS)}",
     )
-    parser.add_argument(
+    add_config_option(
+        parser,
         "--volumes",
+        "synthetic.volumes",
         nargs="+",
-        default=["train=6", "val=2", "test=4"],
         metavar="SPLIT=N",
-        help="volumes per anatomy in each split (default: %(default)s)",
+        help="volumes per anatomy in each split",
     )
-    parser.add_argument("--slices", type=int, default=8, help="slices per volume (default: %(default)s)")
-    parser.add_argument(
+    add_config_option(parser, "--slices", "synthetic.slices_per_volume", type=int, help="slices per volume")
+    add_config_option(
+        parser,
         "--recon-size",
+        "synthetic.recon_size",
         type=int,
         nargs=2,
-        default=[64, 64],
         metavar=("H", "W"),
-        help="target size, the recon region (default: %(default)s)",
+        help="target size, the recon region",
     )
-    parser.add_argument(
+    add_config_option(
+        parser,
         "--kspace-size",
+        "synthetic.kspace_size",
         type=int,
         nargs=2,
-        default=[128, 64],
         metavar=("H", "W"),
-        help="k-space grid, readout rows x phase-encode columns (default: %(default)s)",
+        help="k-space grid, readout rows x phase-encode columns",
     )
-    parser.add_argument("--coils", type=int, default=4, help="coils of multicoil data (default: %(default)s)")
-    parser.add_argument(
+    add_config_option(parser, "--coils", "synthetic.coils", type=int, help="coils of multicoil data")
+    add_config_option(
+        parser,
         "--noise-level",
+        "synthetic.noise_level",
         type=float,
-        default=0.005,
-        help="k-space noise std relative to the maximum image magnitude (default: %(default)s)",
+        help="k-space noise std relative to the maximum image magnitude",
     )
-    parser.add_argument("--seed", type=int, default=20261121, help="dataset seed (default: %(default)s)")
+    add_config_option(parser, "--seed", "synthetic.seed", type=int, help="dataset seed")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     return parser
 
@@ -109,7 +113,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         setup_compute(args.threads)
         check_args(args)

@@ -12,14 +12,13 @@ Example:
       --latex results/tables/robustness.tex --shift-summary results/tables/distribution_shift.csv
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
 import pandas as pd
 
 from smug.io import atomic_path
+from smug.cli import add_config_option, parse_args
 from smug.runtime import git_commit, setup_compute
 from smug.tables import robustness_table, shift_summary, write_wide_tables
 
@@ -28,8 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inputs", nargs="+", required=True, help="per-volume CSVs from scripts/evaluate.py")
     parser.add_argument("--config-hash", required=True, help="hash of the configuration (recorded per row)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
-    parser.add_argument("--seed", type=int, default=0)
+    add_config_option(parser, "--bootstrap", "evaluation.bootstrap", type=int, help="bootstrap resamples for the CIs")
+    add_config_option(parser, "--seed", "seed", type=int)
     parser.add_argument("--out", required=True, help="tidy CSV")
     parser.add_argument("--markdown", required=True, help="wide tables, markdown")
     parser.add_argument("--latex", required=True, help="wide tables, LaTeX")
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         "--shift-summary", required=True, help="in- vs out-of-distribution scores and the gap closed by TTT (CSV)"
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         setup_compute(args.threads)
         frames = [pd.read_csv(path) for path in args.inputs]

@@ -4,7 +4,7 @@
 Writes OUT_DIR/{file name} per input volume with ``reconstruction`` float32 (slices, 320, 320), the
 magnitude on the file's scale, so fastMRI's evaluate.py and leaderboard tooling accept it.
 Train/val files (with a target) are undersampled retrospectively with --mask; test and challenge
-files use their own stored mask and are never scored. Multicoil files without maps in --sens-dir
+files use their own stored mask and are never scored. Multicoil files without maps in --sens-maps
 get ESPIRiT maps, estimated once and cached under --maps-cache.
 
 Examples:
@@ -14,12 +14,11 @@ Examples:
       --out-dir recons/modl --device cuda
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
-from smug.runtime import add_compute_arguments, parse_args, select_device, setup_compute, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, add_espirit_options, parse_args, setup_logging
+from smug.runtime import select_device, setup_compute
 from smug.submission import reconstruct_files
 
 
@@ -29,14 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", nargs="+", required=True, help="fastMRI HDF5 volumes, or @LIST: one path per line")
     parser.add_argument("--out-dir", required=True, help="folder of the reconstructions, one file per volume")
     parser.add_argument("--mask", help="column mask .npz for files with a target (not needed for test files)")
-    parser.add_argument("--sens-dir", nargs="*", default=[], help="folders of existing sensitivity-map files")
+    parser.add_argument("--sens-maps", nargs="*", default=[], help="existing sensitivity-map files, or folders of them")
     parser.add_argument("--maps-cache", help="folder for estimated maps (default: OUT_DIR/.sens_maps)")
-    parser.add_argument("--num-acs", type=int, default=24, help="ESPIRiT calibration columns (default %(default)s)")
-    parser.add_argument("--kernel-size", type=int, default=6, help="ESPIRiT kernel side (default %(default)s)")
-    parser.add_argument("--threshold", type=float, default=0.02, help="ESPIRiT singular values kept (default %(default)s)")
-    parser.add_argument("--crop", type=float, default=0.95, help="ESPIRiT eigenvalue crop (default %(default)s)")
+    add_espirit_options(parser)
     parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="noise of randomised models (default %(default)s)")
+    add_config_option(parser, "--seed", "seed", type=int, help="noise of randomised models")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)
 
@@ -48,10 +44,14 @@ def main(argv: list[str] | None = None) -> None:
             files=args.files,
             out_dir=args.out_dir,
             mask=args.mask,
-            sens_dirs=args.sens_dir,
+            sens_dirs=args.sens_maps,
             maps_cache=args.maps_cache,
-            espirit={"num_acs": args.num_acs, "kernel_size": args.kernel_size, "threshold": args.threshold,
-                     "crop": args.crop},
+            espirit={
+                "num_acs": args.num_acs,
+                "kernel_size": args.kernel_size,
+                "threshold": args.threshold,
+                "crop": args.crop,
+            },
             device=select_device(args.device),
             batch_size=args.batch_size,
             seed=args.seed,

@@ -8,12 +8,10 @@ atomically.
 
 Example:
   python scripts/tune_classical.py --method l1_wavelet --lams 1e-4 3e-4 1e-3 3e-3 --num-iters 50 \
-      --val resources/synthetic/multicoil_val/file1*.h5 --sens-dir resources/synthetic/sens_maps \
+      --val resources/synthetic/multicoil_val/file1*.h5 --sens-maps resources/synthetic/sens_maps \
       --mask resources/masks/4x.npz --val-slices 8 \
       --out results/models/cs_l1_wavelet/model.pt --table results/models/cs_l1_wavelet/tuning.csv
 """
-
-from __future__ import annotations
 
 import argparse
 import csv
@@ -30,12 +28,13 @@ from smug.classical import (
     CompressedSensing,
     check_solver_options,
     to_record,
-    tune_regularization,
 )
+from smug.classical_tuning import tune_regularization
 from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path, write_text_atomic
 from smug.masks import load_mask
-from smug.runtime import add_compute_arguments, parse_args, provenance, select_device, setup_compute, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
+from smug.runtime import provenance, select_device, setup_compute
 from smug.data import collate
 from smug.wavelets import WAVELETS
 
@@ -61,24 +60,20 @@ def solver_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", required=True, choices=METHODS, help="classical method")
-    parser.add_argument(
-        "--lams", nargs="+", type=float, required=True, help="candidate regularisation weights"
-    )
-    parser.add_argument("--num-iters", type=int, default=50, help="solver iterations (default 50)")
+    parser.add_argument("--lams", nargs="+", type=float, required=True, help="candidate regularisation weights")
+    add_config_option(parser, "--num-iters", "classical.num_iters", type=int, help="solver iterations")
     parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5), or @LIST")
     parser.add_argument(
-        "--sens-dir", nargs="+", help="folder(s) of sensitivity-map files (multicoil data), searched in order"
+        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
     )
     parser.add_argument("--mask", required=True, help="column mask .npz from scripts/make_masks.py")
-    parser.add_argument("--val-slices", type=int, default=8, help="validation slices used (default 8)")
+    add_config_option(parser, "--val-slices", "classical.val_slices", type=int, help="validation slices used")
     parser.add_argument("--batch-size", type=int, default=4, help="slices reconstructed at once (default 4)")
-    parser.add_argument("--wavelet", choices=WAVELETS, help="l1_wavelet: wavelet (default db4)")
-    parser.add_argument("--levels", type=int, help="l1_wavelet: decomposition levels (default 3)")
-    parser.add_argument("--solver", choices=TV_SOLVERS, help="tv: solver (default pdhg)")
+    add_config_option(parser, "--wavelet", "classical.wavelet", choices=WAVELETS, help="l1_wavelet: wavelet")
+    add_config_option(parser, "--levels", "classical.levels", type=int, help="l1_wavelet: decomposition levels")
+    add_config_option(parser, "--solver", "classical.tv_solver", choices=TV_SOLVERS, help="tv: solver")
     parser.add_argument("--inner-iters", type=int, help="tv with fista: TV-prox iterations (default 10)")
     parser.add_argument("--pdhg-step", type=float, help="tv with pdhg: primal step (default 3)")
     parser.add_argument("--out", required=True, help="output model.pt")
@@ -99,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             CompressedSensing(args.method, lam, args.num_iters, **options)
         device = select_device(args.device)
         mask = load_mask(args.mask)
-        dataset = SliceDataset(select_slices(args.val, args.val_slices), mask=mask, sens_dir=args.sens_dir)
+        dataset = SliceDataset(select_slices(args.val, args.val_slices), mask=mask, sens_dir=args.sens_maps)
         batches = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, collate_fn=collate)
         best_lam, table = tune_regularization(
             args.method, args.lams, batches, num_iters=args.num_iters, device=device, **options

@@ -8,29 +8,30 @@ Example:
       --out results/models/untrained/model.pt
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 
 import torch
 
 from smug.io import atomic_path
-from smug.runtime import load_spec, provenance, setup_compute
+from smug.cli import load_spec, parse_args
+from smug.runtime import provenance, setup_compute
 from smug.untrained import UntrainedNetwork
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", required=True, choices=["zero_filled", "untrained"])
-    parser.add_argument("--settings", default="{}", help="untrained network settings (inline JSON or file)")
+    parser.add_argument("--settings", help="untrained: the network's settings (inline JSON or a JSON/YAML file)")
     parser.add_argument("--out", required=True, help="output model.pt")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         setup_compute(args.threads)
         if args.kind == "untrained":
             # Building the network validates the settings before anything is written.
+            if args.settings is None:
+                raise ValueError("--kind untrained needs --settings (the untrained section's settings)")
             record = UntrainedNetwork(**load_spec(args.settings)).to_record()
         else:
             record = {"kind": "zero_filled"}

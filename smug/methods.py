@@ -17,8 +17,21 @@ from dataclasses import dataclass
 # Keys of config/config.yaml's `training` section every trained kind reads (the optimiser, the
 # schedule and the speed options); the kind-specific ones are listed per kind below.
 COMMON_TRAINING = (
-    "batch_size", "optimizer", "lr", "betas", "weight_decay", "schedule", "constant_epochs", "step_size",
-    "gamma", "grad_clip", "num_workers", "amp", "channels_last", "cudnn_benchmark", "pin_memory",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "betas",
+    "weight_decay",
+    "schedule",
+    "constant_epochs",
+    "step_size",
+    "gamma",
+    "grad_clip",
+    "num_workers",
+    "amp",
+    "channels_last",
+    "cudnn_benchmark",
+    "pin_memory",
 )
 # Keys of the `model` section an unrolled network reads (besides its denoiser).
 UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter", "cg_tol")
@@ -61,12 +74,20 @@ KINDS: dict[str, Kind] = {
     "denoiser": Kind("denoiser", "train", model=_DENOISER, training=("pretrain_sigma",)),
     "modl": Kind("unrolled", "train", model=(*_DENOISER, *UNROLLED_MODEL), training=("loss",)),
     "smug": Kind(
-        "unrolled", "train", "smug", model=(*_DENOISER, *UNROLLED_MODEL), smoothing_keys=("sigma", "num_samples"),
+        "unrolled",
+        "train",
+        "smug",
+        model=(*_DENOISER, *UNROLLED_MODEL),
+        smoothing_keys=("sigma", "num_samples"),
         training=("ustab_target", "lambda_rec"),
     ),
     "weighted_smug": Kind(
-        "unrolled", "train", "weighted", model=(*_DENOISER, *UNROLLED_MODEL),
-        smoothing_keys=("sigma", "num_samples", "weight_encoder"), training=("ustab_target", "lambda_rec"),
+        "unrolled",
+        "train",
+        "weighted",
+        model=(*_DENOISER, *UNROLLED_MODEL),
+        smoothing_keys=("sigma", "num_samples", "weight_encoder"),
+        training=("ustab_target", "lambda_rec"),
     ),
     "rs_e2e": Kind(
         "unrolled", "train", "e2e", model=(*_DENOISER, *UNROLLED_MODEL), smoothing_keys=("kspace_sigma", "num_samples")
@@ -149,14 +170,19 @@ def group_methods(names) -> list[tuple[str, list[str]]]:
     return [(title, members) for title, members in groups.items() if members]
 
 
-def kinds_of(family: str) -> tuple[str, ...]:
-    """The kinds of one family, in declaration order."""
-    return tuple(name for name, kind in KINDS.items() if kind.family == family)
-
-
 def trained_methods() -> dict[str, Method]:
     """The methods ``scripts/train.py`` makes, in declaration order."""
     return {name: m for name, m in METHODS.items() if KINDS[m.kind].made_by == "train"}
+
+
+def ancestors(method: str) -> list[str]:
+    """The trained methods a method is initialised from, nearest first (RS-E2E: MoDL, the denoiser)."""
+    chain = []
+    parent = METHODS[method].init
+    while parent is not None:
+        chain.append(parent)
+        parent = METHODS[parent].init
+    return chain
 
 
 def spec_settings(method: str, config: dict) -> dict:
@@ -225,6 +251,9 @@ ATTACKS: dict[str, Attack] = {
 # Random noise of the same norm ball as each white-box attack: the average case beside the worst.
 NOISE_COUNTERPART = {name: a.noise for name, a in ATTACKS.items() if a.noise is not None}
 PROTOCOLS = {name: a.protocol for name, a in ATTACKS.items() if a.protocol is not None}
+# White-box attacks taking their PGD settings from evaluation.pgd, and the random-noise ones.
+WHITE_BOX_ATTACKS = tuple(name for name, a in ATTACKS.items() if a.noise is not None and a.protocol is None)
+NOISE_ATTACKS = tuple(name for name, a in ATTACKS.items() if a.noise is None)
 
 # What a perturbation's level measures, as axis labels and table notes print it.
 PERTURBATION_LEVELS = {

@@ -3,7 +3,6 @@ seeding, provenance, logging setup."""
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ctypes.util
 import importlib.metadata
@@ -14,11 +13,10 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 LOG = logging.getLogger("smug")
 
@@ -150,57 +148,5 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def load_spec(text_or_path: str) -> dict[str, Any]:
-    """A spec given as inline JSON (as Snakemake passes it) or as a JSON/YAML file path (by hand).
-
-    Inline text is parsed as JSON, not YAML: YAML 1.1 reads ``1e-06`` as a string.
-    """
-    inline = text_or_path.lstrip().startswith("{")
-    if not inline and not Path(text_or_path).is_file():
-        raise ValueError(f"spec {text_or_path!r} is neither inline JSON nor an existing file")
-    text = text_or_path if inline else Path(text_or_path).read_text()
-    try:
-        spec = json.loads(text) if inline or text_or_path.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot parse spec {text_or_path[:80]!r}: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise ValueError(f"spec must be a mapping, got {type(spec).__name__}")
-    return spec
-
-
-def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device auto|cpu|cuda`` and ``--threads N``, the options of every script that runs a model
-    (read them with :func:`select_device` and :func:`setup_compute`)."""
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-
-
-def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """``parser.parse_args`` with each ``@LIST`` argument replaced by the lines of the file LIST (one
-    argument per non-blank line, as the pipeline's volume lists are written). A missing or empty list
-    is a usage error naming the file, not argparse's "expected at least one argument"."""
-    expanded: list[str] = []
-    for arg in sys.argv[1:] if argv is None else argv:
-        if not (arg.startswith("@") and len(arg) > 1):
-            expanded.append(arg)
-            continue
-        path = Path(arg[1:])
-        if not path.is_file():
-            parser.error(f"list file {path} (given as {arg}) does not exist")
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if not lines:
-            parser.error(f"list file {path} (given as {arg}) is empty: it names no volume")
-        expanded.extend(lines)
-    return parser.parse_args(expanded)
-
-
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
-
-
-def setup_logging(verbose: bool = True) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )

@@ -368,7 +368,7 @@ def test_script_end_to_end(tmp_path: Path, server, archive_bytes: bytes, capsys)
         "--out-dir",
         str(tmp_path / "knee_multicoil_val"),
     ]
-    fetch_fastmri.main([*args, "--delete-archive", "--retries", "0"])
+    fetch_fastmri.main([*args, "--no-keep-archive", "--retries", "0"])
     printed = capsys.readouterr().out
     assert "SHA256 verified" in printed and "extracted 2 volumes" in printed and "deleted" in printed
     assert sorted(p.name for p in (tmp_path / "knee_multicoil_val").glob("*.h5")) == list(VOLUMES)

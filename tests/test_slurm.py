@@ -17,7 +17,9 @@ from tests import slurm_cluster
 from tests.slurm_cluster import ClusterUnavailable, start_cluster, stop_cluster
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
-GPU_RULES = ("train", "attack", "evaluate", "ttt")
+GPU_RULES = ("train", "attack", "protocol_attack", "evaluate", "ttt")
+# protocol_attack is `use rule attack`: it takes cluster.resources.attack, and has no entry of its own.
+RESOURCE_ENTRIES = tuple(rule for rule in GPU_RULES if rule != "protocol_attack")
 CPU_RULES = (
     "masks", "tune_classical", "untrained_method", "zero_filled_method", "noise", "robustness_table", "figures",
     "split_list",
@@ -150,9 +152,9 @@ def test_config_requests_gpus_only_for_gpu_rules(tmp_path, config_name):
     cpu_rules |= {rule for rule, kind in SOURCE_RULES[source].items() if kind == "cpu"}
     if source == "fastmri" and config["data"]["challenge"] == "multicoil":
         gpu_rules.add("sens_maps")
-    # Every rule but the method-specific ones (a U-Net-only config has no untrained network, and
-    # single-coil fastMRI no anatomy shift to adapt to).
-    optional = {"untrained_method", "tune_classical", "zero_filled_method", "ttt"}
+    # Every rule but the method-specific ones (a U-Net-only config has no untrained network nor
+    # unrolled model for the papers' protocols, and single-coil fastMRI no anatomy shift to adapt to).
+    optional = {"untrained_method", "tune_classical", "zero_filled_method", "ttt", "protocol_attack"}
     assert (gpu_rules | cpu_rules) - optional <= rules, sorted((gpu_rules | cpu_rules) - optional - rules)
     for rule, resources in jobs:
         if rule in gpu_rules:
@@ -232,7 +234,7 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
     # GPU rules ask for the node's one (generic-resource) GPU in gres mode; their scripts still run
     # on its CPUs (--device auto finds no CUDA).
     gpu_job = {**TEST_JOB, "gpu": 1}
-    resources = {"default": TEST_JOB, **{rule: TEST_JOB for rule in CPU_RULES}, **{rule: gpu_job for rule in GPU_RULES}}
+    resources = {"default": TEST_JOB, **{rule: TEST_JOB for rule in CPU_RULES}, **{rule: gpu_job for rule in RESOURCE_ENTRIES}}
     resources["train"] = {**gpu_job, "cpus": 2}
     write_slurm_config(tmp_path, {
         "cpu_partition": running_cluster.partition,

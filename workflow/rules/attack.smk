@@ -6,56 +6,69 @@ rule attack:
     input:
         unpack(attack_inputs),
     output:
-        "results/attacks/{model}/{attack}.h5",
+        out="results/attacks/{model}/{attack}.h5",
     log:
         "results/logs/attack/{model}_{attack}.log",
     benchmark:
         "results/benchmarks/rules/attack_{model}_{attack}.tsv"
     wildcard_constraints:
-        attack="pgd_[a-z0-9_]+",
+        attack="|".join(WHITE_BOX_ATTACKS),
     conda:
         "../../environment.yml"
     threads: job_threads("attack")
     resources:
         **job_resources("attack"),
     params:
-        settings=attack_settings,
-        sens=sens_dir_flag,
-        test_slices=test_slices_flag(),
+        attack="{attack}",
+        eps=attack_eps,
+        steps=config["evaluation"]["pgd"]["steps"],
+        step_factor=config["evaluation"]["pgd"]["step_factor"],
+        random_start=config["evaluation"]["pgd"]["random_start"],
+        loss_target=attack_loss_target,
+        eot_samples=config["evaluation"]["pgd"]["eot_samples"],
+        test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
         seed=config["seed"],
         device=config["device"],
-    shell:
-        "python scripts/attack.py --attack {wildcards.attack:q} {params.settings:q} --model {input.model:q}"
-        " --test @{input.test:q} --mask {input.mask:q} {params.sens:q} {params.test_slices:q}"
-        " --batch-size {params.batch_size:q} --seed {params.seed:q} --device {params.device:q}"
-        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/attack.py"
+
+
+# A SMUG paper's own attack protocol fixes its PGD settings (smug.methods.PROTOCOLS): it reads
+# only its eps grid from the config, so evaluation.pgd does not reach it.
+use rule attack as protocol_attack with:
+    wildcard_constraints:
+        attack="|".join(PROTOCOLS),
+    params:
+        steps=None,
+        step_factor=None,
+        random_start=None,
+        loss_target=None,
+        eot_samples=None,
 
 
 rule noise:
     input:
         **test_inputs(),
     output:
-        "results/attacks/noise/{attack}.h5",
+        out="results/attacks/noise/{attack}.h5",
     log:
         "results/logs/attack/noise_{attack}.log",
     benchmark:
         "results/benchmarks/rules/noise_{attack}.tsv"
     wildcard_constraints:
-        attack="noise_[a-z0-9_]+",
+        attack="|".join(NOISE_ATTACKS),
     conda:
         "../../environment.yml"
     threads: job_threads("noise")
     resources:
         **job_resources("noise"),
     params:
+        attack="{attack}",
         eps=noise_eps,
-        sens=sens_dir_flag,
-        test_slices=test_slices_flag(),
+        test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
         seed=config["seed"],
-    shell:
-        "python scripts/attack.py --attack {wildcards.attack:q} --eps {params.eps:q}"
-        " --test @{input.test:q} --mask {input.mask:q} {params.sens:q} {params.test_slices:q}"
-        " --batch-size {params.batch_size:q} --seed {params.seed:q} --device cpu"
-        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+        device="cpu",
+    script:
+        "../../scripts/attack.py"

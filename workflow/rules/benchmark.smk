@@ -4,7 +4,7 @@
 
 rule benchmark_all:
     input:
-        final_outputs(),
+        pipeline=final_outputs(),
     output:
         throughput="results/benchmarks/throughput.csv",
         targets=report(
@@ -28,8 +28,8 @@ rule benchmark_all:
         out_dir=output_folder,
         device=config["device"],
         amp=config["training"]["amp"],
-        options=performance_flags(),
-    shell:
-        "python scripts/bench.py --size {params.size:q} --device {params.device:q} --out-dir {params.out_dir:q}"
-        " --rules-dir {params.rules_dir:q} --amp {params.amp:q} {params.options:q} --threads {threads}"
-        " > {log:q} 2>&1"
+        channels_last=config["training"]["channels_last"],
+        cudnn_benchmark=config["training"]["cudnn_benchmark"],
+        pin_memory=config["training"]["pin_memory"],
+    script:
+        "../../scripts/bench.py"

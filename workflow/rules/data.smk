@@ -4,8 +4,8 @@
 
 rule synthetic_dataset:
     output:
-        volumes=synthetic_volumes(),
-        sens_maps=synthetic_sens_maps(),
+        volume_files=synthetic_volumes(),
+        sens_map_files=synthetic_sens_maps(),
     log:
         "results/logs/synthetic_dataset.log",
     benchmark:
@@ -26,13 +26,8 @@ rule synthetic_dataset:
         coils=config["synthetic"]["coils"],
         noise_level=config["synthetic"]["noise_level"],
         seed=config["synthetic"]["seed"],
-    shell:
-        "python scripts/make_synthetic.py --root {params.root:q} --challenge {params.challenge:q}"
-        " --anatomies {params.anatomies:q}"
-        " --volumes train={params.volumes[train]:q} val={params.volumes[val]:q} test={params.volumes[test]:q}"
-        " --slices {params.slices:q} --recon-size {params.recon_size:q} --kspace-size {params.kspace_size:q}"
-        " --coils {params.coils:q} --noise-level {params.noise_level:q} --seed {params.seed:q}"
-        " --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/make_synthetic.py"
 
 
 # Real fastMRI: each dataset (an archive such as knee_multicoil_val) is downloaded from its signed
@@ -42,7 +37,7 @@ rule synthetic_dataset:
 
 rule fetch_fastmri:
     input:
-        sha256=fastmri_hash_file,
+        sha256_file=fastmri_hash_file,
     output:
         marker=fastmri_marker(),
     log:
@@ -58,20 +53,19 @@ rule fetch_fastmri:
         **job_resources("fetch_fastmri"),
     params:
         url=fastmri_url,
+        name="{dataset}",
         archive_dir=config["fastmri"]["archive_dir"],
         out_dir=output_folder,
-        keep=keep_archive_flag(),
-    shell:
-        "python scripts/fetch_fastmri.py --url {params.url:q} --sha256-file {input.sha256:q}"
-        " --name {wildcards.dataset:q} --archive-dir {params.archive_dir:q} --out-dir {params.out_dir:q}"
-        " {params.keep:q} > {log:q} 2>&1"
+        keep_archive=config["fastmri"]["keep_archives"],
+    script:
+        "../../scripts/fetch_fastmri.py"
 
 
 rule index_fastmri:
     input:
         unpack(fastmri_index_inputs),
     output:
-        "resources/fastmri/index/{dataset}.csv",
+        out="resources/fastmri/index/{dataset}.csv",
     log:
         "results/logs/fastmri/index_{dataset}.log",
     benchmark:
@@ -86,17 +80,16 @@ rule index_fastmri:
     params:
         folder=fastmri_index_folder,
         challenge=config["data"]["challenge"],
-        limits=volume_limits_flag(),
-    shell:
-        "python scripts/index_fastmri.py --folder {params.folder:q} --challenge {params.challenge:q}"
-        " {params.limits:q} --out {output:q} > {log:q} 2>&1"
+        volume_limits=volume_limits(),
+    script:
+        "../../scripts/index_fastmri.py"
 
 
 rule split_list:
     input:
         unpack(split_list_inputs),
     output:
-        "resources/splits/{split}_{anatomy}.txt",
+        out="resources/splits/{split}_{anatomy}.txt",
     log:
         "results/logs/splits/{split}_{anatomy}.log",
     benchmark:
@@ -110,16 +103,19 @@ rule split_list:
     resources:
         **job_resources("split_list"),
     params:
-        source=split_selection,
-    shell:
-        "python scripts/make_split.py {params.source:q} --out {output:q} > {log:q} 2>&1"
+        start=split_start,
+        num_volumes=split_count,
+        anatomy=split_anatomy,
+        volume_limits=volume_limits(),
+    script:
+        "../../scripts/make_split.py"
 
 
 rule sens_maps:
     input:
-        "resources/splits/{split}_{anatomy}.txt",
+        volumes="resources/splits/{split}_{anatomy}.txt",
     output:
-        directory("resources/fastmri/sens_maps/{split}_{anatomy}"),
+        out_dir=directory("resources/fastmri/sens_maps/{split}_{anatomy}"),
     log:
         "results/logs/fastmri/sens_maps_{split}_{anatomy}.log",
     benchmark:
@@ -140,8 +136,5 @@ rule sens_maps:
         threshold=config["fastmri"]["sens_maps"]["threshold"],
         crop=config["fastmri"]["sens_maps"]["crop"],
         device=config["device"],
-    shell:
-        "python scripts/estimate_sens_maps.py --volumes @{input:q} --out-dir {output:q} {params.slices:q}"
-        " --recon-size {params.recon_size:q} --num-acs {params.num_acs:q} --kernel-size {params.kernel_size:q}"
-        " --threshold {params.threshold:q} --crop {params.crop:q} --device {params.device:q}"
-        " --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/estimate_sens_maps.py"

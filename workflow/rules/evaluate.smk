@@ -7,8 +7,8 @@ rule evaluate:
     input:
         unpack(evaluation_inputs),
     output:
-        scores="results/eval/{model}.csv",
-        recons=directory("results/recons/{model}"),
+        out="results/eval/{model}.csv",
+        recon_dir=directory("results/recons/{model}"),
     log:
         "results/logs/evaluate/{model}.log",
     benchmark:
@@ -19,28 +19,21 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     params:
-        sens=sens_dir_flag,
-        shift=shift_flag,
-        small_features=small_features_flag(),
-        test_slices=test_slices_flag(),
+        small_features=config["evaluation"]["small_features"],
+        test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
         unrolls=config["evaluation"]["unrolls"],
         seed=config["seed"],
         device=config["device"],
-    shell:
-        "python scripts/evaluate.py --model {input.model:q} --test @{input.test:q} {params.sens:q}"
-        " --train-mask {input.mask:q} --masks {input.masks:q} --attacks {input.attacks:q}"
-        " --generators {input.generators:q} --unrolls {params.unrolls:q} {params.shift:q}"
-        " {params.small_features:q} {params.test_slices:q} --batch-size {params.batch_size:q}"
-        " --seed {params.seed:q} --device {params.device:q} --out {output.scores:q}"
-        " --recon-dir {output.recons:q} --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/evaluate.py"
 
 
 rule ttt:
     input:
         unpack(ttt_inputs),
     output:
-        "results/eval/ttt/{model}.csv",
+        out="results/eval/ttt/{model}.csv",
     log:
         "results/logs/evaluate/ttt_{model}.log",
     benchmark:
@@ -53,14 +46,10 @@ rule ttt:
     resources:
         **job_resources("ttt"),
     params:
-        sens=sens_dir_flag,
         settings=ttt_settings(),
         batch_size=config["evaluation"]["ttt"]["batch_size"],
-        test_slices=test_slices_flag(),
+        test_slices=config["evaluation"]["test_slices"],
         seed=config["seed"],
         device=config["device"],
-    shell:
-        "python scripts/evaluate_ttt.py --model {input.model:q} --test @{input.test:q} {params.sens:q}"
-        " --mask {input.mask:q} --settings {params.settings:q} --batch-size {params.batch_size:q}"
-        " {params.test_slices:q} --seed {params.seed:q} --device {params.device:q}"
-        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/evaluate_ttt.py"

@@ -28,8 +28,5 @@ rule masks:
         height=recon_size()[0],
         seed=config["masks"]["seed"],
         out_dir=output_folder,
-    shell:
-        "python scripts/make_masks.py --mask-type {params.mask_type:q}"
-        " --accelerations {params.accelerations:q} --center-fractions {params.center_fractions:q}"
-        " --width {params.width:q} --height {params.height:q} --seed {params.seed:q}"
-        " --out-dir {params.out_dir:q} --figure {output.figure:q} --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/make_masks.py"

@@ -12,7 +12,7 @@ rule reconstruct:
     input:
         unpack(reconstruct_inputs),
     output:
-        directory("results/reconstructions/{model}"),
+        out_dir=directory("results/reconstructions/{model}"),
     log:
         "results/logs/reconstruct/{model}.log",
     benchmark:
@@ -25,10 +25,12 @@ rule reconstruct:
     resources:
         **job_resources("reconstruct"),
     params:
-        espirit=espirit_flags(),
+        maps_cache="resources/reconstruct_sens_maps",
+        num_acs=config["fastmri"]["sens_maps"]["num_acs"],
+        kernel_size=config["fastmri"]["sens_maps"]["kernel_size"],
+        threshold=config["fastmri"]["sens_maps"]["threshold"],
+        crop=config["fastmri"]["sens_maps"]["crop"],
         seed=config["seed"],
         device=config["device"],
-    shell:
-        "python scripts/reconstruct.py --model {input.model:q} --files {input.files:q} --mask {input.mask:q}"
-        " --out-dir {output:q} --maps-cache resources/reconstruct_sens_maps {params.espirit:q}"
-        " --seed {params.seed:q} --device {params.device:q} --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/reconstruct.py"

@@ -3,9 +3,9 @@
 
 rule robustness_table:
     input:
-        evaluation_csvs(),
+        inputs=evaluation_csvs(),
     output:
-        table=report(
+        out=report(
             "results/tables/robustness.csv",
             caption="../report/robustness_table.rst",
             category="Tables",
@@ -16,7 +16,7 @@ rule robustness_table:
             category="Tables",
         ),
         latex="results/tables/robustness.tex",
-        shift=report(
+        shift_summary=report(
             "results/tables/distribution_shift.csv",
             caption="../report/distribution_shift_table.rst",
             category="Tables",
@@ -34,18 +34,15 @@ rule robustness_table:
         config_hash=config_hash(),
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],
-    shell:
-        "python scripts/make_table.py --inputs {input:q} --config-hash {params.config_hash:q}"
-        " --bootstrap {params.bootstrap:q} --seed {params.seed:q} --out {output.table:q}"
-        " --markdown {output.markdown:q} --latex {output.latex:q} --shift-summary {output.shift:q}"
-        " --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/make_table.py"
 
 
 rule training_health:
     input:
         unpack(health_inputs),
     output:
-        report(
+        out=report(
             "results/tables/training_health.csv",
             caption="../report/training_health.rst",
             category="Tables",
@@ -61,11 +58,9 @@ rule training_health:
         **job_resources("training_health"),
     params:
         train_acceleration=config["masks"]["acceleration"],
-        max_gap=config["health"]["max_gap_to_cs_tv_db"],
-    shell:
-        "python scripts/make_health_table.py --records {input.records:q} --scores {input.scores:q}"
-        " --train-acceleration {params.train_acceleration:q} --max-gap-to-cs-tv {params.max_gap:q}"
-        " --out {output:q} --threads {threads} > {log:q} 2>&1"
+        max_gap_to_cs_tv=config["health"]["max_gap_to_cs_tv_db"],
+    script:
+        "../../scripts/make_health_table.py"
 
 
 rule figures:
@@ -119,37 +114,33 @@ rule figures:
         **job_resources("figures"),
     params:
         models=config["evaluation"]["figure"]["models"],
-        attack=config["evaluation"]["figure"]["attack"],
-        level=config["evaluation"]["figure"]["level"],
+        grid_attack=config["evaluation"]["figure"]["attack"],
+        grid_level=config["evaluation"]["figure"]["level"],
         recon_root=recon_root,
         out_dir=output_folder,
         train_acceleration=config["masks"]["acceleration"],
         train_unrolls=config["model"]["num_unrolls"],
-    shell:
-        "python scripts/make_figures.py --table {input.table:q} --recon-root {params.recon_root:q}"
-        " --models {params.models:q} --grid-attack {params.attack:q} --grid-level {params.level:q}"
-        " --attack-files {input.attacks:q} --out-dir {params.out_dir:q}"
-        " --train-acceleration {params.train_acceleration:q} --train-unrolls {params.train_unrolls:q}"
-        " --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/make_figures.py"
 
 
 rule html_tables:
     input:
         robustness="results/tables/robustness.csv",
-        shift="results/tables/distribution_shift.csv",
-        health="results/tables/training_health.csv",
+        distribution_shift="results/tables/distribution_shift.csv",
+        training_health="results/tables/training_health.csv",
     output:
-        robustness=report(
+        robustness_html=report(
             "results/tables/robustness.html",
             caption="../report/robustness_html.rst",
             category="Tables",
         ),
-        shift=report(
+        distribution_shift_html=report(
             "results/tables/distribution_shift.html",
             caption="../report/distribution_shift_html.rst",
             category="Tables",
         ),
-        health=report(
+        training_health_html=report(
             "results/tables/training_health.html",
             caption="../report/training_health_html.rst",
             category="Tables",
@@ -163,7 +154,5 @@ rule html_tables:
     threads: job_threads("html_tables")
     resources:
         **job_resources("html_tables"),
-    shell:
-        "python scripts/make_html_tables.py --robustness {input.robustness:q} --distribution-shift {input.shift:q}"
-        " --training-health {input.health:q} --robustness-html {output.robustness:q}"
-        " --distribution-shift-html {output.shift:q} --training-health-html {output.health:q} > {log:q} 2>&1"
+    script:
+        "../../scripts/make_html_tables.py"

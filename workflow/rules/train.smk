@@ -22,22 +22,17 @@ rule train:
         **job_resources("train"),
     params:
         spec=training_spec,
-        init=init_flag,
-        sens=sens_dir_flag,
         checkpoint="results/checkpoints/{model}.pt",
         device=config["device"],
-    shell:
-        "python scripts/train.py --spec {params.spec:q} --train @{input.train:q} --val @{input.val:q}"
-        " --mask {input.mask:q} {params.sens:q} {params.init:q} --device {params.device:q}"
-        " --model {output.model:q} --metrics {output.metrics:q} --checkpoint {params.checkpoint:q}"
-        " --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/train.py"
 
 
 rule tune_classical:
     input:
         unpack(classical_inputs),
     output:
-        model="results/models/cs_{method}/model.pt",
+        out="results/models/cs_{method}/model.pt",
         table="results/models/cs_{method}/tuning.csv",
     log:
         "results/logs/train/cs_{method}.log",
@@ -51,25 +46,21 @@ rule tune_classical:
     resources:
         **job_resources("tune_classical"),
     params:
+        method="{method}",
         lams=config["classical"]["lams"],
         num_iters=config["classical"]["num_iters"],
         val_slices=config["classical"]["val_slices"],
         wavelet=config["classical"]["wavelet"],
         levels=config["classical"]["levels"],
         solver=config["classical"]["tv_solver"],
-        sens=sens_dir_flag,
         device=config["device"],
-    shell:
-        "python scripts/tune_classical.py --method {wildcards.method:q} --lams {params.lams:q}"
-        " --num-iters {params.num_iters:q} --val @{input.val:q} {params.sens:q} --mask {input.mask:q}"
-        " --val-slices {params.val_slices:q} --wavelet {params.wavelet:q} --levels {params.levels:q}"
-        " --solver {params.solver:q} --device {params.device:q}"
-        " --out {output.model:q} --table {output.table:q} --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/tune_classical.py"
 
 
 rule untrained_method:
     output:
-        "results/models/untrained/model.pt",
+        out="results/models/untrained/model.pt",
     log:
         "results/logs/train/untrained.log",
     benchmark:
@@ -80,15 +71,15 @@ rule untrained_method:
     resources:
         **job_resources("untrained_method"),
     params:
+        kind="untrained",
         settings=untrained_settings(),
-    shell:
-        "python scripts/write_method.py --kind untrained --settings {params.settings:q} --out {output:q}"
-        " --threads {threads} > {log:q} 2>&1"
+    script:
+        "../../scripts/write_method.py"
 
 
 rule zero_filled_method:
     output:
-        "results/models/zero_filled/model.pt",
+        out="results/models/zero_filled/model.pt",
     log:
         "results/logs/train/zero_filled.log",
     benchmark:
@@ -98,5 +89,7 @@ rule zero_filled_method:
     threads: job_threads("zero_filled_method")
     resources:
         **job_resources("zero_filled_method"),
-    shell:
-        "python scripts/write_method.py --kind zero_filled --out {output:q} --threads {threads} > {log:q} 2>&1"
+    params:
+        kind="zero_filled",
+    script:
+        "../../scripts/write_method.py"

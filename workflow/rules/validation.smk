@@ -1,6 +1,8 @@
 # Config validation with one short message: the key's path, what is wrong, the closest valid key
 # or value, instead of jsonschema's dump of the schema. The schema itself stays the one authority.
+import csv
 import difflib
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -51,3 +53,70 @@ def config_error_message(error):
     if error.validator == "type":
         return f"config error: {where}: {error.instance!r} is not of type {error.validator_value!r}"
     return f"config error: {where}: {error.message}"
+
+
+# ---- references between config entries, checked when the DAG is built ----------------------------
+
+
+def used_splits():
+    """(split, anatomy) of every split list the run reads."""
+    train = config["data"]["train_anatomy"]
+    pairs = [("train", train), ("val", train), ("test", train)]
+    if config["data"]["shift_anatomy"]:
+        pairs.append(("test", config["data"]["shift_anatomy"]))
+    return pairs
+
+
+def check_fastmri_splits():
+    """The splits a run reads must not share volumes where they draw from the same datasets."""
+    used = {}
+    for split, anatomy in used_splits():
+        entry = fastmri_split(split, anatomy)
+        key = (tuple(entry["dataset"]), anatomy)
+        stop = float("inf") if entry["count"] is None else entry["start"] + entry["count"]
+        for other, (start, other_stop) in used.get(key, {}).items():
+            if entry["start"] < other_stop and start < stop:
+                raise ValueError(
+                    f"fastmri.splits.{split}.{anatomy} and fastmri.splits.{other}.{anatomy} overlap "
+                    f"in {', '.join(entry['dataset'])}: give them disjoint start/count ranges"
+                )
+        used.setdefault(key, {})[split] = (entry["start"], stop)
+
+
+def check_shift_anatomy():
+    shift = config["data"]["shift_anatomy"]
+    if shift == config["data"]["train_anatomy"]:
+        raise ValueError(
+            f"config error: data.shift_anatomy must differ from data.train_anatomy ({shift!r}), or be null"
+        )
+
+
+def check_config_references():
+    """Config lists that name entries of another list must name existing ones: a misspelt or
+    unevaluated model in evaluation.figure.models would otherwise leave a finished folder's figures
+    stale. The schema checks each name's spelling; this checks what it refers to, when the DAG is
+    built, with one message naming the entry, its key and the valid names."""
+    evaluation = config["evaluation"]
+    models, attacks = evaluation["models"], list(evaluation["attacks"])
+    references = {
+        "evaluation.figure.models": (evaluation["figure"]["models"], "evaluation.models", models),
+        "evaluation.figure.attack": ([evaluation["figure"]["attack"]], "evaluation.attacks", attacks),
+    }
+    if "untrained" in models:
+        references["untrained.attacks"] = (config["untrained"]["attacks"], "evaluation.attacks", attacks)
+    for key, (names, target, valid) in references.items():
+        for name in names:
+            if name not in valid:
+                raise ValueError(
+                    f"config error: {key}: {name!r} is not in {target} (valid: {', '.join(valid)})"
+                )
+
+
+def warn_unhealthy_models(path):
+    """One line per unhealthy model of a finished run's health table (the run itself succeeds)."""
+    if not Path(path).exists():
+        return
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["healthy"] != "True":
+                print(f"WARNING: model {row['model']} is not healthy: {row['failed_checks']} (see {path})")

@@ -1,0 +1,198 @@
+# The data and how it is sampled, as input functions of the data and mask rules: the embedded
+# synthetic dataset's files, or fastMRI's datasets (downloaded and verified, or already on disk),
+# their indexes, splits and sensitivity maps; and the undersampling masks.
+from pathlib import Path
+
+from smug.synthetic import sens_map_path, volume_paths, volume_plan
+
+
+def synthetic_plan():
+    syn = config["synthetic"]
+    return volume_plan(syn["seed"], syn["volumes"], syn["anatomies"])
+
+
+def synthetic_root(wildcards, output):
+    """Dataset root above the {challenge}_{split}/ folders of the volumes."""
+    return str(Path(output.volume_files[0]).parents[1])
+
+
+def synthetic_volumes():
+    """Every fastMRI-format HDF5 file of the synthetic dataset (none when the data are fastMRI's)."""
+    if config["data"]["source"] != "synthetic":
+        return []
+    return [
+        str(p) for p in volume_paths(config["data"]["root"], config["data"]["challenge"], synthetic_plan())
+    ]
+
+
+def synthetic_sens_maps():
+    """The true coil sensitivities written beside multicoil synthetic volumes (none for singlecoil)."""
+    if config["data"]["source"] != "synthetic" or config["data"]["challenge"] != "multicoil":
+        return []
+    return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in synthetic_plan()]
+
+
+# ---- data splits ------------------------------------------------------------------------------
+# Every split (train/val/test of one anatomy) is a list file, resources/splits/{split}_{anatomy}.txt,
+# that the scripts read as @LIST: from the synthetic volumes, or from the index of a fastMRI folder
+# (downloaded and verified, or already on disk under fastmri.root).
+
+# fastMRI dataset names, as the archives are called: knee_singlecoil_train, brain_multicoil_val, ...
+FASTMRI_DATASET = "(knee|brain)_(singlecoil|multicoil)_[a-z0-9_]+"
+
+
+def split_volumes(split, anatomy):
+    """Synthetic volumes of one split and anatomy family, as declared outputs of synthetic_dataset."""
+    root, challenge = config["data"]["root"], config["data"]["challenge"]
+    plan = [spec for spec in synthetic_plan() if spec.split == split and spec.anatomy == anatomy]
+    return [str(p) for p in volume_paths(root, challenge, plan)]
+
+
+def split_list(split, anatomy):
+    return f"resources/splits/{split}_{anatomy}.txt"
+
+
+def fastmri_split(split, anatomy):
+    """The fastmri.splits entry of a split: datasets (a list), start and count."""
+    entry = config["fastmri"]["splits"][split].get(anatomy)
+    if entry is None:
+        raise ValueError(
+            f"fastmri.splits.{split} has no entry for anatomy {anatomy!r}; add one "
+            f"(e.g. {{dataset: {anatomy}_{config['data']['challenge']}_val, start: 0, count: 10}})"
+        )
+    entry = {"start": 0, "count": None, **entry}
+    if isinstance(entry["dataset"], str):
+        entry["dataset"] = [entry["dataset"]]
+    return entry
+
+
+def fastmri_folder(dataset):
+    """Where a fastMRI dataset's volumes are: under fastmri.root if given, else where it is downloaded."""
+    root = config["fastmri"]["root"]
+    return str(Path(root or config["fastmri"]["download_dir"]) / dataset)
+
+
+def fastmri_marker():
+    """Written last by scripts/fetch_fastmri.py: the dataset is downloaded, verified and extracted."""
+    return str(Path(config["fastmri"]["download_dir"]) / "{dataset}" / ".complete")
+
+
+def fastmri_url(wildcards):
+    urls = config["fastmri"]["urls"]
+    if wildcards.dataset not in urls:
+        raise ValueError(
+            f"fastmri.urls has no signed URL for {wildcards.dataset!r}: add the link from the fastMRI "
+            "e-mail, or set fastmri.root to a folder that already holds the data"
+        )
+    return urls[wildcards.dataset]
+
+
+def fastmri_hash_file(wildcards):
+    path = config["fastmri"]["sha256_file"]
+    if path is None:
+        raise ValueError(
+            "fastmri.sha256_file is not set: give the SHA256 list e-mailed with the fastMRI links"
+        )
+    return path
+
+
+def fastmri_index_inputs(wildcards):
+    """Nothing when the data are already on disk (fastmri.root), else the completed download."""
+    if config["fastmri"]["root"]:
+        return {}
+    return {"marker": fastmri_marker().format(dataset=wildcards.dataset)}
+
+
+def fastmri_index_folder(wildcards):
+    return fastmri_folder(wildcards.dataset)
+
+
+def split_list_inputs(wildcards):
+    if config["data"]["source"] == "synthetic":
+        return {"volumes": split_volumes(wildcards.split, wildcards.anatomy)}
+    check_fastmri_splits()
+    datasets = fastmri_split(wildcards.split, wildcards.anatomy)["dataset"]
+    return {"index": expand("resources/fastmri/index/{dataset}.csv", dataset=datasets)}
+
+
+def split_entry_value(wildcards, key):
+    """start or count of a fastMRI split's entry; None for synthetic volumes, taken as they are."""
+    if config["data"]["source"] == "synthetic":
+        return None
+    return fastmri_split(wildcards.split, wildcards.anatomy)[key]
+
+
+def split_start(wildcards):
+    return split_entry_value(wildcards, "start")
+
+
+def split_count(wildcards):
+    return split_entry_value(wildcards, "count")
+
+
+def split_anatomy(wildcards):
+    """The anatomy a fastMRI index is filtered to (synthetic volumes are one anatomy already)."""
+    return None if config["data"]["source"] == "synthetic" else wildcards.anatomy
+
+
+def volume_limits():
+    """data.volume_limits as SLICES COILS HEIGHT WIDTH."""
+    limits = config["data"]["volume_limits"]
+    return [limits[key] for key in ("max_slices", "max_coils", "max_height", "max_width")]
+
+
+def split_slices(split):
+    """Slices each consumer of a split uses; sensitivity maps are estimated for the largest count,
+    whose central-slice selection contains every smaller one (smug.data.select_slices)."""
+    counts = {
+        "train": [config["training"]["train_slices"]],
+        "val": [config["training"]["val_slices"], config["classical"]["val_slices"]],
+        "test": [config["evaluation"]["test_slices"]],
+    }[split]
+    return None if None in counts else max(counts)
+
+
+def sens_maps_slices(wildcards):
+    return split_slices(wildcards.split)
+
+
+def split_sens_maps(split, anatomy):
+    """Sensitivity maps a multicoil split needs: the true maps of synthetic volumes, or the folder
+    of maps estimated from the fastMRI k-space; nothing for single-coil data."""
+    if config["data"]["challenge"] != "multicoil":
+        return []
+    if config["data"]["source"] == "fastmri":
+        return [f"resources/fastmri/sens_maps/{split}_{anatomy}"]
+    plan = [spec for spec in synthetic_plan() if spec.split == split and spec.anatomy == anatomy]
+    return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in plan]
+
+
+def recon_size():
+    """(h, w) every slice is cropped to; the masks' width."""
+    source = config["data"]["source"]
+    return config["synthetic" if source == "synthetic" else "fastmri"]["recon_size"]
+
+
+# ---- undersampling masks ---------------------------------------------------------------------
+
+
+def mask_accelerations():
+    """The training acceleration and every acceleration a model is evaluated at, sorted."""
+    m = config["masks"]
+    return sorted({m["acceleration"], *m["eval_accelerations"]})
+
+
+def mask_center_fractions():
+    """Centre fractions paired with mask_accelerations(): the number of fully sampled centre lines
+    scales as 1/acceleration, as fastMRI pairs 4x with 8% and 8x with 4%."""
+    m = config["masks"]
+    return [m["center_fraction"] * m["acceleration"] / acc for acc in mask_accelerations()]
+
+
+def mask_files():
+    return expand("resources/masks/{acc}x.npz", acc=mask_accelerations())
+
+
+def training_mask():
+    """The mask of the training acceleration, which every model is trained and tested with."""
+    return expand("resources/masks/{acc}x.npz", acc=config["masks"]["acceleration"])[0]
