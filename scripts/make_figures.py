@@ -3,16 +3,19 @@
 
 Writes into OUT_DIR (PNG and PDF each):
   robustness_curves  PSNR/SSIM vs eps per model for each white-box attack (solid) and random noise of
-                     the same norm (dashed), with bootstrap 95 % bands
-  acceleration_shift PSNR/SSIM vs acceleration (models trained at one acceleration)
-  unroll_shift       PSNR/SSIM vs number of unrolls (unrolled models)
-  image_grid         one test slice: ground truth, each model clean and attacked, error maps
+                     the same norm (dashed), with bootstrap 95 % bands, one row of panels per model family
+  acceleration_shift PSNR/SSIM vs acceleration (the training acceleration marked, --train-acceleration)
+  unroll_shift       PSNR/SSIM vs number of unrolls (unrolled models; --train-unrolls marked)
+  image_grid         one test slice: ground truth, each model clean and attacked, error maps, PSNR/SSIM per tile
   perturbations      worst-case perturbations in k-space and image space
+  anatomy_shift      shifted- vs training-anatomy score per model, arrows for test-time training
+  small_features     crops around inserted small features, each marked detected or missed
 
 Example:
   python scripts/make_figures.py --table results/tables/robustness.csv --recon-root results/recons \
       --models zero_filled modl smug --grid-attack pgd_kspace_linf --grid-level 0.02 \
-      --attack-files results/attacks/modl/pgd_kspace_linf.h5 --out-dir results/figures
+      --attack-files results/attacks/modl/pgd_kspace_linf.h5 --out-dir results/figures \
+      --train-acceleration 4 --train-unrolls 4
 """
 
 import argparse
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid-level", type=float, required=True, help="its eps")
     parser.add_argument("--attack-files", nargs="*", default=[], help="attack files whose strongest level is drawn")
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--train-acceleration", type=float, help="training acceleration, marked on acceleration_shift")
+    parser.add_argument("--train-unrolls", type=int, help="training number of unrolls, marked on unroll_shift")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parse_args(parser, argv)
     try:
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             grid_level=args.grid_level,
             attack_files=args.attack_files,
             out_dir=args.out_dir,
+            train_acceleration=args.train_acceleration,
+            train_unrolls=args.train_unrolls,
         )
     except (ValueError, OSError, KeyError) as exc:
         sys.exit(f"error: {exc}")

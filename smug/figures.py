@@ -12,7 +12,7 @@ import pandas as pd
 
 from smug.attack_files import load_attack
 from smug.fftc import fft2c, ifft2c
-from smug.methods import FIGURES, NOISE_COUNTERPART
+from smug.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.plots import (
     plot_feature_crops,
     plot_image_grid,
@@ -20,21 +20,11 @@ from smug.plots import (
     plot_perturbations,
     plot_shift_scatter,
 )
+from smug.small_features import feature_scores
 from smug.tables import shift_summary
 
 # Half-width of the zoomed crops around small features, in pixels.
 _CROP_HALF = 8
-
-_XLABELS = {
-    "pgd_kspace_linf": "eps (l_inf, normalised k-space)",
-    "pgd_kspace_l2": "eps (l_2, normalised k-space)",
-    "pgd_image_linf": "eps (l_inf, zero-filled image)",
-    "pgd_relative_l2": "eps (||e|| / ||y||)",
-    "pgd_kspace_linf_journal": "eps (l_inf, normalised k-space; journal protocol)",
-    "pgd_image_linf_conference": "eps (l_inf, zero-filled image; conference protocol, transfer)",
-    "acceleration": "acceleration",
-    "unrolls": "number of unrolls",
-}
 
 
 def _read_recon(path: Path, key: str) -> np.ndarray:
@@ -53,15 +43,35 @@ def draw_all_figures(
     grid_level: float,
     attack_files: Sequence[str],
     out_dir: str | os.PathLike,
+    train_acceleration: float | None = None,
+    train_unrolls: int | None = None,
 ) -> None:
-    """Draw every figure of :data:`FIGURES` into ``out_dir`` (``.png`` and ``.pdf``)."""
+    """Draw every figure of :data:`FIGURES` into ``out_dir`` (``.png`` and ``.pdf``).
+
+    ``train_acceleration`` and ``train_unrolls``, the settings the models were trained with, are
+    marked on the sampling-rate and unrolling shift figures (not marked when None)."""
     out = Path(out_dir)
     data = pd.read_csv(table)
     attacks_present = {p: NOISE_COUNTERPART[p] for p in NOISE_COUNTERPART if (data["perturbation"] == p).any()}
-    plot_metric_curves(data, attacks_present, out / "robustness_curves.png", out / "robustness_curves.pdf", _XLABELS)
+    plot_metric_curves(
+        data, attacks_present, out / "robustness_curves.png", out / "robustness_curves.pdf", PERTURBATION_LEVELS
+    )
+    trained = {
+        "acceleration": (
+            None if train_acceleration is None else (train_acceleration, f"trained at {train_acceleration:g}x")
+        ),
+        "unrolls": None if train_unrolls is None else (train_unrolls, f"trained with {train_unrolls:g} unrolls"),
+    }
     for name, perturbation in (("acceleration_shift", "acceleration"), ("unroll_shift", "unrolls")):
+        marks = {perturbation: trained[perturbation]} if trained[perturbation] else {}
         plot_metric_curves(
-            data, {perturbation: None}, out / f"{name}.png", out / f"{name}.pdf", _XLABELS, include_clean=False
+            data,
+            {perturbation: None},
+            out / f"{name}.png",
+            out / f"{name}.pdf",
+            PERTURBATION_LEVELS,
+            include_clean=False,
+            marks=marks,
         )
 
     root = Path(recon_root)
@@ -95,33 +105,58 @@ def draw_all_figures(
     plot_perturbations(perturbations, out / "perturbations.png", out / "perturbations.pdf")
 
     plot_shift_scatter(shift_summary(data), out / "anatomy_shift.png", out / "anatomy_shift.pdf")
-    crops, windows = feature_crops(root, models)
-    plot_feature_crops(crops, windows, out / "small_features.png", out / "small_features.pdf")
+    crops, windows, scores, feature_level = feature_crops(root, models)
+    plot_feature_crops(
+        crops,
+        windows,
+        out / "small_features.png",
+        out / "small_features.pdf",
+        scores=scores,
+        rates=detection_rates(data, feature_level),
+        size=feature_level,
+    )
 
 
-def feature_crops(recon_root: Path, models: Sequence[str]) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+def feature_crops(
+    recon_root: Path, models: Sequence[str]
+) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray], dict[str, list[dict]], float | None]:
     """Crops around the small features of the first test volume's middle slice: the target and
-    each model's reconstruction (from ``{model}/small_feature/``), and each feature's window."""
+    each model's reconstruction (from ``{model}/small_feature/``), each feature's window, each
+    model's :func:`smug.small_features.feature_scores` of every feature on that slice (the
+    evaluation's own criterion, on the whole image as it scores), and the feature size drawn."""
     folder = recon_root / models[0] / "small_feature"
     if not (folder / "windows.h5").exists():
-        return {"small features not measured (evaluation.small_features: null)": []}, []
+        return {"small features not measured (evaluation.small_features: null)": []}, [], {}, None
     with h5py.File(folder / "windows.h5", "r") as f:
         fname = sorted(f.keys())[0]
         labels = f[fname][()]
     index = labels.shape[0] // 2
-    level = next(p.name for p in folder.iterdir() if p.is_dir() and p.name != "target")
+    level = sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name != "target"), key=float)[0]
     images = {"target": _read_recon(folder / "target" / fname, "reconstruction_rss")[index]}
     for model in models:
         images[model] = _read_recon(recon_root / model / "small_feature" / level / fname, "reconstruction")[index]
     crops: dict[str, list[np.ndarray]] = {label: [] for label in images}
     windows = []
+    scores: dict[str, list[dict]] = {model: [] for model in models}
     height, width = labels.shape[1:]
     for feature in range(1, int(labels[index].max()) + 1):
-        rows, cols = np.nonzero(labels[index] == feature)
+        window = labels[index] == feature
+        rows, cols = np.nonzero(window)
         top = int(np.clip((rows.min() + rows.max()) // 2 - _CROP_HALF, 0, max(height - 2 * _CROP_HALF, 0)))
         left = int(np.clip((cols.min() + cols.max()) // 2 - _CROP_HALF, 0, max(width - 2 * _CROP_HALF, 0)))
         box = (slice(top, top + 2 * _CROP_HALF), slice(left, left + 2 * _CROP_HALF))
         for label, image in images.items():
             crops[label].append(image[box])
-        windows.append(labels[index][box] == feature)
-    return crops, windows
+        for model in models:
+            scores[model].append(feature_scores(images[model], images["target"], window))
+        windows.append(window[box])
+    return crops, windows, scores, float(level)
+
+
+def detection_rates(table: pd.DataFrame, level: float | None) -> dict[str, float]:
+    """Each model's share of features detected over the whole test set at ``level`` (the table's
+    ``feature_detected`` mean), for the small-feature figure's column titles."""
+    rows = table[(table["perturbation"] == "small_feature") & (table["metric"] == "feature_detected")]
+    if level is not None:
+        rows = rows[np.isclose(rows["level"], level)]
+    return dict(zip(rows["model"], rows["mean"].astype(float)))

@@ -131,6 +131,45 @@ METHODS: dict[str, Method] = {
 }
 
 
+def method_label(name: str) -> str:
+    """A method's display name (``METHODS[name].label``), or the name itself for one not registered."""
+    method = METHODS.get(name)
+    return method.label if method is not None and method.label else name
+
+
+def method_family(name: str) -> str | None:
+    """A method's family (``unrolled``, ``unet``, ``classical``, ...), or None for one not registered."""
+    method = METHODS.get(name)
+    return KINDS[method.kind].family if method is not None else None
+
+
+# How tables and figures group methods: families listed together, in this order; a method of a
+# family not listed (or not registered) falls under OTHER_GROUP.
+FAMILY_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Unrolled networks", ("unrolled",)),
+    ("U-Nets", ("unet",)),
+    ("CS, untrained, zero-filled", ("classical", "untrained", "zero_filled")),
+    ("Denoiser", ("denoiser",)),
+)
+OTHER_GROUP = "Other"
+
+
+def family_group(name: str) -> str:
+    """The group of :data:`FAMILY_GROUPS` a method is listed under."""
+    family = method_family(name)
+    return next((title for title, families in FAMILY_GROUPS if family in families), OTHER_GROUP)
+
+
+def group_methods(names) -> list[tuple[str, list[str]]]:
+    """``(group, methods)`` for the given method names: groups in :data:`FAMILY_GROUPS` order, methods
+    in the registry's order within each (unregistered ones last, alphabetically), empty groups left out."""
+    registry = list(METHODS)
+    ranked = sorted(set(names), key=lambda m: (registry.index(m) if m in registry else len(registry), m))
+    titles = [title for title, _ in FAMILY_GROUPS] + [OTHER_GROUP]
+    groups = {title: [m for m in ranked if family_group(m) == title] for title in titles}
+    return [(title, members) for title, members in groups.items() if members]
+
+
 def trained_methods() -> dict[str, Method]:
     """The methods ``scripts/train.py`` makes, in declaration order."""
     return {name: m for name, m in METHODS.items() if KINDS[m.kind].made_by == "train"}
@@ -215,6 +254,23 @@ PROTOCOLS = {name: a.protocol for name, a in ATTACKS.items() if a.protocol is no
 # White-box attacks taking their PGD settings from evaluation.pgd, and the random-noise ones.
 WHITE_BOX_ATTACKS = tuple(name for name, a in ATTACKS.items() if a.noise is not None and a.protocol is None)
 NOISE_ATTACKS = tuple(name for name, a in ATTACKS.items() if a.noise is None)
+
+# What a perturbation's level measures, as axis labels and table notes print it.
+PERTURBATION_LEVELS = {
+    "pgd_kspace_linf": "eps (l_inf, normalised k-space)",
+    "pgd_kspace_l2": "eps (l_2, normalised k-space)",
+    "pgd_image_linf": "eps (l_inf, zero-filled image)",
+    "pgd_relative_l2": "eps (||e|| / ||y||)",
+    "pgd_kspace_linf_journal": "eps (l_inf, normalised k-space; journal protocol)",
+    "pgd_image_linf_conference": "eps (l_inf, zero-filled image; conference protocol, transfer)",
+    "noise_kspace_linf": "eps (l_inf, normalised k-space)",
+    "noise_kspace_l2": "eps (l_2, normalised k-space)",
+    "noise_image_linf": "eps (l_inf, zero-filled image)",
+    "noise_relative_l2": "eps (||e|| / ||y||)",
+    "acceleration": "acceleration",
+    "unrolls": "number of unrolls",
+    "small_feature": "feature size (pixels)",
+}
 
 FIGURES = (
     "robustness_curves",

@@ -252,10 +252,10 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
     # Every job went through sbatch: the plugin's SLURM log of each rule, and its SLURM job id.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
-    assert len(submitted) == 16, output[-3000:]
+    assert len(submitted) == 17, output[-3000:]
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
     for rule in ("synthetic_dataset", "split_list", "masks", "zero_filled_method", "train", "attack", "noise",
-                 "evaluate", "robustness_table", "training_health", "figures"):
+                 "evaluate", "robustness_table", "training_health", "html_tables", "figures"):
         logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule} under {slurm_logs}"
         assert all(f"rule {rule}:" in log.read_text() for log in logs), rule
@@ -266,7 +266,7 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", job["comment"]).group(1)
         placed.append((rule, job["partition"], job["gres"]))
     print("\nSLURM jobs (rule, partition, generic resources):", *sorted(placed), sep="\n  ")
-    assert len(placed) == 16, placed
+    assert len(placed) == 17, placed
     for rule, partition, gres in placed:
         if rule in GPU_RULES:
             assert partition == running_cluster.gpu_partition and "gpu:1" in gres, (rule, partition, gres)

@@ -1,5 +1,7 @@
 """The Snakemake workflow: static checks, config validation, and a tiny end-to-end run."""
 
+import base64
+import re
 import subprocess
 
 import h5py
@@ -183,6 +185,24 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     assert "robustness_curves.png" in html
     # Captions print settings as a person writes them, not as Python's reprs.
     assert "from a random start" in html and "2x, 4x" in html and "1, 3 unrolls" in html
+    # The three tables are embedded as pages the report shows inline: every model's row, and in the
+    # health table every unhealthy model's row marked.
+    pages = embedded_html_pages(html)
+    assert {"robustness.html", "distribution_shift.html", "training_health.html"} <= set(pages)
+    for model in TINY_CONFIG_MODELS:
+        for name in ("robustness.html", "distribution_shift.html", "training_health.html"):
+            assert f'<span class="name">{model}</span>' in pages[name], (model, name)
+    row = r'<tr class="unhealthy"><th scope="row">[^<]*<span class="flag">[^<]*</span><span class="name">([^<]+)</span>'
+    marked = set(re.findall(row, pages["training_health.html"]))
+    assert marked == set(unhealthy["model"])
+    assert (tmp_path / "results/tables/training_health.html").read_text() == pages["training_health.html"]
+
+
+def embedded_html_pages(report: str) -> dict[str, str]:
+    """File name -> content of every HTML result a self-contained Snakemake report embeds (as a
+    base64 data URI, shown in a frame)."""
+    pattern = r"data:text/html;charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)"
+    return {name: base64.b64decode(data).decode("utf-8") for name, data in re.findall(pattern, report)}
 
 
 def scheduled_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:

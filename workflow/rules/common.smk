@@ -25,6 +25,7 @@ def final_outputs():
         "results/figures/masks.png",
         "results/tables/robustness.csv",
         "results/tables/training_health.csv",
+        *expand("results/tables/{table}.html", table=("robustness", "distribution_shift", "training_health")),
         *expand("results/figures/{figure}.png", figure=FIGURES),
     ]
 

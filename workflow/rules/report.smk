@@ -118,5 +118,41 @@ rule figures:
         grid_level=config["evaluation"]["figure"]["level"],
         recon_root=recon_root,
         out_dir=output_folder,
+        train_acceleration=config["masks"]["acceleration"],
+        train_unrolls=config["model"]["num_unrolls"],
     script:
         "../../scripts/make_figures.py"
+
+
+rule html_tables:
+    input:
+        robustness="results/tables/robustness.csv",
+        distribution_shift="results/tables/distribution_shift.csv",
+        training_health="results/tables/training_health.csv",
+    output:
+        robustness_html=report(
+            "results/tables/robustness.html",
+            caption="../report/robustness_html.rst",
+            category="Tables",
+        ),
+        distribution_shift_html=report(
+            "results/tables/distribution_shift.html",
+            caption="../report/distribution_shift_html.rst",
+            category="Tables",
+        ),
+        training_health_html=report(
+            "results/tables/training_health.html",
+            caption="../report/training_health_html.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/html_tables.log",
+    benchmark:
+        "results/benchmarks/rules/html_tables.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("html_tables")
+    resources:
+        **job_resources("html_tables"),
+    script:
+        "../../scripts/make_html_tables.py"

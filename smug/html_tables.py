@@ -1,0 +1,479 @@
+"""The results tables as self-contained HTML pages, for reading inside ``snakemake --report``.
+
+Snakemake's report shows an ``.html`` output inline (in a frame), so each page carries its own
+style and needs nothing else: the robustness table (one section per perturbation, models by family
+as rows, levels as columns, ``mean ± std`` over test volumes, the best score of each column in
+bold), the distribution-shift summary and the training-health table, where every unhealthy model's
+row is marked and its failed checks listed. Every text taken from a table is escaped; numbers are
+rounded per quantity (PSNR and dB gaps to 2 decimals, SSIM to 4, fractions as percentages).
+
+The module needs only pandas (no torch), so rendering the pages is cheap.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from smug.io import atomic_path
+from smug.methods import ATTACKS, PERTURBATION_LEVELS, group_methods, method_label
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;
+       color: #1f2328; margin: 16px; line-height: 1.4; }
+h1 { font-size: 20px; margin: 0 0 6px 0; }
+h2 { font-size: 16px; margin: 22px 0 4px 0; }
+p.note { color: #57606a; margin: 2px 0 8px 0; }
+p.summary { font-weight: 600; margin: 6px 0 10px 0; }
+p.summary.bad { color: #a40e26; }
+nav { margin: 6px 0 10px 0; color: #57606a; }
+nav a { margin-right: 10px; }
+table { border-collapse: collapse; margin: 4px 0 14px 0; }
+th, td { border: 1px solid #d0d7de; padding: 3px 8px; }
+thead th { background: #f6f8fa; font-weight: 600; text-align: center; }
+tbody th { text-align: left; font-weight: 600; white-space: nowrap; }
+td { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.text { text-align: left; white-space: normal; }
+td.best { font-weight: 700; }
+tr.group th { background: #eaeef2; text-align: left; font-style: italic; font-weight: 600; }
+tr.unhealthy { background: #ffebe9; }
+tr.unhealthy th { color: #a40e26; }
+td.bad { color: #a40e26; font-weight: 700; }
+td.good { color: #1a7f37; }
+span.name { display: block; color: #57606a; font-size: 11px; font-weight: 400;
+            font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+span.flag { color: #a40e26; font-weight: 700; }
+ul.checks { margin: 0; padding-left: 16px; }
+"""
+
+
+# Metrics shown per perturbation, with how to print them; robustness.csv holds the rest (NMSE, CIs).
+_METRICS = {
+    "PSNR": ("PSNR (dB)", "number", 2, True),
+    "SSIM": ("SSIM", "number", 4, True),
+    "feature_error": ("feature error", "number", 3, False),
+    "feature_detected": ("features detected", "percent", 0, True),
+}
+# Perturbations whose level carries no size (a clean or shifted reconstruction, a generator replay).
+_LEVEL_FREE = ("clean", "anatomy_shift", "ttt_anatomy_shift")
+
+
+class _Markup(str):
+    """HTML built here from escaped parts; :func:`_cell` passes it through instead of escaping it."""
+
+
+def _cell(value: object) -> str:
+    return value if isinstance(value, _Markup) else html.escape(str(value))
+
+
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_number(value: object, digits: int) -> str:
+    """``value`` to ``digits`` decimals, with a proper minus sign; an en dash for a missing value."""
+    if not _finite(value):
+        return "–"
+    return f"{float(value):.{digits}f}".replace("-", "−")
+
+
+def format_percent(value: object) -> str:
+    """A fraction as a whole percentage (``0.5`` -> ``50 %``); an en dash for a missing value."""
+    if not _finite(value):
+        return "–"
+    return f"{100 * float(value):.0f} %".replace("-", "−")
+
+
+def _model_header(model: str, flag: str = "") -> _Markup:
+    """A row header: the display name, a flag such as "unhealthy", and the name files use."""
+    label = html.escape(method_label(model))
+    flag_html = f' <span class="flag">{html.escape(flag)}</span>' if flag else ""
+    return _Markup(f'{label}{flag_html}<span class="name">{html.escape(model)}</span>')
+
+
+def html_table(
+    header: Sequence[str | tuple[str, str]],
+    rows: Sequence[Sequence[object]],
+    *,
+    row_classes: Sequence[str | None] | None = None,
+    cell_classes: Sequence[Sequence[str | None]] | None = None,
+    groups: Sequence[tuple[int, str]] = (),
+) -> str:
+    """An escaped ``<table>``. The first column is the row header.
+
+    Args:
+        header: one title per column; ``(group, title)`` pairs give two header rows, consecutive
+            equal groups sharing one cell (a plain string spans both rows).
+        rows: one cell per column; strings are escaped, numbers should come formatted.
+        row_classes: a CSS class per row (``unhealthy``), or None.
+        cell_classes: per row, a CSS class per cell (``best``, ``text``), or None.
+        groups: ``(row index, title)``: a full-width group heading before that row.
+    """
+    width = len(header)
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a row has {len(row)} cells for {width} columns")
+    two_rows = any(isinstance(h, tuple) for h in header)
+    lines = ["<table>", "<thead>"]
+    if two_rows:
+        top, bottom, i = [], [], 0
+        while i < width:
+            cell = header[i]
+            if not isinstance(cell, tuple):
+                top.append(f'<th rowspan="2">{_cell(cell)}</th>')
+                i += 1
+                continue
+            span = 1
+            while i + span < width and isinstance(header[i + span], tuple) and header[i + span][0] == cell[0]:
+                span += 1
+            top.append(f'<th colspan="{span}">{_cell(cell[0])}</th>' if span > 1 else f"<th>{_cell(cell[0])}</th>")
+            bottom += [f"<th>{_cell(header[j][1])}</th>" for j in range(i, i + span)]
+            i += span
+        lines += ["<tr>" + "".join(top) + "</tr>", "<tr>" + "".join(bottom) + "</tr>"]
+    else:
+        lines.append("<tr>" + "".join(f"<th>{_cell(h)}</th>" for h in header) + "</tr>")
+    lines += ["</thead>", "<tbody>"]
+    headings = dict(groups)
+    for r, row in enumerate(rows):
+        if r in headings:
+            lines.append(f'<tr class="group"><th colspan="{width}">{_cell(headings[r])}</th></tr>')
+        row_class = row_classes[r] if row_classes else None
+        classes = cell_classes[r] if cell_classes else [None] * width
+        cells = [f'<th scope="row">{_cell(row[0])}</th>']
+        for value, cls in zip(row[1:], classes[1:]):
+            cells.append(f'<td class="{cls}">{_cell(value)}</td>' if cls else f"<td>{_cell(value)}</td>")
+        attr = f' class="{row_class}"' if row_class else ""
+        lines.append(f"<tr{attr}>" + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines)
+
+
+def html_page(title: str, body: Sequence[str]) -> str:
+    """A complete HTML document with its own style: the report shows it in a frame."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{_CSS}</style>",
+            "</head>",
+            "<body>",
+            f"<h1>{html.escape(title)}</h1>",
+            *body,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+
+
+def _grouped_rows(models: Iterable[str]) -> tuple[list[str], list[tuple[int, str]]]:
+    ordered, headings = [], []
+    for title, members in group_methods(models):
+        headings.append((len(ordered), title))
+        ordered += members
+    return ordered, headings
+
+
+def _perturbation_order(names: Iterable[str]) -> list[str]:
+    """Clean first, then the attacks in the registry's order, generators, then the shifts."""
+    attacks = list(ATTACKS)
+
+    def rank(name: str) -> tuple[int, int, str]:
+        if name == "clean":
+            return (0, 0, name)
+        if name in attacks:
+            return (1, attacks.index(name), name)
+        if name.startswith("generator_"):
+            return (2, 0, name)
+        shifts = ("acceleration", "unrolls", "anatomy_shift", "ttt_anatomy_shift", "small_feature")
+        return (3, shifts.index(name), name) if name in shifts else (4, 0, name)
+
+    return sorted(set(names), key=rank)
+
+
+def level_label(perturbation: str, level: float) -> str:
+    """How a level reads in a column title: ``eps 0.01``, ``4x``, ``8 unrolls``, ``3 px``; empty
+    for perturbations whose level is no size (clean, anatomy shift, a generator's replay)."""
+    if perturbation in _LEVEL_FREE or perturbation.startswith("generator_"):
+        return ""
+    if perturbation == "acceleration":
+        return f"{level:g}x"
+    if perturbation == "unrolls":
+        return f"{level:g} unrolls"
+    if perturbation == "small_feature":
+        return f"{level:g} px"
+    return f"eps {level:g}"
+
+
+def _best_in(values: list[float], higher_is_better: bool) -> int | None:
+    finite = [(v, i) for i, v in enumerate(values) if _finite(v)]
+    if len(finite) < 2:
+        return None
+    return (max if higher_is_better else min)(finite)[1]
+
+
+def _anchor(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
+    """The robustness table (``results/tables/robustness.csv``) as one page: per perturbation, the
+    models (grouped by family) against every level, ``mean ± std`` over test volumes of PSNR and
+    SSIM (and of the small-feature scores), the best of each column in bold.
+
+    Args:
+        table: rows of :data:`smug.tables.ROBUSTNESS_COLUMNS`.
+        unhealthy: models the training-health table found unhealthy; their rows are flagged.
+    """
+    if table.empty:
+        raise ValueError("the robustness table has no rows")
+    unhealthy = set(unhealthy)
+    sections, contents = [], []
+    for perturbation in _perturbation_order(table["perturbation"]):
+        part = table[table["perturbation"] == perturbation]
+        metrics = [m for m in _METRICS if (part["metric"] == m).any()]
+        if not metrics:
+            continue
+        columns = [(m, level) for m in metrics for level in sorted(part.loc[part["metric"] == m, "level"].unique())]
+        labels = {c: level_label(perturbation, c[1]) for c in columns}
+        titled = any(labels.values())
+        header: list[str | tuple[str, str]] = ["Model"]
+        header += [(_METRICS[m][0], labels[(m, level)]) if titled else _METRICS[m][0] for m, level in columns]
+        cells = part.set_index(["model", "metric", "level"])[["mean", "std"]]
+        models, headings = _grouped_rows(part["model"])
+        means = [[cells["mean"].get((model, m, level), math.nan) for m, level in columns] for model in models]
+        best = [_best_in([row[j] for row in means], _METRICS[m][3]) for j, (m, _) in enumerate(columns)]
+        rows, classes = [], []
+        for i, model in enumerate(models):
+            row: list[object] = [_model_header(model, "unhealthy" if model in unhealthy else "")]
+            for j, (m, level) in enumerate(columns):
+                key = (model, m, level)
+                if key not in cells.index:
+                    row.append("–")
+                    continue
+                mean, std = cells.loc[key, "mean"], cells.loc[key, "std"]
+                _, kind, digits, _ = _METRICS[m]
+                if kind == "percent":
+                    row.append(f"{format_percent(mean)} ± {format_percent(std)}")
+                else:
+                    row.append(f"{format_number(mean, digits)} ± {format_number(std, digits)}")
+            rows.append(row)
+            classes.append([None] + ["best" if best[j] == i else None for j in range(len(columns))])
+        protocol = str(part["protocol"].iloc[0]) if "protocol" in part else ""
+        title = f"{perturbation} — {protocol}" if protocol and protocol not in ("clean", "shift") else perturbation
+        anchor = _anchor(perturbation)
+        contents.append(f'<a href="#{anchor}">{html.escape(perturbation)}</a>')
+        sections.append(f'<h2 id="{anchor}">{html.escape(title)}</h2>')
+        if titled and perturbation in PERTURBATION_LEVELS:
+            sections.append(f'<p class="note">level: {html.escape(PERTURBATION_LEVELS[perturbation])}</p>')
+        sections.append(
+            html_table(
+                header,
+                rows,
+                row_classes=["unhealthy" if m in unhealthy else None for m in models],
+                cell_classes=classes,
+                groups=headings,
+            )
+        )
+    notes = [
+        '<p class="note">Mean ± standard deviation over test volumes; the best score of each column in bold '
+        "(highest PSNR, SSIM and share of features detected; lowest feature error). NMSE and the bootstrap "
+        "95 % intervals are in robustness.csv.</p>"
+    ]
+    provenance = [
+        f"{name} {', '.join(sorted(map(str, table[name].unique())))}"
+        for name in ("config_hash", "git_commit")
+        if name in table
+    ]
+    if provenance:
+        notes.append(f'<p class="note">{html.escape("; ".join(provenance))}</p>')
+    if unhealthy & set(table["model"]):
+        flagged = ", ".join(method_label(m) for m in sorted(unhealthy & set(table["model"])))
+        notes.append(
+            f'<p class="summary bad">Flagged unhealthy in the training-health table: {html.escape(flagged)}.</p>'
+        )
+    nav = [f"<nav>{' '.join(contents)}</nav>"]
+    return html_page("Robustness: scores per perturbation", [*notes, *nav, *sections])
+
+
+_SHIFT_COLUMNS = (
+    ("in_distribution", "training anatomy"),
+    ("anatomy_shift", "shifted anatomy"),
+    ("ttt", "after test-time training"),
+    ("gap", "gap"),
+    ("gap_closed", "gap closed by TTT"),
+)
+_SHIFT_DIGITS = {"PSNR": 2, "SSIM": 4, "NMSE": 4}
+
+
+def shift_html(summary: pd.DataFrame) -> str:
+    """The distribution-shift summary (``results/tables/distribution_shift.csv``, rows of
+    :func:`smug.tables.shift_summary`) as one page: per model and metric the score on the training
+    anatomy, on the shifted one, after test-time training, the gap and the fraction of it closed."""
+    title = "Distribution shift: training vs shifted anatomy"
+    if summary.empty:
+        return html_page(
+            title, ['<p class="summary">Anatomy shift not measured (<code>data.shift_anatomy: null</code>).</p>']
+        )
+    metrics = [m for m in ("PSNR", "SSIM", "NMSE") if (summary["metric"] == m).any()]
+    header: list[str | tuple[str, str]] = ["Model"]
+    header += [(f"{m} (dB)" if m == "PSNR" else m, name) for m in metrics for _, name in _SHIFT_COLUMNS]
+    values = summary.set_index(["model", "metric"])
+    models, headings = _grouped_rows(summary["model"])
+    rows = []
+    for model in models:
+        row: list[object] = [_model_header(model)]
+        for m in metrics:
+            for column, _ in _SHIFT_COLUMNS:
+                value = values[column].get((model, m), math.nan)
+                row.append(format_percent(value) if column == "gap_closed" else format_number(value, _SHIFT_DIGITS[m]))
+        rows.append(row)
+    note = (
+        '<p class="note">Clean scores, mean over test volumes. gap = training-anatomy score − shifted score '
+        "(signs flipped for NMSE, where lower is better, so a positive gap is always a loss); gap closed = "
+        "(after TTT − shifted) / gap, for the models adapted by test-time training (– where not adapted or "
+        "where there is no gap).</p>"
+    )
+    return html_page(title, [note, html_table(header, rows, groups=headings)])
+
+
+HEALTH_LABELS = {
+    "model": "Model",
+    "kind": "Kind",
+    "optimizer_steps": "Optimiser steps",
+    "epochs": "Epochs",
+    "lam": "λ (data consistency)",
+    "val_psnr_reference": "Val. PSNR, reference (dB)",
+    "val_psnr_init": "Val. PSNR, initial weights (dB)",
+    "val_psnr_first": "Val. PSNR, first epoch (dB)",
+    "val_psnr_best": "Val. PSNR, best epoch (dB)",
+    "val_psnr_last": "Val. PSNR, last epoch (dB)",
+    "best_epoch": "Best epoch",
+    "denoiser_gain_db": "Denoiser gain (dB)",
+    "test_psnr": "Test PSNR (dB)",
+    "test_gain_over_zero_filled_db": "Gain over zero-filled (dB)",
+    "worst_volume_gain_db": "Worst-volume gain (dB)",
+    "gap_to_cs_tv_db": "Gap to CS-TV (dB)",
+    "test_psnr_low_acceleration": "Test PSNR, lowest acceleration (dB)",
+    "healthy": "Healthy",
+    "failed_checks": "Failed checks",
+}
+_HEALTH_INTEGERS = ("optimizer_steps", "epochs", "best_epoch")
+
+
+def _is_healthy(value: object) -> bool:
+    """A ``healthy`` cell as pandas reads it back: a bool, or the text True/False."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip() in ("True", "False"):
+        return value.strip() == "True"
+    raise ValueError(f"healthy must be True or False, got {value!r}")
+
+
+def _health_value(column: str, value: object) -> str:
+    if column in _HEALTH_INTEGERS:
+        return f"{int(float(value))}" if _finite(value) else "–"
+    if column == "lam":
+        return f"{float(value):.3g}" if _finite(value) else "–"
+    return format_number(value, 2)
+
+
+def health_html(health: pd.DataFrame) -> str:
+    """The training-health table (``results/tables/training_health.csv``, :data:`smug.health.COLUMNS`)
+    as one page: a summary line naming the unhealthy models, then one row per model, unhealthy rows
+    marked in red with a ✗ and each failed check listed; – where a check does not apply."""
+    if health.empty:
+        raise ValueError("the training-health table has no rows")
+    missing = {"model", "healthy", "failed_checks"} - set(health.columns)
+    if missing:
+        raise ValueError(f"the training-health table lacks the columns {sorted(missing)}")
+    duplicated = sorted(set(health.loc[health["model"].duplicated(), "model"]))
+    if duplicated:
+        raise ValueError(f"the training-health table lists {duplicated} more than once")
+    verdicts = {row.model: _is_healthy(row.healthy) for row in health.itertuples()}
+    numeric = [c for c in health.columns if c not in ("model", "kind", "healthy", "failed_checks")]
+    # The verdict and its reasons first: they are what a reader looks for.
+    columns = ["model", "healthy", "failed_checks", *(["kind"] if "kind" in health else []), *numeric]
+    header = [HEALTH_LABELS.get(c, c.replace("_", " ")) for c in columns]
+    by_model = health.set_index("model")
+    models, headings = _grouped_rows(health["model"])
+    rows, row_classes, cell_classes = [], [], []
+    for model in models:
+        record = by_model.loc[model]
+        healthy = verdicts[model]
+        row: list[object] = [_model_header(model, "" if healthy else "✗ unhealthy")]
+        classes: list[str | None] = [None]
+        for column in columns[1:]:
+            value = record[column]
+            if column == "kind":
+                row.append(str(value))
+                classes.append("text")
+            elif column == "healthy":
+                row.append("✓ yes" if healthy else "✗ no")
+                classes.append("good" if healthy else "bad")
+            elif column == "failed_checks":
+                checks = [c.strip() for c in str(value).split(";") if c.strip()] if isinstance(value, str) else []
+                items = "".join(f"<li>{html.escape(c)}</li>" for c in checks)
+                row.append(_Markup(f'<ul class="checks">{items}</ul>') if checks else "")
+                classes.append("text")
+            else:
+                row.append(_health_value(column, value))
+                classes.append(None)
+        rows.append(row)
+        row_classes.append(None if healthy else "unhealthy")
+        cell_classes.append(classes)
+    bad = [m for m in models if not verdicts[m]]
+    if bad:
+        names = ", ".join(method_label(m) for m in bad)
+        summary = f'<p class="summary bad">{len(bad)} of {len(models)} models unhealthy: {html.escape(names)}.</p>'
+    else:
+        summary = f'<p class="summary">All {len(models)} models passed every check that applies to them.</p>'
+    note = (
+        '<p class="note">A model is healthy when it passes every check of its kind (see the caption); '
+        "– where a value does not apply to that kind.</p>"
+    )
+    table = html_table(header, rows, row_classes=row_classes, cell_classes=cell_classes, groups=headings)
+    return html_page("Training health", [summary, note, table])
+
+
+def unhealthy_models(health: pd.DataFrame) -> list[str]:
+    """The models a training-health table marks unhealthy."""
+    return [row.model for row in health.itertuples() if not _is_healthy(row.healthy)]
+
+
+def write_html(page: str, path: str | os.PathLike) -> None:
+    """Write one page atomically (a killed job leaves no finished-looking file)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+
+
+def write_html_tables(
+    *,
+    robustness: str | os.PathLike,
+    distribution_shift: str | os.PathLike,
+    training_health: str | os.PathLike,
+    robustness_out: str | os.PathLike,
+    distribution_shift_out: str | os.PathLike,
+    training_health_out: str | os.PathLike,
+) -> None:
+    """Render the three results tables from their CSVs; the robustness page flags the models the
+    health table marks unhealthy. Every page is rendered before any is written."""
+    health = pd.read_csv(training_health)
+    pages = {
+        robustness_out: robustness_html(pd.read_csv(robustness), unhealthy_models(health)),
+        distribution_shift_out: shift_html(pd.read_csv(distribution_shift)),
+        training_health_out: health_html(health),
+    }
+    for path, page in pages.items():
+        write_html(page, path)
