@@ -43,3 +43,8 @@ def job_resources(rule_name):
         if cluster[key]:
             resources[resource] = cluster[key]
     return resources
+
+
+def train_ranks():
+    """Data-parallel training processes: one per GPU of the train rule's job (at least one)."""
+    return max(1, job_spec("train").get("gpu", 0))
