@@ -4,7 +4,7 @@
 White-box PGD attacks differentiate through the model (data consistency included; randomised
 models with expectation over transformation). Random-noise "attacks" need no model and are
 computed once for all models (omit --model). The output HDF5 holds one group per eps with the
-perturbations of every test slice and the attack's settings as attributes (smug.attacks.save_attack).
+perturbations of every test slice and the attack's settings as attributes (smug.attack_files.save_attack).
 
 Example:
   python scripts/attack.py --attack pgd_kspace_linf --eps 0.005 0.01 0.02 --steps 10 \

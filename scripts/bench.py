@@ -23,17 +23,10 @@ from pathlib import Path
 
 import torch
 
-from smug.bench import (
-    RULE_COLUMNS,
-    SIZES,
-    TARGET_COLUMNS,
-    THROUGHPUT_COLUMNS,
-    bench_size,
-    format_summary,
-    rule_benchmarks,
-    run_benchmarks,
-    write_rows,
-)
+from benchmarks.cases import run_benchmarks
+from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_size
+from benchmarks.report import format_summary, write_rows
+from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
 from smug.performance import AMP_MODES, PerformanceOptions
 from smug.cli import parse_args, setup_logging
 from smug.runtime import select_device, setup_compute

@@ -20,8 +20,8 @@ import pandas as pd
 
 from smug.health import health_table, unhealthy
 from smug.io import atomic_path
-from smug.models.factory import read_record
 from smug.cli import parse_args, setup_logging
+from smug.method_files import read_record
 from smug.runtime import setup_compute
 
 # The weights are not needed, and the untrained/CS records hold no history: drop what is heavy.

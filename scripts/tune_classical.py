@@ -28,8 +28,8 @@ from smug.classical import (
     CompressedSensing,
     check_solver_options,
     to_record,
-    tune_regularization,
 )
+from smug.classical_tuning import tune_regularization
 from smug.data import SliceDataset, select_slices
 from smug.io import atomic_path, write_text_atomic
 from smug.masks import load_mask

@@ -18,6 +18,7 @@ generator's half so the shared :func:`smug.training.fit` loop can drive the reco
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import torch
@@ -86,7 +87,7 @@ def perturb_input(batch: Batch, perturbation: torch.Tensor, domain: str) -> torc
     - ``"kspace"``: ``A^H (y + M F S p)``, the zero-filled image of perturbed measurements.
 
     Args:
-        batch: a batch with ``kspace``, ``mask`` and, for multicoil data, ``sens_maps``.
+        batch: the clean slices.
         perturbation: generator output, real ``(B, 1 or 2, H, W)``.
         domain: "image" or "kspace".
 
@@ -95,7 +96,7 @@ def perturb_input(batch: Batch, perturbation: torch.Tensor, domain: str) -> torc
     """
     if domain not in DOMAINS:
         raise ValueError(f"unknown perturbation domain {domain!r}; valid: {', '.join(DOMAINS)}")
-    kspace, mask, sens_maps = batch["kspace"], batch["mask"], batch.get("sens_maps")
+    kspace = batch.kspace
     if perturbation.shape[0] != kspace.shape[0] or perturbation.shape[-2:] != kspace.shape[-2:]:
         raise ValueError(
             f"perturbation of shape {tuple(perturbation.shape)} does not fit k-space of shape {tuple(kspace.shape)}"
@@ -103,7 +104,7 @@ def perturb_input(batch: Batch, perturbation: torch.Tensor, domain: str) -> torc
     if domain == "image":
         delta = _as_complex(perturbation)
     else:
-        delta = kspace_perturbation(perturbation, mask, sens_maps)
+        delta = kspace_perturbation(perturbation, batch.mask, batch.sens_maps)
     # The one perturbation path of the study, shared with the PGD attacks.
     return zero_filled_image(apply_perturbation(batch, delta.to(kspace.dtype), domain))
 
@@ -132,10 +133,8 @@ def generator_ascent_step(
     gen_params = [p for p in generator_net.parameters() if p.requires_grad]
     perturbation = generator_net(latent)
     adv_loss = loss_fn(
-        reconstruct(
-            recon_model, {**batch, "zero_filled": perturb_input(batch, perturbation, domain)}, noise_gen
-        ),
-        batch["target"],
+        reconstruct(recon_model, replace(batch, zero_filled=perturb_input(batch, perturbation, domain)), noise_gen),
+        batch.target,
     )
     penalty = hinge_penalty(perturbation, eps)
     objective = adv_loss - penalty_weight * penalty
@@ -158,12 +157,12 @@ def reconstructor_objective(
     noise_gen: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(clean + alpha * adv, clean, adv)`` for a fixed (detached) perturbation."""
-    target = batch["target"]
+    target = batch.target
     clean = loss_fn(reconstruct(recon_model, batch, noise_gen), target)
     adv = loss_fn(
         reconstruct(
             recon_model,
-            {**batch, "zero_filled": perturb_input(batch, perturbation.detach(), domain)},
+            replace(batch, zero_filled=perturb_input(batch, perturbation.detach(), domain)),
             noise_gen,
         ),
         target,
@@ -194,7 +193,7 @@ def minmax_step(
     Args:
         recon_model: reconstruction model with the shared interface.
         generator_net: e.g. :class:`smug.models.generator.PerturbationGenerator`.
-        batch: ``kspace``, ``mask``, ``target`` and, multicoil, ``sens_maps``.
+        batch: the clean slices, with their ``target``.
         recon_opt, gen_opt: optimisers of the two players' parameters.
         eps: squared-norm budget of the hinge penalty.
         alpha: weight of the adversarial term in the reconstructor's loss.
@@ -209,7 +208,7 @@ def minmax_step(
         ``adv_loss``, ``recon_loss`` (reconstructor step, before its update).
     """
     if latent is None:
-        latent = generator_net.sample_latent(batch["kspace"].shape[0], noise_gen)
+        latent = generator_net.sample_latent(batch.kspace.shape[0], noise_gen)
     gen_stats = generator_ascent_step(
         recon_model,
         generator_net,
@@ -287,7 +286,7 @@ class MinMaxObjective:
 
     def __call__(self, model: nn.Module, batch: Batch, noise_gen: torch.Generator | None) -> torch.Tensor:
         self.generator_net.train()
-        latent = self.generator_net.sample_latent(batch["kspace"].shape[0], noise_gen)
+        latent = self.generator_net.sample_latent(batch.kspace.shape[0], noise_gen)
         gen_stats = generator_ascent_step(
             model,
             self.generator_net,

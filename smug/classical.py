@@ -30,13 +30,11 @@ Every solver is plain torch code: batched, device-agnostic, and differentiable w
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from smug import metrics
 from smug.data_consistency import data_consistency
 from smug.operators import adjoint_operator, forward_operator, normal_operator
 from smug.wavelets import WAVELETS, dwt2, idwt2
@@ -373,7 +371,7 @@ def tv_recon(
 
 
 # ----------------------------------------------------------------------------------------------
-# Model interface, tuning and persistence
+# Model interface and persistence
 # ----------------------------------------------------------------------------------------------
 
 
@@ -385,8 +383,7 @@ def check_solver_options(method: str, solver_kwargs: dict[str, Any]) -> dict[str
     unknown = sorted(set(solver_kwargs) - set(allowed))
     if unknown:
         raise ValueError(
-            f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; "
-            f"valid: {', '.join(allowed)}"
+            f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; " f"valid: {', '.join(allowed)}"
         )
     options = {**allowed, **solver_kwargs}
     if method == "l1_wavelet" and options["wavelet"] not in WAVELETS:
@@ -421,9 +418,7 @@ class CompressedSensing(nn.Module):
         **solver_kwargs: options of the method (see :data:`SOLVER_OPTIONS`).
     """
 
-    def __init__(
-        self, method: str = "l1_wavelet", lam: float = 1e-3, num_iters: int = 50, **solver_kwargs: Any
-    ):
+    def __init__(self, method: str = "l1_wavelet", lam: float = 1e-3, num_iters: int = 50, **solver_kwargs: Any):
         super().__init__()
         self.solver_kwargs = dict(solver_kwargs)
         check_solver_options(method, self.solver_kwargs)
@@ -451,9 +446,7 @@ class CompressedSensing(nn.Module):
         """
         if zero_filled is None:
             zero_filled = adjoint_operator(kspace, mask, sens_maps)
-        return cs_reconstruct(
-            self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs
-        )
+        return cs_reconstruct(self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs)
 
     def extra_repr(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.solver_kwargs.items())
@@ -488,76 +481,3 @@ def from_record(record: dict[str, Any]) -> CompressedSensing:
     return CompressedSensing(
         record["method"], record["lam"], record["num_iters"], **record.get("solver_kwargs", {})
     ).eval()
-
-
-def slice_metrics(recon: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
-    """fastMRI PSNR and SSIM of magnitudes, per slice (each slice its own peak; targets have max 1).
-
-    Args:
-        recon, target: complex ``(B, H, W)``.
-
-    Returns:
-        ``(psnr per slice, ssim per slice)``.
-    """
-    pred = recon.detach().abs().cpu().double().numpy()
-    gt = target.detach().abs().cpu().double().numpy()
-    psnrs = [metrics.psnr(g[None], p[None]) for g, p in zip(gt, pred)]
-    ssims = [metrics.ssim(g[None], p[None]) for g, p in zip(gt, pred)]
-    return psnrs, ssims
-
-
-def tune_regularization(
-    method: str,
-    lams: Iterable[float],
-    dataset_batches: Iterable[dict],
-    num_iters: int = 50,
-    device: torch.device | str | None = None,
-    **solver_kwargs: Any,
-) -> tuple[float, list[dict[str, float]]]:
-    """Grid search of ``lam`` by mean slice PSNR on validation batches (the robustness study's tuning).
-
-    Each batch is read once and reconstructed with every ``lam``, so a DataLoader works as well as a
-    list. Ties go to the first ``lam`` of the grid.
-
-    Args:
-        method: ``l1_wavelet`` or ``tv``.
-        lams: candidate weights (non-empty, positive).
-        dataset_batches: batches with ``kspace``, ``mask``, ``target`` and, multicoil, ``sens_maps``.
-        num_iters: solver iterations.
-        device: where to run (None: where the batches are).
-        **solver_kwargs: method options (see :data:`SOLVER_OPTIONS`).
-
-    Returns:
-        ``(best_lam, table)``: ``table`` lists ``{"lam", "psnr", "ssim"}`` (means over slices) in grid order.
-    """
-    lams = [float(lam) for lam in lams]
-    if not lams:
-        raise ValueError("tune_regularization: the lam grid is empty")
-    models = [CompressedSensing(method, lam, num_iters, **solver_kwargs) for lam in lams]
-    psnrs: list[list[float]] = [[] for _ in lams]
-    ssims: list[list[float]] = [[] for _ in lams]
-    with torch.no_grad():
-        for batch in dataset_batches:
-            missing = [key for key in ("kspace", "mask", "target") if key not in batch]
-            if missing:
-                raise ValueError(f"tune_regularization: batch lacks key(s) {', '.join(missing)}")
-            kspace, mask, target = batch["kspace"], batch["mask"], batch["target"]
-            sens_maps = batch.get("sens_maps")
-            if device is not None:
-                kspace, mask, target = kspace.to(device), mask.to(device), target.to(device)
-                sens_maps = None if sens_maps is None else sens_maps.to(device)
-            zero_filled = adjoint_operator(kspace, mask, sens_maps)
-            for i, model in enumerate(models):
-                slice_psnr, slice_ssim = slice_metrics(
-                    model(kspace, mask, sens_maps, zero_filled=zero_filled), target
-                )
-                psnrs[i] += slice_psnr
-                ssims[i] += slice_ssim
-    if not psnrs[0]:
-        raise ValueError("tune_regularization: no validation batches")
-    table = [
-        {"lam": lam, "psnr": float(np.mean(p)), "ssim": float(np.mean(s))}
-        for lam, p, s in zip(lams, psnrs, ssims)
-    ]
-    best = max(range(len(lams)), key=lambda i: (table[i]["psnr"], -i))
-    return lams[best], table

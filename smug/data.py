@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -45,9 +45,6 @@ from smug.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
 MaskSource = torch.Tensor | Callable | None
-# A batch of SliceDataset items as collate stacks them: tensors (kspace, mask, target, sens_maps,
-# scale) with a leading batch dimension, and the lists fname and slice.
-Batch = dict[str, Any]
 Padding = EncodingInfo | tuple[int, int] | None
 
 
@@ -352,18 +349,69 @@ class SliceDataset(Dataset):
         return {**item, "kspace": apply_column_mask(item["kspace"][None], mask)[0], "mask": mask}
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Slices as every model, loss and attack takes them: :func:`collate` of :class:`SliceDataset`
+    items, or built by hand. Derived batches (perturbed k-space, inserted features) are made with
+    :func:`dataclasses.replace`, so the batch they came from stays as it was.
+
+    Attributes:
+        kspace: complex ``(B, C, H, W)``, zero off the sampled columns (``C = 1`` single-coil).
+        mask: bool ``(B, W)``, or one ``(W,)`` column mask for every slice.
+        target: complex ``(B, H, W)``, ``max |target| = 1`` per slice; None for test files.
+        sens_maps: complex ``(B, C, H, W)``; None for single-coil data.
+        scale: float ``(B,)``, what each slice was divided by in preprocessing; None if unknown.
+        fnames: the volume file name of each slice (``B`` names).
+        slices: the index of each slice in its volume (``B`` ints).
+        zero_filled: complex ``(B, H, W)`` that models take instead of ``A^H y`` (an image-domain
+            perturbation of it), or None.
+    """
+
+    kspace: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor | None = None
+    sens_maps: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+    fnames: list[str] = field(default_factory=list)
+    slices: list[int] = field(default_factory=list)
+    zero_filled: torch.Tensor | None = None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tensor fields that are set, by name."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in values.items() if isinstance(value, torch.Tensor)}
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch with every tensor on ``device`` (copied asynchronously to a GPU)."""
+        device = torch.device(device)
+        non_blocking = device.type == "cuda"
+        return self.map_tensors(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Page-locked tensors; ``DataLoader(pin_memory=True)`` calls it, as it pins only the
+        containers it knows itself."""
+        return self.map_tensors(torch.Tensor.pin_memory)
+
+    def map_tensors(self, function: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """The batch with ``function`` applied to each of its tensors."""
+        return replace(self, **{name: function(tensor) for name, tensor in self.tensors().items()})
+
+
 def collate(items: list[dict]) -> Batch:
-    """Stack tensors; keep names and slice indices as lists."""
-    batch = {}
-    for key in items[0]:
-        values = [item[key] for item in items]
-        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
-    return batch
+    """Stack :class:`SliceDataset` items into a :class:`Batch` (fields an item lacks stay None)."""
 
+    def stacked(key: str) -> torch.Tensor | None:
+        return torch.stack([item[key] for item in items]) if key in items[0] else None
 
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    non_blocking = device.type == "cuda"
-    return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return Batch(
+        kspace=stacked("kspace"),
+        mask=stacked("mask"),
+        target=stacked("target"),
+        sens_maps=stacked("sens_maps"),
+        scale=stacked("scale"),
+        fnames=[item["fname"] for item in items],
+        slices=[item["slice"] for item in items],
+    )
 
 
 def make_dataset(

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from smug.io import atomic_path
 from smug.metrics import METRIC_FUNCS, bootstrap_ci
 from smug.reconstruct import reconstruct
-from smug.data import Batch, collate, to_device
+from smug.data import Batch, collate
 
 BatchTransform = Callable[[Batch, int], Batch]
 
@@ -77,17 +77,17 @@ def reconstruct_volumes(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     first = 0
     for batch in tqdm(loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False):
-        batch = to_device(batch, device)
+        batch = batch.to(device)
         if transform is not None:
             batch = transform(batch, first)
         with torch.no_grad():
             recon = reconstruct(model, batch, generator, num_unrolls=num_unrolls)
-        for i, (fname, slice_idx) in enumerate(zip(batch["fname"], batch["slice"])):
+        for i, (fname, slice_idx) in enumerate(zip(batch.fnames, batch.slices)):
             stack = volumes[fname]
             stack.slices.append(int(slice_idx))
             stack.recon.append(recon[i].abs().cpu().numpy())
-            stack.target.append(batch["target"][i].abs().cpu().numpy())
-        first += len(batch["fname"])
+            stack.target.append(batch.target[i].abs().cpu().numpy())
+        first += len(batch.fnames)
     return dict(volumes)
 
 
@@ -153,5 +153,3 @@ def save_reconstructions(directory: str | os.PathLike, volumes: dict[str, Volume
         with atomic_path(directory / fname) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset(key, data=data.astype(np.float32))
             f.attrs["slices"] = np.asarray(sorted(stack.slices))
-
-

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from smug.attacks import load_attack
+from smug.attack_files import load_attack
 from smug.fftc import fft2c, ifft2c
 from smug.methods import FIGURES, NOISE_COUNTERPART
 from smug.plots import (

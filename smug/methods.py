@@ -131,11 +131,6 @@ METHODS: dict[str, Method] = {
 }
 
 
-def kinds_of(family: str) -> tuple[str, ...]:
-    """The kinds of one family, in declaration order."""
-    return tuple(name for name, kind in KINDS.items() if kind.family == family)
-
-
 def trained_methods() -> dict[str, Method]:
     """The methods ``scripts/train.py`` makes, in declaration order."""
     return {name: m for name, m in METHODS.items() if KINDS[m.kind].made_by == "train"}

@@ -1,6 +1,6 @@
 """Training objectives of the study, one function per training stage.
 
-Each takes the model, a batch (see :class:`smug.data.SliceDataset`) and a noise generator, and
+Each takes the model, a :class:`smug.data.Batch` and a noise generator, and
 returns a scalar loss. Complex images are compared through their real/imaginary channels (the SMUG
 code's MSE), or through magnitudes for SSIM.
 """
@@ -22,15 +22,12 @@ from smug.reconstruct import reconstruct
 from smug.transforms import clamp_complex
 
 
-
 def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over real and imaginary parts (``nn.MSELoss`` on 2-channel images)."""
     return torch.view_as_real(pred - target).pow(2).mean()
 
 
-def reconstruction_loss(
-    name: str, magnitude: bool = False
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def reconstruction_loss(name: str, magnitude: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``mse`` or ``l1`` on complex images, or ``ssim`` (1 - SSIM) on magnitudes.
 
     ``magnitude=True`` compares magnitudes for every loss: a magnitude network (fastMRI's U-Net)
@@ -63,7 +60,7 @@ def denoiser_pretraining_loss(
     denoiser: nn.Module, batch: Batch, generator: torch.Generator | None, sigma: float
 ) -> torch.Tensor:
     """Gaussian denoising of ground truth: ``MSE(D(clamp(x + eta)), x)``, eta ~ N(0, sigma^2)."""
-    target = batch["target"]
+    target = batch.target
     noisy = clamp_complex(target + complex_gaussian(tuple(target.shape), sigma, target, generator))
     return complex_mse(denoise_complex(denoiser, noisy), target)
 
@@ -76,7 +73,7 @@ def end_to_end_loss(
     magnitude: bool = False,
 ) -> torch.Tensor:
     """Supervised loss of the final reconstruction (vanilla MoDL, U-Net)."""
-    return reconstruction_loss(loss_name, magnitude)(reconstruct(model, batch, generator), batch["target"])
+    return reconstruction_loss(loss_name, magnitude)(reconstruct(model, batch, generator), batch.target)
 
 
 def pgd_training_loss(
@@ -92,7 +89,7 @@ def pgd_training_loss(
     current weights, with the same attack code the evaluation uses."""
     delta = pgd_kspace_attack(model, batch, eps, norm=norm, steps=steps, random_start=True, generator=generator)
     perturbed = apply_perturbation(batch, delta, "kspace")
-    return reconstruction_loss(loss_name)(reconstruct(model, perturbed, generator), batch["target"])
+    return reconstruction_loss(loss_name)(reconstruct(model, perturbed, generator), batch.target)
 
 
 def unrolled_stability_loss(
@@ -110,7 +107,7 @@ def unrolled_stability_loss(
     so the stability term costs no extra network evaluations. ``D(x_gt)`` is a fixed target: the
     stability term asks noisy inputs to land where the clean image lands, not the reverse.
     """
-    x_gt = batch["target"]
+    x_gt = batch.target
     trace = UnrollTrace()
     recon = reconstruct(model, batch, generator, trace)
     if not trace.smoothing:

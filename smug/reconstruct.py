@@ -2,8 +2,7 @@
 
 Every model (MoDL and its smoothed variants, U-Nets, compressed sensing, the untrained network,
 zero-filled) is called as ``model(kspace, mask, sens_maps, num_unrolls=..., generator=...,
-trace=..., zero_filled=...)``. A batch is the dict :class:`smug.data.SliceDataset` yields, plus an
-optional ``zero_filled`` entry when an image-domain perturbation replaces ``A^H y``.
+trace=..., zero_filled=...)``, with the fields of a :class:`smug.data.Batch`.
 """
 
 from __future__ import annotations
@@ -11,10 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from smug.data import Batch
+
 
 def reconstruct(
     model: nn.Module,
-    batch: dict,
+    batch: Batch,
     generator: torch.Generator | None = None,
     trace=None,
     num_unrolls: int | None = None,
@@ -23,17 +24,17 @@ def reconstruct(
 
     Args:
         model: any reconstruction model.
-        batch: ``kspace`` ``(B, C, H, W)``, ``mask``, optional ``sens_maps`` and ``zero_filled``.
+        batch: the slices; its ``kspace``, ``mask``, ``sens_maps`` and ``zero_filled`` reach the model.
         generator: noise source of randomised models.
         trace: :class:`smug.models.modl.UnrollTrace` to fill (unrolled models).
         num_unrolls: unroll count override (unrolled models; others ignore it).
     """
     return model(
-        batch["kspace"],
-        batch["mask"],
-        batch.get("sens_maps"),
+        batch.kspace,
+        batch.mask,
+        batch.sens_maps,
         num_unrolls=num_unrolls,
         generator=generator,
         trace=trace,
-        zero_filled=batch.get("zero_filled"),
+        zero_filled=batch.zero_filled,
     )

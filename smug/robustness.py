@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,10 +24,12 @@ from torch.utils.data import DataLoader
 
 from smug import attacks
 from smug.adversarial import perturb_input
-from smug.data import collate, make_dataset, to_device
+from smug.attack_files import load_attack, save_attack
+from smug.data import Batch, collate, make_dataset
 from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
-from smug.models.factory import UNROLLED_KINDS, load_model, read_record
+from smug.method_files import load_method, read_record, record_kind
+from smug.methods import KINDS
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator
@@ -59,7 +62,7 @@ def compute_attack(
     noise_only = attacks.is_random_noise(attack)
     if model is None and not noise_only:
         raise ValueError(f"attack {attack!r} is white-box and needs --model")
-    net, name = (None, "none") if noise_only else (load_model(model, device)[0], Path(model).parent.name)
+    net, name = (None, "none") if noise_only else (load_method(model, device)[0], Path(model).parent.name)
     protocol = attacks.PROTOCOLS.get(attack)
     if protocol is not None:
         # A paper protocol fixes its own PGD settings; the command line's do not apply.
@@ -85,10 +88,10 @@ def compute_attack(
         )
         deltas, fnames, slices = [], [], []
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-            batch = to_device(batch, device)
+            batch = batch.to(device)
             deltas.append(attacks.run_attack(attack, net, batch, strength, generator, **pgd).cpu())
-            fnames += batch["fname"]
-            slices += [int(s) for s in batch["slice"]]
+            fnames += batch.fnames
+            slices += [int(s) for s in batch.slices]
         LOG.info("%s on %s: eps=%g done (%d slices)", attack, name, strength, len(fnames))
         attrs = {
             "eps": float(strength),
@@ -107,19 +110,19 @@ def compute_attack(
             "slice": slices,
         }
         levels.append((torch.cat(deltas), attrs))
-    attacks.save_attack(out, levels)
+    save_attack(out, levels)
 
 
 def _attack_transform(delta: torch.Tensor, domain: str, fnames: list[str], slices: list[int]):
     """A batch transform adding the saved perturbation of each slice (checked by name and index)."""
 
-    def transform(batch: dict, first: int) -> dict:
-        n = len(batch["fname"])
+    def transform(batch: Batch, first: int) -> Batch:
+        n = len(batch.fnames)
         expected = list(zip(fnames[first : first + n], slices[first : first + n]))
-        got = list(zip(batch["fname"], (int(s) for s in batch["slice"])))
+        got = list(zip(batch.fnames, (int(s) for s in batch.slices)))
         if expected != got:
             raise ValueError(f"attack file perturbs slices {expected[:2]}..., evaluation reached {got[:2]}...")
-        return attacks.apply_perturbation(batch, delta[first : first + n].to(batch["kspace"].device), domain)
+        return attacks.apply_perturbation(batch, delta[first : first + n].to(batch.kspace.device), domain)
 
     return transform
 
@@ -132,10 +135,10 @@ def _generator_transform(record: dict, device: torch.device, seed: int):
     latent_gen = torch.Generator(device=device).manual_seed(seed)
     domain = record["spec"]["adversarial"]["domain"]
 
-    def transform(batch: dict, first: int) -> dict:
+    def transform(batch: Batch, first: int) -> Batch:
         with torch.no_grad():
-            perturbation = net(net.sample_latent(len(batch["fname"]), latent_gen))
-        return {**batch, "zero_filled": perturb_input(batch, perturbation, domain)}
+            perturbation = net(net.sample_latent(len(batch.fnames), latent_gen))
+        return replace(batch, zero_filled=perturb_input(batch, perturbation, domain))
 
     return transform
 
@@ -172,8 +175,8 @@ def evaluate_model(
     """
     # Every input is read before the first reconstruction, so a bad one fails the run at once,
     # naming its file, and the reconstruction folder appears only complete.
-    net, record = load_model(model, device)
-    attack_levels = [attacks.load_attack(path) for path in attack_files]
+    net, record = load_method(model, device)
+    attack_levels = [load_attack(path) for path in attack_files]
     generator_records = {Path(path).parent.name: read_record(path, device) for path in generators}
     with atomic_dir(recon_dir) as recon_tmp:
         rows = _score_conditions(
@@ -222,7 +225,7 @@ def _score_conditions(
     small_features: dict[str, Any] | None,
 ) -> list[dict]:
     """:func:`evaluate_model`'s conditions, run in turn; returns the per-volume rows."""
-    kind = record.get("spec", {}).get("kind", record.get("kind"))
+    family = KINDS[record_kind(record)].family
     rows: list[dict] = []
     base = make_dataset(test, test_slices, train_mask, sens_dir)
 
@@ -258,7 +261,7 @@ def _score_conditions(
         shifted = make_dataset(test, test_slices, mask_path, sens_dir)
         run("acceleration", acceleration, dataset=shifted)
 
-    if kind in UNROLLED_KINDS:
+    if family == "unrolled":
         for n in unrolls:
             run("unrolls", float(n), num_unrolls=n)
 
@@ -342,7 +345,7 @@ def evaluate_test_time_training(
 ) -> pd.DataFrame:
     """Score ``model`` adapted by test-time training to each batch of ``test`` (the shifted anatomy);
     per-volume rows with perturbation ``ttt_anatomy_shift`` are written to ``out`` and returned."""
-    net, _ = load_model(model, device)
+    net, _ = load_method(model, device)
     name = Path(model).parent.name
     dataset = make_dataset(test, test_slices, mask, sens_dir)
     infos: list[dict] = []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,9 +49,7 @@ DEFAULT_RING = 2
 DETECTION_FRACTION = 0.5
 
 
-def feature_window(
-    shape: Sequence[int], centre: Sequence[int], size: int, kind: str = "square"
-) -> np.ndarray:
+def feature_window(shape: Sequence[int], centre: Sequence[int], size: int, kind: str = "square") -> np.ndarray:
     """The pixels of one feature, bool ``(H, W)``.
 
     ``kind="square"``: rows ``row - size // 2 .. row - size // 2 + size - 1`` and the same for
@@ -70,9 +69,7 @@ def feature_window(
     if kind not in KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(KINDS)}")
     if len(shape) != 2 or len(centre) != 2:
-        raise ValueError(
-            f"shape and centre must be (H, W) and (row, col), got {tuple(shape)} and {tuple(centre)}"
-        )
+        raise ValueError(f"shape and centre must be (H, W) and (row, col), got {tuple(shape)} and {tuple(centre)}")
     if int(size) != size or size < 1:
         raise ValueError(f"feature size must be a positive integer, got {size}")
     height, width = int(shape[0]), int(shape[1])
@@ -89,9 +86,7 @@ def feature_window(
         window[top : top + size, left : left + size] = True
     else:
         offsets = np.arange(size) - (size - 1) / 2
-        window[top : top + size, left : left + size] = (
-            offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size / 2) ** 2
-        )
+        window[top : top + size, left : left + size] = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size / 2) ** 2
     return window
 
 
@@ -128,9 +123,7 @@ def place_features(
     """
     magnitude = np.asarray(target_magnitude)
     if magnitude.ndim != 2 or np.iscomplexobj(magnitude):
-        raise ValueError(
-            f"target_magnitude must be a real (H, W) array, got {magnitude.dtype} {magnitude.shape}"
-        )
+        raise ValueError(f"target_magnitude must be a real (H, W) array, got {magnitude.dtype} {magnitude.shape}")
     if int(num_features) != num_features or num_features < 0:
         raise ValueError(f"num_features must be a non-negative integer, got {num_features}")
     if int(size) != size or size < 1:
@@ -189,9 +182,7 @@ def _greedy_placement(
         if blocked[top, left]:
             continue
         placed.append((int(top), int(left)))
-        blocked[
-            max(0, top - exclusion + 1) : top + exclusion, max(0, left - exclusion + 1) : left + exclusion
-        ] = True
+        blocked[max(0, top - exclusion + 1) : top + exclusion, max(0, left - exclusion + 1) : left + exclusion] = True
     return placed
 
 
@@ -205,30 +196,37 @@ def feature_seed(fname: str, slice_index: int, seed: int) -> int:
 
 
 def _check_batch(batch: Batch) -> None:
-    target, kspace = batch.get("target"), batch.get("kspace")
+    target, kspace = batch.target, batch.kspace
     if not isinstance(target, torch.Tensor) or target.ndim != 3 or not torch.is_complex(target):
-        found = (
-            f"{target.dtype} {tuple(target.shape)}"
-            if isinstance(target, torch.Tensor)
-            else type(target).__name__
-        )
-        raise ValueError(f"batch 'target' must be complex (B, H, W), got {found}")
+        found = f"{target.dtype} {tuple(target.shape)}" if isinstance(target, torch.Tensor) else type(target).__name__
+        raise ValueError(f"batch.target must be complex (B, H, W), got {found}")
     if not isinstance(kspace, torch.Tensor) or kspace.ndim != 4 or not torch.is_complex(kspace):
-        found = (
-            f"{kspace.dtype} {tuple(kspace.shape)}"
-            if isinstance(kspace, torch.Tensor)
-            else type(kspace).__name__
-        )
-        raise ValueError(f"batch 'kspace' must be complex (B, C, H, W), got {found}")
+        found = f"{kspace.dtype} {tuple(kspace.shape)}" if isinstance(kspace, torch.Tensor) else type(kspace).__name__
+        raise ValueError(f"batch.kspace must be complex (B, C, H, W), got {found}")
     if kspace.shape[0] != target.shape[0] or kspace.shape[-2:] != target.shape[-2:]:
         raise ValueError(
-            f"batch 'kspace' shape {tuple(kspace.shape)} does not match 'target' shape {tuple(target.shape)}"
+            f"batch.kspace shape {tuple(kspace.shape)} does not match batch.target shape {tuple(target.shape)}"
         )
+
+
+@dataclass(frozen=True)
+class InsertedFeatures:
+    """Where :func:`insert_features` put the features of a batch.
+
+    Attributes:
+        masks: bool ``(B, H, W)``, the union of each sample's windows.
+        windows: per sample, its bool ``(H, W)`` numpy windows in the order of its centres.
+        centres: per sample, its ``(row, col)`` centres as int tuples.
+    """
+
+    masks: torch.Tensor
+    windows: list[list[np.ndarray]]
+    centres: list[list[Centre]]
 
 
 def insert_features(
     batch: Batch, centres: Sequence[Sequence[Centre]], size: int, contrast: float, kind: str = "square"
-) -> Batch:
+) -> tuple[Batch, InsertedFeatures]:
     """Add bright features to the targets and their measurements to the k-space of a batch.
 
     For sample ``b`` the feature image is ``f = contrast * max|target_b| * target_b / |target_b|``
@@ -239,55 +237,47 @@ def insert_features(
     perturbation. The input batch is not modified.
 
     Args:
-        batch: ``target`` complex ``(B, H, W)``, ``kspace`` complex ``(B, C, H, W)`` (masked),
-            ``mask`` ``(W,)`` or ``(B, W)``, optional ``sens_maps`` and ``zero_filled``.
+        batch: slices with their ``target``.
         centres: one list of ``(row, col)`` per sample (may be empty).
         size, kind: window geometry, see :func:`feature_window`.
         contrast: feature magnitude relative to the slice maximum, positive.
 
     Returns:
-        a new dict with the batch's entries plus: the new ``target`` and ``kspace``;
-        ``feature_masks`` bool ``(B, H, W)`` (union of each sample's windows); ``feature_windows``
-        (per sample, a list of bool ``(H, W)`` numpy windows, in ``centres`` order);
-        ``feature_centres`` (``centres`` as lists of int tuples).
+        ``(batch, features)``: the batch with the new ``target``, ``kspace`` and ``zero_filled``,
+        and where the features are.
     """
     _check_batch(batch)
     if not (np.isfinite(contrast) and contrast > 0):
         raise ValueError(f"feature contrast must be a positive number, got {contrast}")
-    target, kspace = batch["target"], batch["kspace"]
+    target, kspace = batch.target, batch.kspace
     num_samples, height, width = target.shape
     if len(centres) != num_samples:
         raise ValueError(f"got feature centres for {len(centres)} samples but the batch has {num_samples}")
-    windows = [
-        [feature_window((height, width), centre, size, kind) for centre in sample] for sample in centres
-    ]
+    windows = [[feature_window((height, width), centre, size, kind) for centre in sample] for sample in centres]
     union = np.zeros((num_samples, height, width), dtype=bool)
     for index, sample_windows in enumerate(windows):
         for window in sample_windows:
             if (union[index] & window).any():
-                raise ValueError(
-                    f"feature windows of sample {index} overlap (centres {list(centres[index])})"
-                )
+                raise ValueError(f"feature windows of sample {index} overlap (centres {list(centres[index])})")
             union[index] |= window
     feature_masks = torch.from_numpy(union).to(target.device)
     magnitude = target.abs()
     peak = magnitude.amax(dim=(-2, -1), keepdim=True)
     phase = torch.where(magnitude > 0, target / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny), 1)
     features = torch.where(feature_masks, contrast * peak * phase, 0).to(target.dtype)
-    measured = forward_operator(features, batch["mask"], batch.get("sens_maps"))
-    out = {
-        **batch,
-        "target": target + features,
-        "kspace": kspace + measured.to(kspace.dtype),
-        "feature_masks": feature_masks,
-        "feature_windows": windows,
-        "feature_centres": [[(int(r), int(c)) for r, c in sample] for sample in centres],
-    }
-    if batch.get("zero_filled") is not None:
-        out["zero_filled"] = batch["zero_filled"] + adjoint_operator(
-            measured, batch["mask"], batch.get("sens_maps")
-        )
-    return out
+    measured = forward_operator(features, batch.mask, batch.sens_maps)
+    zero_filled = batch.zero_filled
+    if zero_filled is not None:
+        zero_filled = zero_filled + adjoint_operator(measured, batch.mask, batch.sens_maps)
+    featured = replace(
+        batch, target=target + features, kspace=kspace + measured.to(kspace.dtype), zero_filled=zero_filled
+    )
+    inserted = InsertedFeatures(
+        masks=feature_masks,
+        windows=windows,
+        centres=[[(int(r), int(c)) for r, c in sample] for sample in centres],
+    )
+    return featured, inserted
 
 
 def feature_transform(
@@ -321,19 +311,19 @@ def feature_transform(
 
     def transform(batch: Batch, first_index: int) -> Batch:
         _check_batch(batch)
-        magnitudes = batch["target"].abs().cpu().numpy()
+        magnitudes = batch.target.abs().cpu().numpy()
         centres = []
-        for fname, slice_index, magnitude in zip(batch["fname"], batch["slice"], magnitudes):
+        for fname, slice_index, magnitude in zip(batch.fnames, batch.slices, magnitudes):
             rng = np.random.default_rng(feature_seed(fname, int(slice_index), seed))
             try:
                 centres.append(place_features(magnitude, num_features, size, rng, margin, spacing))
             except ValueError as exc:
                 raise ValueError(f"{fname} slice {int(slice_index)}: {exc}") from None
-        out = insert_features(batch, centres, size, contrast, kind)
+        featured, inserted = insert_features(batch, centres, size, contrast, kind)
         if record is not None:
-            for fname, slice_index, windows in zip(batch["fname"], batch["slice"], out["feature_windows"]):
+            for fname, slice_index, windows in zip(batch.fnames, batch.slices, inserted.windows):
                 record[(fname, int(slice_index))] = windows
-        return out
+        return featured
 
     return transform
 
@@ -370,8 +360,7 @@ def feature_scores(
     window = np.asarray(window)
     if recon.ndim != 2 or recon.shape != target.shape or window.shape != target.shape:
         raise ValueError(
-            f"recon {recon.shape}, target {target.shape} and window {window.shape} "
-            "must share one (H, W) shape"
+            f"recon {recon.shape}, target {target.shape} and window {window.shape} " "must share one (H, W) shape"
         )
     if window.dtype != bool:
         raise ValueError(f"window must be a bool mask, got dtype {window.dtype}")

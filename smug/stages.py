@@ -32,12 +32,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.data import SliceDataset, collate, make_dataset, to_device
+from smug.data import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
-from smug.methods import KINDS
 from smug.io import atomic_path
 from smug.metrics import psnr, ssim
-from smug.models.factory import build_model, data_consistency_weight, denoiser_of, load_model, unrolled_core
+from smug.method_files import load_method
+from smug.methods import KINDS
+from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
 from smug.models.zero_filled import ZeroFilled
 from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.adversarial import MinMaxObjective
@@ -52,7 +53,7 @@ from smug.objectives import (
 )
 from smug.reconstruct import reconstruct
 from smug.runtime import dump_json, provenance
-from smug.training import NonFiniteLossError, TrainSettings, epoch_seed, fit
+from smug.training import LossFn, NonFiniteLossError, TrainSettings, epoch_seed, fit
 from smug.transforms import clamp_complex
 
 LOG = logging.getLogger(__name__)
@@ -84,40 +85,66 @@ def perturbation_generator(spec: dict[str, Any], image_shape: Sequence[int]) -> 
     )
 
 
-def loss_for(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device):
-    """The stage's ``(model, batch, generator) -> loss``."""
-    kind, training = spec["kind"], spec["training"]
+def _end_to_end(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
     magnitude = spec["model"].get("input_mode") == "magnitude"
-    if kind == "unet":
-        return functools.partial(end_to_end_loss, loss_name=training["loss"], magnitude=magnitude)
-    if kind == "unet_adv":
-        adv = spec["adversarial"]
-        return MinMaxObjective(
-            perturbation_generator(spec, image_shape).to(device),
-            eps=adv["eps"],
-            alpha=adv["alpha"],
-            penalty_weight=adv["penalty_weight"],
-            loss_fn=reconstruction_loss(training["loss"], magnitude),
-            domain=adv["domain"],
-            lr=adv["lr"],
-            weight_decay=adv["weight_decay"],
-        )
-    if kind == "modl_pgd":
-        adv = spec["adversarial"]
-        return functools.partial(
-            pgd_training_loss, eps=adv["eps"], steps=adv["steps"], norm=adv["norm"], loss_name=training["loss"]
-        )
-    if kind == "denoiser":
-        return functools.partial(denoiser_pretraining_loss, sigma=training["pretrain_sigma"])
-    if kind == "modl":
-        return functools.partial(end_to_end_loss, loss_name=training["loss"])
-    if kind in ("smug", "weighted_smug"):
-        return functools.partial(
-            unrolled_stability_loss, target=training["ustab_target"], lambda_rec=training["lambda_rec"]
-        )
-    if kind == "rs_e2e":
-        return functools.partial(distillation_loss, teacher=teacher)
-    raise ValueError(f"no training stage for kind {kind!r}")
+    return functools.partial(end_to_end_loss, loss_name=spec["training"]["loss"], magnitude=magnitude)
+
+
+def _denoising(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+    return functools.partial(denoiser_pretraining_loss, sigma=spec["training"]["pretrain_sigma"])
+
+
+def _stability(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+    training = spec["training"]
+    return functools.partial(
+        unrolled_stability_loss, target=training["ustab_target"], lambda_rec=training["lambda_rec"]
+    )
+
+
+def _distillation(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+    return functools.partial(distillation_loss, teacher=teacher)
+
+
+def _pgd_training(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+    adv = spec["adversarial"]
+    return functools.partial(
+        pgd_training_loss, eps=adv["eps"], steps=adv["steps"], norm=adv["norm"], loss_name=spec["training"]["loss"]
+    )
+
+
+def _minmax(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+    adv = spec["adversarial"]
+    return MinMaxObjective(
+        perturbation_generator(spec, image_shape).to(device),
+        eps=adv["eps"],
+        alpha=adv["alpha"],
+        penalty_weight=adv["penalty_weight"],
+        loss_fn=reconstruction_loss(spec["training"]["loss"], spec["model"].get("input_mode") == "magnitude"),
+        domain=adv["domain"],
+        lr=adv["lr"],
+        weight_decay=adv["weight_decay"],
+    )
+
+
+# A stage's objective follows its registry entry (smug.methods.KINDS): adversarial training if it
+# has an adversary, else what its smoothing asks for, else its family's loss.
+_ADVERSARY_LOSSES = {"modl_pgd": _pgd_training, "unet_adv": _minmax}
+_SMOOTHING_LOSSES = {"smug": _stability, "weighted": _stability, "e2e": _distillation}
+_FAMILY_LOSSES = {"denoiser": _denoising, "unrolled": _end_to_end, "unet": _end_to_end}
+
+
+def loss_for(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+    """The stage's ``(model, batch, generator) -> loss``."""
+    kind = KINDS.get(spec["kind"])
+    if kind is None or kind.made_by != "train":
+        raise ValueError(f"no training stage for kind {spec['kind']!r}")
+    if kind.adversarial is not None:
+        make = _ADVERSARY_LOSSES[kind.adversarial]
+    elif kind.smoothing is not None:
+        make = _SMOOTHING_LOSSES[kind.smoothing]
+    else:
+        make = _FAMILY_LOSSES[kind.family]
+    return make(spec, teacher, image_shape, device)
 
 
 @torch.no_grad()
@@ -132,15 +159,15 @@ def predict(
     generator = torch.Generator(device=device).manual_seed(seed)
     preds, targets = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        batch = to_device(batch, device)
+        batch = batch.to(device)
         if denoise_sigma is None:
             out = reconstruct(model, batch, generator)
         else:
-            target = batch["target"]
+            target = batch.target
             noisy = clamp_complex(target + complex_gaussian(tuple(target.shape), denoise_sigma, target, generator))
             out = denoise_complex(model, noisy)
         preds.append(out.abs().cpu())
-        targets.append(batch["target"].abs().cpu())
+        targets.append(batch.target.abs().cpu())
     return torch.cat(preds).numpy(), torch.cat(targets).numpy()
 
 
@@ -151,26 +178,35 @@ def validation_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, device) -> nn.Module | None:
-    """Load the stage's starting weights; returns the frozen teacher for RS-E2E (else None)."""
-    kind = spec["kind"]
-    if kind in ("denoiser", "unet", "unet_adv"):
+    """Load the stage's starting weights; returns the frozen teacher of a network smoothed end to end
+    (RS-E2E), else None."""
+    kind = KINDS[spec["kind"]]
+    # Denoisers and U-Nets are trained from scratch; unrolled networks start from a trained one.
+    if kind.family != "unrolled":
         return None
     if init_path is None:
-        raise ValueError(f"stage {kind!r} needs --init (a pre-trained denoiser or MoDL model.pt)")
-    source, record = load_model(init_path, device)
+        raise ValueError(f"stage {spec['kind']!r} needs --init (a pre-trained denoiser or MoDL model.pt)")
+    source, record = load_method(init_path, device)
     source_kind = record["spec"]["kind"]
-    if kind == "rs_e2e" and source_kind != "modl":
+    distils = kind.smoothing == "e2e"
+    if distils and not _is_plain_unrolled(source_kind):
         raise ValueError(f"RS-E2E must start from a trained MoDL, but {init_path} is {source_kind!r}")
-    if source_kind == "denoiser":
+    if KINDS[source_kind].family == "denoiser":
         denoiser_of(model).load_state_dict(source.state_dict())
         return None
     # A trained MoDL hands over its denoiser and its data-consistency weight alike.
     unrolled_core(model).load_state_dict(unrolled_core(source).state_dict())
-    if kind != "rs_e2e":
+    if not distils:
         return None
     for p in source.parameters():
         p.requires_grad_(False)
     return source
+
+
+def _is_plain_unrolled(kind: str) -> bool:
+    """Whether ``kind`` is unrolled with neither smoothing nor an adversary (MoDL)."""
+    entry = KINDS[kind]
+    return entry.family == "unrolled" and entry.smoothing is None and entry.adversarial is None
 
 
 def train_stage(
@@ -202,15 +238,17 @@ def train_stage(
     torch.manual_seed(spec["seed"])
     model = build_model(spec["kind"], spec["model"], spec.get("smoothing")).to(device)
     teacher = initialise(model, spec, init_path, device)
+    # A denoiser learns on fully sampled targets and is scored on them, against its noisy input.
+    denoiser = KINDS[spec["kind"]].family == "denoiser"
 
-    mask = None if spec["kind"] == "denoiser" else mask_path
+    mask = None if denoiser else mask_path
     data = spec["data"]
     train_set = make_dataset(train_paths, data["train_slices"], mask, sens_dir)
     val_set = make_dataset(val_paths, data["val_slices"], mask, sens_dir)
     LOG.info("%s: %d training and %d validation slices", spec["name"], len(train_set), len(val_set))
 
     settings = train_settings(spec)
-    denoise_sigma = spec["training"]["pretrain_sigma"] if spec["kind"] == "denoiser" else None
+    denoise_sigma = spec["training"]["pretrain_sigma"] if denoiser else None
     val_seed = epoch_seed(spec["seed"], 0, 99)
 
     def validate(m: nn.Module) -> dict[str, float]:
@@ -220,7 +258,7 @@ def train_stage(
 
     # What training must beat, on the same validation slices and noise draws: the identity for the
     # denoiser (its noisy input), zero-filled for the reconstructions, and the initial weights.
-    reference = nn.Identity() if spec["kind"] == "denoiser" else ZeroFilled()
+    reference = nn.Identity() if denoiser else ZeroFilled()
     with torch.no_grad():
         references = {
             "reference_val_psnr": validate(reference.to(device))["val_psnr"],
@@ -231,7 +269,7 @@ def train_stage(
         spec["name"],
         references["init_val_psnr"],
         references["reference_val_psnr"],
-        "noisy input" if spec["kind"] == "denoiser" else "zero-filled reconstruction",
+        "noisy input" if denoiser else "zero-filled reconstruction",
     )
 
     objective = loss_for(spec, teacher, train_set[0]["target"].shape, device)

@@ -25,11 +25,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.data import SliceDataset, collate, select_slices, to_device
+from smug.data import SliceDataset, collate, select_slices
 from smug.fastmri_io import FastMRIFormatError, VolumeInfo, inspect_volume
 from smug.io import atomic_path
 from smug.masks import load_mask
-from smug.models.factory import load_model
+from smug.method_files import load_method
 from smug.reconstruct import reconstruct
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 from smug.transforms import center_crop_or_pad
@@ -70,7 +70,7 @@ def reconstruct_files(
             the model (the other challenge, or a width the network cannot take).
         ValueError: a file with a target but no ``mask``, or maps that cannot be estimated.
     """
-    net, record = load_model(model, device)
+    net, record = load_method(model, device)
     infos = [inspect_volume(path) for path in files]
     _check_challenge(infos, record, model)
     out_dir = Path(out_dir)
@@ -137,12 +137,12 @@ def _reconstruct_volume(net, dataset: SliceDataset, info: VolumeInfo, device, ba
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     slices = []
     for batch in loader:
-        batch = to_device(batch, device)
+        batch = batch.to(device)
         try:
             images = reconstruct(net, batch, generator)
         except RuntimeError as exc:  # a U-Net whose pooling does not divide the grid, say
-            grid = tuple(batch["kspace"].shape[-2:])
+            grid = tuple(batch.kspace.shape[-2:])
             raise FastMRIFormatError(info.path, f"the model cannot reconstruct a {grid} grid: {exc}") from None
-        magnitudes = images.abs() * batch["scale"].reshape(-1, 1, 1)
+        magnitudes = images.abs() * batch.scale.reshape(-1, 1, 1)
         slices.append(center_crop_or_pad(magnitudes, SUBMISSION_SIZE).cpu().numpy().astype(np.float32))
     return np.concatenate(slices)

@@ -18,6 +18,7 @@ import hashlib
 import math
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from smug.data import Batch, collate
 from smug.evaluate import BatchTransform, VolumeStack
 from smug.operators import apply_column_mask
 from smug.reconstruct import reconstruct
 from smug.self_supervised import kspace_consistency_loss, split_mask
-from smug.data import collate, to_device
 
 SETTINGS = ("steps", "lr", "holdout_fraction", "patience", "check_every")
 
@@ -51,27 +52,21 @@ def _check_settings(steps: int, lr: float, holdout_fraction: float, patience: in
         raise ValueError(f"invalid test-time-training setting(s): {', '.join(problems)}")
 
 
-def _check_batch(batch: dict) -> None:
-    kspace, mask = batch.get("kspace"), batch.get("mask")
+def _check_batch(batch: Batch) -> None:
+    kspace, mask = batch.kspace, batch.mask
     if not isinstance(kspace, torch.Tensor) or kspace.ndim != 4 or not torch.is_complex(kspace):
-        found = (
-            f"{kspace.dtype} {tuple(kspace.shape)}"
-            if isinstance(kspace, torch.Tensor)
-            else type(kspace).__name__
-        )
-        raise ValueError(f"batch 'kspace' must be complex (B, C, H, W), got {found}")
+        found = f"{kspace.dtype} {tuple(kspace.shape)}" if isinstance(kspace, torch.Tensor) else type(kspace).__name__
+        raise ValueError(f"batch.kspace must be complex (B, C, H, W), got {found}")
     if not isinstance(mask, torch.Tensor) or mask.shape not in (
         (kspace.shape[-1],),
         (kspace.shape[0], kspace.shape[-1]),
     ):
         found = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(f"batch 'mask' must be (W,) or (B, W) for kspace {tuple(kspace.shape)}, got {found}")
-    if batch.get("zero_filled") is not None:
+        raise ValueError(f"batch.mask must be (W,) or (B, W) for kspace {tuple(kspace.shape)}, got {found}")
+    if batch.zero_filled is not None:
         # An image-domain input would reach the network in place of the training-column k-space,
         # carrying the held-out columns into the weights.
-        raise ValueError(
-            "test-time training needs k-space inputs, but the batch has an image-domain 'zero_filled'"
-        )
+        raise ValueError("test-time training needs k-space inputs, but the batch has an image-domain zero_filled")
 
 
 def _generator(seed: int, purpose: int, step: int, device: torch.device) -> torch.Generator:
@@ -82,7 +77,7 @@ def _generator(seed: int, purpose: int, step: int, device: torch.device) -> torc
 
 def test_time_adapt(
     model: nn.Module,
-    batch: dict,
+    batch: Batch,
     *,
     steps: int,
     lr: float,
@@ -110,9 +105,8 @@ def test_time_adapt(
 
     Args:
         model: trained reconstruction model with the shared call signature; not modified.
-        batch: ``kspace`` complex ``(B, C, H, W)`` (masked), ``mask`` ``(W,)`` or ``(B, W)``,
-            optional ``sens_maps``; other entries are passed through to the model call unchanged.
-            The network weights are shared by the batch (the study adapts one slice at a time).
+        batch: the measured slices, without an image-domain ``zero_filled``. The network weights
+            are shared by the batch (the study adapts one slice at a time).
         steps: maximum number of Adam steps.
         lr: Adam learning rate (the study: 1e-4).
         holdout_fraction: fraction of the sampled columns held out, in ``[0, 1)`` (the study: 0.05).
@@ -138,10 +132,7 @@ def test_time_adapt(
         raise ValueError(f"{type(model).__name__} has no parameters to adapt")
     with torch.inference_mode(False), torch.enable_grad():
         # Clones made outside inference mode, so autograd may save them for the backward pass.
-        batch = {
-            key: value.detach().clone() if isinstance(value, torch.Tensor) else value
-            for key, value in batch.items()
-        }
+        batch = batch.map_tensors(lambda tensor: tensor.detach().clone())
         adapted = copy.deepcopy(model).eval()
         info = _adapt(
             adapted,
@@ -159,7 +150,7 @@ def test_time_adapt(
 
 def _adapt(
     adapted: nn.Module,
-    batch: dict,
+    batch: Batch,
     steps: int,
     lr: float,
     holdout_fraction: float,
@@ -168,11 +159,11 @@ def _adapt(
     check_every: int,
     num_unrolls: int | None,
 ) -> dict[str, Any]:
-    kspace, mask, sens_maps = batch["kspace"], batch["mask"] != 0, batch.get("sens_maps")
+    kspace, mask, sens_maps = batch.kspace, batch.mask != 0, batch.sens_maps
     device = kspace.device
     train_mask, holdout_mask = split_mask(mask, holdout_fraction, torch.Generator().manual_seed(seed))
     has_holdout = bool(holdout_mask.any())
-    train_batch = {**batch, "kspace": apply_column_mask(kspace, train_mask), "mask": train_mask}
+    train_batch = replace(batch, kspace=apply_column_mask(kspace, train_mask), mask=train_mask)
 
     parameters = [parameter for parameter in adapted.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=lr)
@@ -234,7 +225,7 @@ def _adapt(
 
 def test_time_train(
     model: nn.Module,
-    batch: dict,
+    batch: Batch,
     *,
     steps: int,
     lr: float,
@@ -271,7 +262,7 @@ def test_time_train(
         num_unrolls=num_unrolls,
     )
     with torch.no_grad():
-        generator = _generator(int(seed), 2, 0, batch["kspace"].device)
+        generator = _generator(int(seed), 2, 0, batch.kspace.device)
         recon = reconstruct(adapted, batch, generator, num_unrolls=num_unrolls)
     return recon.detach(), info
 
@@ -327,35 +318,31 @@ def ttt_reconstruct(
     """
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
-        raise ValueError(
-            f"unknown test-time-training setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}"
-        )
+        raise ValueError(f"unknown test-time-training setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
     missing = sorted({"steps", "lr", "holdout_fraction", "patience"} - set(settings))
     if missing:
         raise ValueError(f"test-time-training settings lack {', '.join(missing)}")
     volumes: dict[str, VolumeStack] = defaultdict(VolumeStack)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     first = 0
-    for batch in tqdm(
-        loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False
-    ):
-        batch = to_device(batch, device)
+    for batch in tqdm(loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False):
+        batch = batch.to(device)
         if transform is not None:
             batch = transform(batch, first)
-        slices = [int(index) for index in batch["slice"]]
+        slices = [int(index) for index in batch.slices]
         recon, info = test_time_train(
             model,
             batch,
-            seed=batch_seed(seed, batch["fname"], slices),
+            seed=batch_seed(seed, batch.fnames, slices),
             num_unrolls=num_unrolls,
             **settings,
         )
         if infos is not None:
-            infos.append({"fname": list(batch["fname"]), "slice": slices, **info})
-        for i, (fname, slice_idx) in enumerate(zip(batch["fname"], slices)):
+            infos.append({"fname": list(batch.fnames), "slice": slices, **info})
+        for i, (fname, slice_idx) in enumerate(zip(batch.fnames, slices)):
             stack = volumes[fname]
             stack.slices.append(slice_idx)
             stack.recon.append(recon[i].abs().cpu().numpy())
-            stack.target.append(batch["target"][i].abs().cpu().numpy())
-        first += len(batch["fname"])
+            stack.target.append(batch.target[i].abs().cpu().numpy())
+        first += len(batch.fnames)
     return dict(volumes)

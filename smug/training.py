@@ -26,14 +26,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from smug import distributed
-from smug.data import collate, to_device
+from smug.data import Batch, collate
 from smug.distributed import SINGLE, Ranks
 from smug.io import atomic_path, load_torch_file
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
 LOG = logging.getLogger(__name__)
 
-LossFn = Callable[[nn.Module, dict, torch.Generator], torch.Tensor]
+LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
 ValidateFn = Callable[[nn.Module], dict[str, float]]
 
 
@@ -265,13 +265,13 @@ def fit(
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not show_progress, leave=False)
         for step, batch in enumerate(bar):
-            batch = to_device(batch, device)
+            batch = batch.to(device)
             # bf16 stays inside the networks; the loss and everything complex run in float32.
             with network_autocast(model, performance, device):
                 loss = loss_fn(model, batch, noise)
             if not distributed.all_finite(loss, ranks):
                 raise NonFiniteLossError(_non_finite_loss_message(loss, batch, epoch, step))
-            n = len(batch["fname"])
+            n = len(batch.fnames)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(params, n, ranks)
@@ -326,16 +326,15 @@ def fit(
     return FitResult(best["state"], best["epoch"], best["score"], history, seconds, steps)
 
 
-def _non_finite_loss_message(loss: torch.Tensor, batch: dict, epoch: int, step: int) -> str:
+def _non_finite_loss_message(loss: torch.Tensor, batch: Batch, epoch: int, step: int) -> str:
     """Why the loss is not finite: the batch's data (named slice by slice) or the optimisation."""
     where = f"at epoch {epoch + 1}, step {step + 1}; no model was written"
-    slices = batch.get("slice", [None] * len(batch["fname"]))
     bad = set()
-    for value in batch.values():
-        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+    for value in batch.tensors().values():
+        if value.is_floating_point() or value.is_complex():
             finite = torch.isfinite(value).reshape(len(value), -1).all(dim=1)
             for i in torch.nonzero(~finite).flatten().tolist():
-                bad.add(batch["fname"][i] if slices[i] is None else f"{batch['fname'][i]} slice {slices[i]}")
+                bad.add(f"{batch.fnames[i]} slice {batch.slices[i]}")
     if bad:
         return f"loss is {loss.item()} {where}: the input data of {', '.join(sorted(bad))} is not finite"
     return (

@@ -16,6 +16,7 @@ from smug.adversarial import (
     perturb_input,
     reconstructor_objective,
 )
+from smug.data import Batch
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
 from smug.objectives import complex_mse
@@ -25,33 +26,28 @@ from tests.conftest import random_complex, random_sens_maps
 SIZE = 32
 
 
-def make_batch(
-    gen: torch.Generator, coils: int | None = None, batch: int = 2, h: int = SIZE, w: int = SIZE
-) -> dict:
+def make_batch(gen: torch.Generator, coils: int | None = None, batch: int = 2, h: int = SIZE, w: int = SIZE) -> Batch:
     """A random batch: target with max magnitude 1, a column mask, measured k-space."""
     target = random_complex((batch, h, w), gen, torch.complex64)
     target = target / target.abs().amax(dim=(-2, -1), keepdim=True)
     mask = torch.rand((batch, w), generator=gen) < 0.4
     mask[:, w // 2 - 2 : w // 2 + 2] = True
     sens_maps = None if coils is None else random_sens_maps(batch, coils, h, w, gen, torch.complex64)
-    out = {
-        "kspace": forward_operator(target, mask, sens_maps),
-        "mask": mask,
-        "target": target,
-        "fname": ["a"] * batch,
-    }
-    if sens_maps is not None:
-        out["sens_maps"] = sens_maps
-    return out
+    return Batch(
+        kspace=forward_operator(target, mask, sens_maps),
+        mask=mask,
+        target=target,
+        sens_maps=sens_maps,
+        fnames=["a"] * batch,
+        slices=list(range(batch)),
+    )
 
 
 def tiny_unet(input_mode: str = "complex") -> ZeroFilledUNet:
     return ZeroFilledUNet(input_mode, chans=4, num_pool_layers=2)
 
 
-def tiny_generator(
-    out_chans: int = 2, h: int = SIZE, w: int = SIZE, scale: float = 0.1
-) -> PerturbationGenerator:
+def tiny_generator(out_chans: int = 2, h: int = SIZE, w: int = SIZE, scale: float = 0.1) -> PerturbationGenerator:
     return PerturbationGenerator(
         (h, w), latent_dim=8, out_chans=out_chans, features=4, num_upsamples=3, output_scale=scale
     )
@@ -60,9 +56,7 @@ def tiny_generator(
 @pytest.mark.parametrize("shape", [(32, 32), (40, 24), (21, 35)])
 @pytest.mark.parametrize("out_chans", [1, 2])
 def test_generator_output_shape_and_range(shape, out_chans, gen):
-    net = PerturbationGenerator(
-        shape, latent_dim=8, out_chans=out_chans, features=4, num_upsamples=3, output_scale=0.5
-    )
+    net = PerturbationGenerator(shape, latent_dim=8, out_chans=out_chans, features=4, num_upsamples=3, output_scale=0.5)
     out = net(net.sample_latent(3, gen))
     assert out.shape == (3, out_chans, *shape)
     assert out.abs().max() <= 0.5
@@ -102,20 +96,20 @@ def test_hinge_penalty_inside_and_outside_ball():
 def test_kspace_perturbation_zero_off_mask(coils, gen):
     batch = make_batch(gen, coils)
     perturbation = tiny_generator(2)(tiny_generator(2).sample_latent(2, gen))
-    delta = kspace_perturbation(perturbation, batch["mask"], batch.get("sens_maps"))
-    assert delta.shape == batch["kspace"].shape
-    off = ~batch["mask"][:, None, None, :].expand_as(delta)
+    delta = kspace_perturbation(perturbation, batch.mask, batch.sens_maps)
+    assert delta.shape == batch.kspace.shape
+    off = ~batch.mask[:, None, None, :].expand_as(delta)
     assert delta[off].abs().max() == 0
     assert delta[~off].abs().max() > 0
     # the perturbed zero-filled image is that of the perturbed measurements
     zero_filled = perturb_input(batch, perturbation, "kspace")
-    expected = adjoint_operator(batch["kspace"] + delta, batch["mask"], batch.get("sens_maps"))
+    expected = adjoint_operator(batch.kspace + delta, batch.mask, batch.sens_maps)
     torch.testing.assert_close(zero_filled, expected)
 
 
 def test_perturb_input_image_domain(gen):
     batch = make_batch(gen)
-    clean = adjoint_operator(batch["kspace"], batch["mask"])
+    clean = adjoint_operator(batch.kspace, batch.mask)
     real_p = torch.randn((2, 1, SIZE, SIZE), generator=gen)
     out = perturb_input(batch, real_p, "image")
     torch.testing.assert_close(out - clean, torch.complex(real_p[:, 0], torch.zeros_like(real_p[:, 0])))
@@ -139,18 +133,18 @@ def test_perturb_input_rejects_bad_input(gen):
 def test_zero_filled_unet_shapes_and_gradients(input_mode, coils, gen):
     batch = make_batch(gen, coils)
     model = tiny_unet(input_mode)
-    zero_filled = adjoint_operator(batch["kspace"], batch["mask"], batch.get("sens_maps")).requires_grad_()
-    out = model(batch["kspace"], batch["mask"], batch.get("sens_maps"), zero_filled=zero_filled)
+    zero_filled = adjoint_operator(batch.kspace, batch.mask, batch.sens_maps).requires_grad_()
+    out = model(batch.kspace, batch.mask, batch.sens_maps, zero_filled=zero_filled)
     assert out.shape == (2, SIZE, SIZE) and out.dtype == torch.complex64
     if input_mode == "magnitude":
         assert out.imag.abs().max() == 0
-    complex_mse(out, batch["target"]).backward()
+    complex_mse(out, batch.target).backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
     assert model.unet.up_blocks[-1][-1].weight.grad.abs().sum() > 0
     assert zero_filled.grad is not None and zero_filled.grad.abs().sum() > 0  # white-box attacks need it
     # without zero_filled the model computes A^H y itself
-    torch.testing.assert_close(model(batch["kspace"], batch["mask"], batch.get("sens_maps")), out.detach())
+    torch.testing.assert_close(model(batch.kspace, batch.mask, batch.sens_maps), out.detach())
 
 
 @pytest.mark.parametrize("input_mode", ["magnitude", "complex"])
@@ -159,8 +153,8 @@ def test_zero_filled_unet_undoes_normalisation(input_mode, gen):
     batch = make_batch(gen)
     model = tiny_unet(input_mode).eval()
     with torch.no_grad():
-        base = model(batch["kspace"], batch["mask"])
-        scaled = model(7.0 * batch["kspace"], batch["mask"])
+        base = model(batch.kspace, batch.mask)
+        scaled = model(7.0 * batch.kspace, batch.mask)
     torch.testing.assert_close(scaled, 7.0 * base, rtol=1e-4, atol=1e-5)
 
 
@@ -184,12 +178,12 @@ def test_minmax_step_ascends_then_descends(domain, gen):
         with torch.no_grad():
             return complex_mse(
                 model(
-                    batch["kspace"],
-                    batch["mask"],
-                    batch.get("sens_maps"),
+                    batch.kspace,
+                    batch.mask,
+                    batch.sens_maps,
                     zero_filled=perturb_input(batch, perturbation, domain),
                 ),
-                batch["target"],
+                batch.target,
             ).item()
 
     stats = minmax_step(
@@ -251,14 +245,10 @@ def test_minmax_objective_drives_fit_style_loop_and_resumes(gen):
     loss = objective(recon, batch, noise)
     assert loss.ndim == 0 and loss.requires_grad
     assert {"clean_loss", "adv_loss", "penalty", "gen_objective"} <= set(objective.last_stats)
-    assert loss.item() == pytest.approx(
-        objective.last_stats["clean_loss"] + 0.5 * objective.last_stats["adv_loss"]
-    )
+    assert loss.item() == pytest.approx(objective.last_stats["clean_loss"] + 0.5 * objective.last_stats["adv_loss"])
     # the generator moved; its gradients never reached the reconstructor's loss
     moved = objective.state_dict()["generator"]
-    assert any(
-        not torch.equal(moved[k], state0["generator"][k]) for k in moved if moved[k].is_floating_point()
-    )
+    assert any(not torch.equal(moved[k], state0["generator"][k]) for k in moved if moved[k].is_floating_point())
     gen_grads = [p.grad.clone() for p in objective.generator_net.parameters()]
     loss.backward()
     assert all(torch.equal(p.grad, g) for p, g in zip(objective.generator_net.parameters(), gen_grads))

@@ -1,26 +1,25 @@
-"""PGD and random perturbations: norm balls, supports, gradients, randomised models, storage."""
+"""PGD and random perturbations: norm balls, supports, gradients, randomised models."""
 
-import h5py
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from smug.attacks import (
     is_randomised,
-    ATTACK_ATTRS,
     ATTACKS,
     apply_perturbation,
     attack_domain,
     attack_gradient,
     attack_loss,
-    load_attack,
     pgd_image_attack,
     pgd_kspace_attack,
     random_perturbation,
     reconstruct_perturbed,
     run_attack,
-    save_attack,
 )
+from smug.data import Batch
 from smug.fftc import fft2c
 from smug.models import DnCNN
 from smug.models.modl import RSE2E, MoDL
@@ -39,7 +38,7 @@ def _mask(width: int = N) -> torch.Tensor:
     return mask
 
 
-def _batch(count: int = 2, seed: int = 0, coils: int | None = None, dtype=torch.complex64) -> dict:
+def _batch(count: int = 2, seed: int = 0, coils: int | None = None, dtype=torch.complex64) -> Batch:
     """Knee phantoms normalised to max |x| = 1, measured through the column mask."""
     rng = np.random.default_rng(seed)
     images = [knee_phantom(sample_knee_params(rng), (N, N), float(z)) for z in rng.uniform(-0.5, 0.5, count)]
@@ -49,16 +48,14 @@ def _batch(count: int = 2, seed: int = 0, coils: int | None = None, dtype=torch.
     sens = None
     if coils is not None:
         sens = random_sens_maps(count, coils, N, N, torch.Generator().manual_seed(seed), dtype)
-    batch = {
-        "kspace": forward_operator(target, mask, sens),
-        "mask": mask.expand(count, N).clone(),
-        "target": target,
-        "fname": [f"file{i}.h5" for i in range(count)],
-        "slice": list(range(count)),
-    }
-    if sens is not None:
-        batch["sens_maps"] = sens
-    return batch
+    return Batch(
+        kspace=forward_operator(target, mask, sens),
+        mask=mask.expand(count, N).clone(),
+        target=target,
+        sens_maps=sens,
+        fnames=[f"file{i}.h5" for i in range(count)],
+        slices=list(range(count)),
+    )
 
 
 def _model(smoothing: str = "none", seed: int = 0) -> MoDL:
@@ -84,7 +81,7 @@ def trained_model() -> MoDL:
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(40):
         optimiser.zero_grad()
-        loss = complex_mse(model(batch["kspace"], batch["mask"]), batch["target"])
+        loss = complex_mse(model(batch.kspace, batch.mask), batch.target)
         loss.backward()
         optimiser.step()
     return model.eval()
@@ -101,10 +98,8 @@ def _sampled_norm(delta: torch.Tensor) -> torch.Tensor:
 def test_linf_kspace_pgd_stays_in_box_and_on_mask(coils):
     batch = _batch(coils=coils)
     eps = 0.02
-    delta = pgd_kspace_attack(
-        _model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0)
-    )
-    assert delta.shape == batch["kspace"].shape and delta.dtype == torch.complex64
+    delta = pgd_kspace_attack(_model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0))
+    assert delta.shape == batch.kspace.shape and delta.dtype == torch.complex64
     assert delta.real.abs().max() <= eps + 1e-7 and delta.imag.abs().max() <= eps + 1e-7
     # Signed steps push most entries of the sampled columns to the box's faces.
     sampled = delta[..., _mask()]
@@ -119,7 +114,7 @@ def test_l2_kspace_pgd_stays_in_ball_and_on_mask(relative):
     delta = pgd_kspace_attack(
         _model(), batch, eps, "l2", steps=4, relative=relative, generator=torch.Generator().manual_seed(0)
     )
-    radius = eps * _sampled_norm(batch["kspace"]) if relative else torch.full((2,), eps)
+    radius = eps * _sampled_norm(batch.kspace) if relative else torch.full((2,), eps)
     norms = _sampled_norm(delta)
     assert torch.all(norms <= radius * (1 + 1e-5))
     assert torch.all(norms >= 0.9 * radius)  # ascent steps of 2.5 eps / steps end on the sphere
@@ -129,10 +124,8 @@ def test_l2_kspace_pgd_stays_in_ball_and_on_mask(relative):
 def test_image_pgd_stays_in_box():
     batch = _batch()
     eps = 1 / 255
-    delta = pgd_image_attack(
-        _model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0)
-    )
-    assert delta.shape == batch["target"].shape
+    delta = pgd_image_attack(_model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0))
+    assert delta.shape == batch.target.shape
     assert delta.real.abs().max() <= eps + 1e-7 and delta.imag.abs().max() <= eps + 1e-7
     # The image domain has no support constraint: the perturbation reaches unsampled frequencies.
     assert fft2c(delta)[..., ~_mask()].abs().max() > 1e-4
@@ -147,8 +140,8 @@ def test_image_pgd_stays_in_box():
 def test_pgd_increases_loss_over_clean(trained_model, attack, domain, eps):
     batch = _batch(seed=3)
     delta = attack(trained_model, batch, eps, "linf", steps=5, generator=torch.Generator().manual_seed(0))
-    clean = attack_loss(trained_model, batch, None, batch["target"], domain)
-    attacked = attack_loss(trained_model, batch, delta, batch["target"], domain)
+    clean = attack_loss(trained_model, batch, None, batch.target, domain)
+    attacked = attack_loss(trained_model, batch, delta, batch.target, domain)
     assert torch.all(attacked > clean * 1.05)
 
 
@@ -167,7 +160,7 @@ def test_zero_eps_reproduces_the_clean_reconstruction(attack, kwargs):
     assert torch.count_nonzero(delta) == 0
     domain = "image" if attack is pgd_image_attack else "kspace"
     with torch.no_grad():
-        clean = model(batch["kspace"], batch["mask"])
+        clean = model(batch.kspace, batch.mask)
         perturbed = reconstruct_perturbed(model, batch, delta, domain)
     assert torch.equal(perturbed, clean)
 
@@ -175,8 +168,8 @@ def test_zero_eps_reproduces_the_clean_reconstruction(attack, kwargs):
 def test_clean_target_starts_at_zero_loss_and_increases(trained_model):
     batch = _batch(seed=4)
     with torch.no_grad():
-        clean = trained_model(batch["kspace"], batch["mask"])
-    _, start_loss = attack_gradient(trained_model, batch, torch.zeros_like(batch["kspace"]), clean)
+        clean = trained_model(batch.kspace, batch.mask)
+    _, start_loss = attack_gradient(trained_model, batch, torch.zeros_like(batch.kspace), clean)
     assert torch.all(start_loss == 0)
     delta = pgd_kspace_attack(
         trained_model,
@@ -195,12 +188,10 @@ def test_pgd_beats_random_noise_of_the_same_size(trained_model, norm, eps):
     batch = _batch(seed=5)
     gen = torch.Generator().manual_seed(0)
     delta = pgd_kspace_attack(trained_model, batch, eps, norm, steps=5, generator=gen)
-    worst_case = attack_loss(trained_model, batch, delta, batch["target"])
+    worst_case = attack_loss(trained_model, batch, delta, batch.target)
     noise_losses = torch.stack(
         [
-            attack_loss(
-                trained_model, batch, random_perturbation(batch, eps, norm, generator=gen), batch["target"]
-            )
+            attack_loss(trained_model, batch, random_perturbation(batch, eps, norm, generator=gen), batch.target)
             for _ in range(5)
         ]
     )
@@ -213,16 +204,14 @@ def test_pgd_beats_random_noise_of_the_same_size(trained_model, norm, eps):
 def test_attack_gradient_matches_finite_differences():
     model = _model().double()
     batch = _batch(dtype=torch.complex128)
-    delta = 0.01 * torch.randn(
-        batch["kspace"].shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(1)
-    )
-    grad, _ = attack_gradient(model, batch, delta, batch["target"])
+    delta = 0.01 * torch.randn(batch.kspace.shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+    grad, _ = attack_gradient(model, batch, delta, batch.target)
     h = 1e-6
     for index, part in [((0, 0, 3, N // 2), 1.0), ((1, 0, 7, 0), 1j), ((0, 0, 2, 1), 1.0)]:
         bump = torch.zeros_like(delta)
         bump[index] = h * part
-        plus = attack_loss(model, batch, delta + bump, batch["target"]).sum()
-        minus = attack_loss(model, batch, delta - bump, batch["target"]).sum()
+        plus = attack_loss(model, batch, delta + bump, batch.target).sum()
+        minus = attack_loss(model, batch, delta - bump, batch.target).sum()
         expected = (plus - minus) / (2 * h)
         got = grad[index].real if part == 1.0 else grad[index].imag
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
@@ -232,11 +221,9 @@ def test_attack_gradient_matches_finite_differences():
 
 def test_eot_gradient_of_a_deterministic_model_is_the_plain_gradient():
     model, batch = _model(), _batch()
-    delta = 0.01 * torch.randn(
-        batch["kspace"].shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1)
-    )
-    plain, plain_loss = attack_gradient(model, batch, delta, batch["target"], eot_samples=1)
-    eot, eot_loss = attack_gradient(model, batch, delta, batch["target"], eot_samples=4)
+    delta = 0.01 * torch.randn(batch.kspace.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    plain, plain_loss = attack_gradient(model, batch, delta, batch.target, eot_samples=1)
+    eot, eot_loss = attack_gradient(model, batch, delta, batch.target, eot_samples=4)
     assert plain.abs().max() > 0
     torch.testing.assert_close(eot, plain)
     torch.testing.assert_close(eot_loss, plain_loss)
@@ -244,12 +231,12 @@ def test_eot_gradient_of_a_deterministic_model_is_the_plain_gradient():
 
 def test_eot_gradient_averages_fresh_noise_draws():
     model, batch = _model("smug"), _batch()
-    delta = torch.zeros_like(batch["kspace"])
+    delta = torch.zeros_like(batch.kspace)
     eot, _ = attack_gradient(
-        model, batch, delta, batch["target"], eot_samples=3, generator=torch.Generator().manual_seed(2)
+        model, batch, delta, batch.target, eot_samples=3, generator=torch.Generator().manual_seed(2)
     )
     gen = torch.Generator().manual_seed(2)
-    draws = [attack_gradient(model, batch, delta, batch["target"], generator=gen)[0] for _ in range(3)]
+    draws = [attack_gradient(model, batch, delta, batch.target, generator=gen)[0] for _ in range(3)]
     torch.testing.assert_close(eot, torch.stack(draws).mean(0))
     assert not torch.allclose(draws[0], draws[1])  # the draws differ: the noise is fresh each pass
 
@@ -257,15 +244,11 @@ def test_eot_gradient_averages_fresh_noise_draws():
 def test_smoothed_model_is_attacked_with_its_noise_active():
     model, batch = _model("smug"), _batch()
     seen = []
-    model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs.get("generator")), with_kwargs=True
-    )
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs.get("generator")), with_kwargs=True)
 
     def attack(seed):
         gen = torch.Generator().manual_seed(seed)
-        delta = pgd_kspace_attack(
-            model, batch, 0.02, "linf", steps=2, random_start=False, eot_samples=2, generator=gen
-        )
+        delta = pgd_kspace_attack(model, batch, 0.02, "linf", steps=2, random_start=False, eot_samples=2, generator=gen)
         return delta, gen
 
     first, gen = attack(0)
@@ -302,85 +285,25 @@ def test_random_perturbation_lies_on_the_ball():
     l2 = random_perturbation(batch, 0.3, "l2", generator=gen)
     torch.testing.assert_close(_sampled_norm(l2), torch.full((2,), 0.3))
     relative = random_perturbation(batch, 0.1, "l2", relative=True, generator=gen)
-    torch.testing.assert_close(_sampled_norm(relative), 0.1 * _sampled_norm(batch["kspace"]))
+    torch.testing.assert_close(_sampled_norm(relative), 0.1 * _sampled_norm(batch.kspace))
     image = random_perturbation(batch, 0.3, "l2", domain="image", generator=gen)
-    assert image.shape == batch["target"].shape and torch.count_nonzero(image) == image.numel()
+    assert image.shape == batch.target.shape and torch.count_nonzero(image) == image.numel()
 
 
 def test_apply_perturbation_returns_a_new_batch():
     batch = _batch()
-    kspace = batch["kspace"].clone()
+    kspace = batch.kspace.clone()
     delta = torch.ones_like(kspace)
     perturbed = apply_perturbation(batch, delta, "kspace")
-    assert torch.equal(batch["kspace"], kspace)
-    torch.testing.assert_close(perturbed["kspace"] - kspace, delta * _mask())
-    assert torch.equal(perturbed["kspace"][..., ~_mask()], kspace[..., ~_mask()])
-    image_delta = torch.full(batch["target"].shape, 0.5 + 0.5j, dtype=torch.complex64)
+    assert torch.equal(batch.kspace, kspace)
+    torch.testing.assert_close(perturbed.kspace - kspace, delta * _mask())
+    assert torch.equal(perturbed.kspace[..., ~_mask()], kspace[..., ~_mask()])
+    image_delta = torch.full(batch.target.shape, 0.5 + 0.5j, dtype=torch.complex64)
     perturbed = apply_perturbation(batch, image_delta, "image")
-    assert "zero_filled" not in batch
-    torch.testing.assert_close(
-        perturbed["zero_filled"], adjoint_operator(kspace, batch["mask"]) + image_delta
-    )
+    assert batch.zero_filled is None
+    torch.testing.assert_close(perturbed.zero_filled, adjoint_operator(kspace, batch.mask) + image_delta)
     with pytest.raises(ValueError, match="delta"):
         apply_perturbation(batch, image_delta, "kspace")
-
-
-# -- storage ----------------------------------------------------------------------------------
-
-
-def _attrs(**overrides):
-    attrs = dict(
-        eps=0.02,
-        norm="linf",
-        steps=10,
-        step_size=None,
-        seed=3,
-        domain="kspace",
-        relative=False,
-        loss_target="gt",
-        eot_samples=1,
-        model="smug",
-        fname=["file0.h5", "file1.h5"],
-        slice=[4, 7],
-    )
-    return {**attrs, **overrides}
-
-
-def test_save_load_round_trip(tmp_path):
-    delta = torch.randn((2, 1, N, N), dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
-    path = tmp_path / "attacks" / "a.h5"
-    stronger = {**_attrs(), "eps": 2 * _attrs()["eps"]}
-    save_attack(path, [(delta, _attrs()), (2 * delta, stronger)])
-    (loaded, attrs), (loaded_2, attrs_2) = load_attack(path)
-    assert torch.equal(loaded, delta) and torch.equal(loaded_2, 2 * delta)
-    assert attrs == _attrs() and attrs_2 == stronger
-    assert [p.name for p in path.parent.iterdir()] == ["a.h5"]  # no temporary left behind
-
-
-def test_load_rejects_missing_and_corrupt_files(tmp_path):
-    missing = tmp_path / "missing.h5"
-    with pytest.raises(FileNotFoundError, match="missing.h5"):
-        load_attack(missing)
-    garbage = tmp_path / "garbage.h5"
-    garbage.write_bytes(b"not an hdf5 file")
-    with pytest.raises(ValueError, match="garbage.h5"):
-        load_attack(garbage)
-    incomplete = tmp_path / "incomplete.h5"
-    with h5py.File(incomplete, "w") as f:
-        f.create_dataset("fname", data=["a"], dtype=h5py.string_dtype())
-        f.create_dataset("slice", data=[0])
-        f.create_group("level_0").create_dataset("perturbation", data=np.zeros((1, 4), np.complex64))
-    with pytest.raises(ValueError, match="incomplete.h5"):
-        load_attack(incomplete)
-
-
-def test_save_rejects_incomplete_attributes(tmp_path):
-    attrs = _attrs()
-    del attrs["eps"]
-    with pytest.raises(ValueError, match="eps"):
-        save_attack(tmp_path / "a.h5", [(torch.zeros((2, 1, N, N), dtype=torch.complex64), attrs)])
-    assert not (tmp_path / "a.h5").exists()
-    assert "eps" in ATTACK_ATTRS
 
 
 # -- registry and argument checks -------------------------------------------------------------
@@ -392,7 +315,7 @@ def test_every_registered_attack_runs():
         kwargs = {} if name.startswith("noise") else {"steps": 1}
         delta = run_attack(name, model, batch, 0.01, torch.Generator().manual_seed(0), **kwargs)
         domain = attack_domain(name)
-        expected = batch["kspace"].shape if domain == "kspace" else batch["target"].shape
+        expected = batch.kspace.shape if domain == "kspace" else batch.target.shape
         assert delta.shape == expected, name
         assert torch.count_nonzero(delta) > 0, name
 
@@ -411,7 +334,7 @@ def test_bad_arguments_are_named():
         pgd_kspace_attack(model, batch, 0.01, loss_target="label")
     with pytest.raises(ValueError, match="eps"):
         random_perturbation(batch, -1.0)
-    no_target = {k: v for k, v in batch.items() if k != "target"}
+    no_target = dataclasses.replace(batch, target=None)
     with pytest.raises(ValueError, match="'target'"):
         pgd_kspace_attack(model, no_target, 0.01, steps=1)
 

@@ -1,4 +1,4 @@
-"""Benchmarks (smug.bench, scripts/bench.py) and accelerator options (smug.performance, in fit).
+"""Benchmarks (scripts/bench.py and its scripts/benchmarks/) and accelerator options (smug.performance, in fit).
 
 No assertion here is about how fast anything runs: the benchmarks are measurements, and these tests
 check that they run, write what they promise and count what they claim to count.
@@ -8,24 +8,13 @@ import csv
 import functools
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import Dataset
 
-from smug.bench import (
-    RULE_COLUMNS,
-    SIZES,
-    SNAKEMAKE_BENCHMARK_COLUMNS,
-    TARGET_COLUMNS,
-    THROUGHPUT_COLUMNS,
-    BenchSize,
-    bench_size,
-    count_host_syncs,
-    rule_benchmarks,
-    time_call,
-)
 from smug.data_consistency import conjugate_gradient, data_consistency
 from smug.fftc import fft2c
 from smug.models.factory import build_model
@@ -36,6 +25,21 @@ from smug.training import TrainSettings, fit
 from tests.conftest import random_complex, random_sens_maps
 
 REPO = Path(__file__).resolve().parents[1]
+# scripts/bench.py imports its benchmarks from its own folder; so do these tests.
+sys.path.insert(0, str(REPO / "scripts"))
+try:
+    from benchmarks.harness import (
+        SIZES,
+        TARGET_COLUMNS,
+        THROUGHPUT_COLUMNS,
+        BenchSize,
+        bench_size,
+        count_host_syncs,
+        time_call,
+    )
+    from benchmarks.rules import RULE_COLUMNS, SNAKEMAKE_BENCHMARK_COLUMNS, rule_benchmarks
+finally:
+    sys.path.pop(0)
 TARGET_NAMES = {
     "smug_forward_overhead",
     "closed_form_dc_speedup",
@@ -82,9 +86,7 @@ def test_tiny_preset_writes_the_three_tables_and_prints_every_ratio(tmp_path, ca
     columns, throughput = _read_csv(out_dir / "throughput.csv")
     assert tuple(columns) == THROUGHPUT_COLUMNS
     names = [row["name"] for row in throughput]
-    assert len(names) == len(set(names)) and {"denoiser_fwd_bwd", "modl_forward", "smug_forward"} <= set(
-        names
-    )
+    assert len(names) == len(set(names)) and {"denoiser_fwd_bwd", "modl_forward", "smug_forward"} <= set(names)
     for row in throughput:
         for key in ("seconds", "slices_per_s"):
             value = float(row[key])
@@ -99,9 +101,7 @@ def test_tiny_preset_writes_the_three_tables_and_prints_every_ratio(tmp_path, ca
         assert math.isfinite(measured) and measured > 0 and target > 0
         assert row["ok"] == str(measured <= target if row["goal"] == "<=" else measured >= target)
     syncs = next(row for row in targets if row["name"] == "cg_host_syncs")
-    assert (
-        syncs["ok"] == "True"
-    ), syncs  # a count, not a timing: the CG must not read the device per iteration
+    assert syncs["ok"] == "True", syncs  # a count, not a timing: the CG must not read the device per iteration
 
     columns, rules = _read_csv(out_dir / "rules.csv")
     assert tuple(columns) == RULE_COLUMNS
@@ -129,9 +129,7 @@ def test_bench_sizes_are_validated():
     with pytest.raises(ValueError, match="unknown benchmark size 'huge'"):
         bench_size("huge")
     with pytest.raises(ValueError, match="BenchSize.batch"):
-        BenchSize(
-            batch=0, coils=2, height=8, width=8, denoiser="dncnn", chans=2, depth=2, unrolls=1, samples=1
-        )
+        BenchSize(batch=0, coils=2, height=8, width=8, denoiser="dncnn", chans=2, depth=2, unrolls=1, samples=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,13 +139,9 @@ def test_bench_sizes_are_validated():
 
 def test_rule_benchmarks_parse_snakemake_tsvs(tmp_path):
     (tmp_path / "train_modl.tsv").write_text(
-        TSV_HEADER
-        + "100.0\t0:01:40\t500.0\t1\t1\t1\t0\t0\t50\t90\n"
-        + "80.0\t0:01:20\t700.0\t1\t1\t1\t0\t0\t50\t70\n"
+        TSV_HEADER + "100.0\t0:01:40\t500.0\t1\t1\t1\t0\t0\t50\t90\n" + "80.0\t0:01:20\t700.0\t1\t1\t1\t0\t0\t50\t70\n"
     )
-    (tmp_path / "zero_filled_method.tsv").write_text(
-        TSV_HEADER + "1.5\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n"
-    )
+    (tmp_path / "zero_filled_method.tsv").write_text(TSV_HEADER + "1.5\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
     (tmp_path / "notes.txt").write_text("not a benchmark")
     rows, total = rule_benchmarks(tmp_path)
     assert [row["rule"] for row in rows] == ["train_modl", "zero_filled_method"]  # slowest first
@@ -189,11 +183,7 @@ def test_host_syncs_are_counted_and_the_patch_is_undone(gen):
         y = x * 2  # stays on the device
     assert count.host_reads == 3 and count.cuda_syncs is None and y.sum() == 6
     bool(x.any())
-    assert (
-        count.host_reads == 3
-        and "__bool__" not in torch.Tensor.__dict__
-        and "item" not in torch.Tensor.__dict__
-    )
+    assert count.host_reads == 3 and "__bool__" not in torch.Tensor.__dict__ and "item" not in torch.Tensor.__dict__
 
     # The batched multicoil CG reads the device once per check_every iterations, not per iteration.
     b, c = 2, 3
@@ -269,9 +259,7 @@ def test_bf16_stays_inside_the_networks(coils, gen):
         dc = data_consistency(out, out, mask, 0.5, sens, max_iter=3)
     assert set(conv_dtypes) == {torch.bfloat16}
     assert (
-        out.dtype == torch.complex64
-        and dc.dtype == torch.complex64
-        and torch.isfinite(torch.view_as_real(out)).all()
+        out.dtype == torch.complex64 and dc.dtype == torch.complex64 and torch.isfinite(torch.view_as_real(out)).all()
     )
     torch.view_as_real(out).square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -296,7 +284,7 @@ class TinySlices(Dataset):
         return len(self.targets)
 
     def __getitem__(self, i):
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}"}
+        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
 
 
 def _fit(tmp_path, model, name, **options):
@@ -323,9 +311,7 @@ def test_fit_trains_with_bf16_and_channels_last(kind, cfg, tmp_path):
     model_cfg = {**cfg, "num_unrolls": 2, "lam": 0.5, "learn_lam": False, "cg_max_iter": 3, "cg_tol": 1e-6}
     model = build_model(kind, model_cfg if kind == "modl" else cfg, {"sigma": 0.01, "num_samples": 2})
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = _fit(
-        tmp_path, model, kind, amp="bf16", channels_last=True, cudnn_benchmark=True, pin_memory=True
-    )
+    result = _fit(tmp_path, model, kind, amp="bf16", channels_last=True, cudnn_benchmark=True, pin_memory=True)
     loss = result.history[0]["train_loss"]
     assert math.isfinite(loss) and loss > 0
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

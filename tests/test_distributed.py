@@ -49,7 +49,7 @@ class TinySlices(Dataset):
         return len(self.targets)
 
     def __getitem__(self, i):
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}"}
+        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
 
 
 def _train(checkpoint, batch_size, ranks=distributed.SINGLE, on_epoch_end=None):

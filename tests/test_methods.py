@@ -1,6 +1,6 @@
 """The one registry of methods, attacks and figures (smug.methods) and everything that must agree
-with it: the config schema, the model factory, the training stages, the attack functions, and a
-DAG that builds without torch."""
+with it: the config schema, the model factory, the training stages, the method loader, the attack
+functions, and a DAG that builds without torch."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import torch
 import yaml
 
 from smug import attacks
+from smug.classical import CompressedSensing, to_record
+from smug.method_files import load_method, record_kind
 from smug.methods import ATTACKS, FIGURES, KINDS, METHODS, NOISE_COUNTERPART, spec_settings, trained_methods
-from smug.models.factory import MODEL_KINDS, build_model
-from smug.stages import loss_for
+from smug.models.factory import MODEL_KINDS, build_model, denoiser_of
+from smug.stages import initialise, loss_for
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -53,6 +55,60 @@ def test_every_trained_kind_is_built_and_has_a_training_loss():
             assert KINDS[METHODS[method.init].kind].made_by == "train"
 
 
+def test_every_kind_is_rebuilt_from_its_saved_record(tmp_path):
+    config = deep_update(CONFIG, TINY_CONFIG)
+    records = {
+        "classical": to_record(CompressedSensing("tv", 1e-3, 2)),
+        "untrained": {"kind": "untrained"},
+        "zero_filled": {"kind": "zero_filled"},
+    }
+    for name, method in trained_methods().items():
+        spec = {"name": name, "kind": method.kind, "seed": 0, **spec_settings(name, config)}
+        records[method.kind] = {
+            "spec": spec,
+            "state_dict": build_model(method.kind, spec["model"], spec.get("smoothing")).state_dict(),
+        }
+    assert set(records) == set(KINDS)
+    for kind, record in records.items():
+        torch.save(record, tmp_path / f"{kind}.pt")
+        model, loaded = load_method(tmp_path / f"{kind}.pt")
+        assert record_kind(loaded) == kind and not model.training, kind
+    torch.save({"kind": "hologram"}, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match="unknown.pt is not a model saved by this pipeline"):
+        load_method(tmp_path / "unknown.pt")
+    torch.save({"spec": records["modl"]["spec"]}, tmp_path / "weightless.pt")
+    with pytest.raises(ValueError, match=r"weightless.pt: not a trained network's record \(no state_dict/spec\)"):
+        load_method(tmp_path / "weightless.pt")
+
+
+def test_stages_start_from_what_their_family_and_smoothing_say(tmp_path):
+    config = deep_update(CONFIG, TINY_CONFIG)
+    cpu = torch.device("cpu")
+    specs = {
+        name: {"name": name, "kind": METHODS[name].kind, "seed": 0, **spec_settings(name, config)}
+        for name in ("denoiser", "modl", "rs_e2e", "unet")
+    }
+
+    def fresh(name):
+        return build_model(specs[name]["kind"], specs[name]["model"], specs[name].get("smoothing"))
+
+    saved = {}
+    for name in ("denoiser", "modl"):
+        saved[name] = (fresh(name), tmp_path / f"{name}.pt")
+        torch.save({"spec": specs[name], "state_dict": saved[name][0].state_dict()}, saved[name][1])
+    assert initialise(fresh("unet"), specs["unet"], None, cpu) is None
+    with pytest.raises(ValueError, match="stage 'modl' needs --init"):
+        initialise(fresh("modl"), specs["modl"], None, cpu)
+    modl = fresh("modl")
+    assert initialise(modl, specs["modl"], saved["denoiser"][1], cpu) is None
+    expected = saved["denoiser"][0].state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in denoiser_of(modl).state_dict().items())
+    teacher = initialise(fresh("rs_e2e"), specs["rs_e2e"], saved["modl"][1], cpu)
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(ValueError, match="RS-E2E must start from a trained MoDL"):
+        initialise(fresh("rs_e2e"), specs["rs_e2e"], saved["denoiser"][1], cpu)
+
+
 @pytest.mark.parametrize(
     "section, key, expected",
     [
@@ -83,7 +139,9 @@ def test_dag_builds_without_torch_or_matplotlib(tmp_path):
     poison = tmp_path / "poison"
     for package in ("torch", "matplotlib"):
         (poison / package).mkdir(parents=True)
-        (poison / package / "__init__.py").write_text(f"raise ImportError('{package} imported while building the DAG')\n")
+        (poison / package / "__init__.py").write_text(
+            f"raise ImportError('{package} imported while building the DAG')\n"
+        )
     config = write_config(tmp_path, TINY_CONFIG)
     result = snakemake(["-n", "--configfile", str(config)], tmp_path, env_path=[poison, REPO])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -18,7 +18,7 @@ from smug.data import make_dataset
 from smug.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
 from smug.io import UnsafeFileError, load_torch_file
 from smug.masks import save_mask
-from smug.models.factory import load_model
+from smug.method_files import load_method
 from smug.splits import validate_volume
 from smug.training import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume
@@ -80,7 +80,7 @@ def test_crafted_model_file_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "executed"
     path = _crafted(tmp_path / "model.pt", marker, {"kind": "zero_filled"})
     with pytest.raises(UnsafeFileError, match=f"refusing model file {path}: it holds the object posix.system"):
-        load_model(path)
+        load_method(path)
     assert not marker.exists()
 
 
@@ -91,7 +91,7 @@ def test_damaged_torch_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=f"cannot read generator {truncated}: .*truncated, or not a PyTorch file"):
         load_torch_file(truncated, what="generator")
     with pytest.raises(FileNotFoundError, match=f"model file {tmp_path / 'absent.pt'} does not exist"):
-        load_model(tmp_path / "absent.pt")
+        load_method(tmp_path / "absent.pt")
 
 
 class _Slices(torch.utils.data.Dataset):
@@ -99,7 +99,12 @@ class _Slices(torch.utils.data.Dataset):
         return 2
 
     def __getitem__(self, i):
-        return {"x": torch.full((3,), float(i)), "fname": f"f{i}", "slice": 0}
+        return {
+            "kspace": torch.full((1, 1, 3), complex(i)),
+            "mask": torch.ones(3, dtype=torch.bool),
+            "fname": f"f{i}",
+            "slice": 0,
+        }
 
 
 def test_crafted_checkpoint_is_ignored_without_running_it(tmp_path, caplog):
@@ -108,7 +113,7 @@ def test_crafted_checkpoint_is_ignored_without_running_it(tmp_path, caplog):
     model = torch.nn.Linear(3, 1)
 
     def loss(m, batch, generator):
-        return m(batch["x"]).pow(2).mean()
+        return m(batch.kspace.real.flatten(1)).pow(2).mean()
 
     result = fit(
         model,
@@ -135,8 +140,22 @@ def test_crafted_generator_fails_the_evaluation_before_any_reconstruction(tmp_pa
     (tmp_path / "unet_adv").mkdir()
     generator = _crafted(tmp_path / "unet_adv" / "model.pt", marker, {"kind": "unet_adv"})
     recons, scores = tmp_path / "recons", tmp_path / "scores.csv"
-    arguments = ("--model", model, "--test", volume, "--train-mask", mask, "--generators", generator,
-                 "--out", scores, "--recon-dir", recons, "--device", "cpu")
+    arguments = (
+        "--model",
+        model,
+        "--test",
+        volume,
+        "--train-mask",
+        mask,
+        "--generators",
+        generator,
+        "--out",
+        scores,
+        "--recon-dir",
+        recons,
+        "--device",
+        "cpu",
+    )
     run = _script("evaluate.py", *arguments)
     assert run.returncode != 0 and f"refusing model file {generator}" in run.stderr
     assert not marker.exists() and not recons.exists() and not scores.exists()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from smug.data import Batch
 from smug.evaluate import reconstruct_volumes
 from smug.models.zero_filled import ZeroFilled
 from smug.operators import forward_operator
@@ -34,7 +37,7 @@ def _phantom(phase_ramp: float = 0.3) -> torch.Tensor:
     return image / image.abs().max()
 
 
-def _batch(coils: int | None, mask: torch.Tensor | None = None) -> dict:
+def _batch(coils: int | None, mask: torch.Tensor | None = None) -> Batch:
     gen = torch.Generator().manual_seed(0)
     target = torch.stack([_phantom(0.3), _phantom(-0.5) * 0.9])
     target = target / target.abs().amax(dim=(-2, -1), keepdim=True)
@@ -43,16 +46,14 @@ def _batch(coils: int | None, mask: torch.Tensor | None = None) -> dict:
         mask = torch.zeros(W, dtype=torch.bool)
         mask[::3] = True
         mask[W // 2 - 2 : W // 2 + 2] = True
-    batch = {
-        "target": target,
-        "kspace": forward_operator(target, mask, sens),
-        "mask": mask,
-        "fname": ["file_a.h5", "file_b.h5"],
-        "slice": torch.tensor([3, 4]),
-    }
-    if sens is not None:
-        batch["sens_maps"] = sens
-    return batch
+    return Batch(
+        kspace=forward_operator(target, mask, sens),
+        mask=mask,
+        target=target,
+        sens_maps=sens,
+        fnames=["file_a.h5", "file_b.h5"],
+        slices=[3, 4],
+    )
 
 
 def test_square_window_has_size_squared_pixels_at_documented_place():
@@ -85,47 +86,44 @@ def test_inserted_feature_is_exact_in_image_and_kspace(coils):
     batch = _batch(coils)
     contrast, size = 0.25, 3
     centres = [[(12, 10), (20, 20)], [(16, 16)]]
-    out = insert_features(batch, centres, size, contrast)
-    difference = out["target"] - batch["target"]
-    peaks = batch["target"].abs().amax(dim=(-2, -1))
+    out, inserted = insert_features(batch, centres, size, contrast)
+    difference = out.target - batch.target
+    peaks = batch.target.abs().amax(dim=(-2, -1))
     for index, sample_centres in enumerate(centres):
         window = torch.zeros(H, W, dtype=torch.bool)
         for centre in sample_centres:
             window |= torch.from_numpy(feature_window((H, W), centre, size))
         assert int(window.sum()) == size * size * len(sample_centres)
-        assert torch.equal(out["feature_masks"][index], window)
+        assert torch.equal(inserted.masks[index], window)
         expected = contrast * float(peaks[index])
-        torch.testing.assert_close(
-            difference[index].abs()[window], torch.full((int(window.sum()),), expected)
-        )
+        torch.testing.assert_close(difference[index].abs()[window], torch.full((int(window.sum()),), expected))
         assert torch.count_nonzero(difference[index][~window]) == 0
         # The feature carries the target's phase, so the magnitude rises by exactly contrast * max.
-        magnitude_rise = out["target"][index].abs() - batch["target"][index].abs()
+        magnitude_rise = out.target[index].abs() - batch.target[index].abs()
         torch.testing.assert_close(magnitude_rise[window], torch.full((int(window.sum()),), expected))
-        assert [w.sum() for w in out["feature_windows"][index]] == [size * size] * len(sample_centres)
-    kspace_difference = out["kspace"] - batch["kspace"]
+        assert [w.sum() for w in inserted.windows[index]] == [size * size] * len(sample_centres)
+    assert inserted.centres == centres
+    kspace_difference = out.kspace - batch.kspace
     torch.testing.assert_close(
         kspace_difference,
-        forward_operator(difference, batch["mask"], batch.get("sens_maps")),
+        forward_operator(difference, batch.mask, batch.sens_maps),
         atol=1e-6,
         rtol=0,
     )
-    assert torch.count_nonzero(kspace_difference[..., ~batch["mask"]]) == 0
-    assert torch.count_nonzero(kspace_difference[..., batch["mask"]]) > 0
+    assert torch.count_nonzero(kspace_difference[..., ~batch.mask]) == 0
+    assert torch.count_nonzero(kspace_difference[..., batch.mask]) > 0
     # The caller's batch is untouched.
-    assert "feature_masks" not in batch
+    assert torch.equal(batch.kspace, _batch(coils).kspace) and torch.equal(batch.target, _batch(coils).target)
 
 
 def test_kspace_difference_is_the_feature_added_to_every_coil_image():
     """Fully sampled: the new k-space is the k-space of coil images S (x + f)."""
     batch = _batch(3, mask=torch.ones(W, dtype=torch.bool))
-    out = insert_features(batch, [[(16, 12)], [(16, 20)]], 2, 0.5)
-    coil_images = batch["sens_maps"] * out["target"].unsqueeze(1)
+    out, _ = insert_features(batch, [[(16, 12)], [(16, 20)]], 2, 0.5)
+    coil_images = batch.sens_maps * out.target.unsqueeze(1)
     torch.testing.assert_close(
-        out["kspace"],
-        torch.fft.fftshift(
-            torch.fft.fft2(torch.fft.ifftshift(coil_images, dim=(-2, -1)), norm="ortho"), dim=(-2, -1)
-        ),
+        out.kspace,
+        torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(coil_images, dim=(-2, -1)), norm="ortho"), dim=(-2, -1)),
         atol=1e-5,
         rtol=1e-5,
     )
@@ -155,30 +153,37 @@ def test_impossible_placement_says_how_many_fit():
         place_features(magnitude, 1, 40, np.random.default_rng(0))
 
 
+def _positions(batch: Batch, first_index: int, seed: int) -> dict:
+    """Pixels of each slice's features, by (fname, slice), as a feature transform placed them."""
+    record: dict = {}
+    feature_transform(3, 2, 0.3, seed=seed, record=record)(batch, first_index)
+    return {key: [np.argwhere(window).tolist() for window in windows] for key, windows in record.items()}
+
+
 def test_positions_depend_only_on_slice_and_seed():
     batch = _batch(None)
-    first = feature_transform(3, 2, 0.3, seed=5)(batch, 0)["feature_centres"]
-    again = feature_transform(3, 2, 0.3, seed=5)(batch, 17)["feature_centres"]
-    other_seed = feature_transform(3, 2, 0.3, seed=6)(batch, 0)["feature_centres"]
-    assert first == again
-    assert first != other_seed
+    first = _positions(batch, 0, seed=5)
+    assert first == _positions(batch, 17, seed=5)
+    assert first != _positions(batch, 0, seed=6)
     # Slice b alone, in a batch of its own, gets the same features as inside the pair.
-    single = {key: value[1:] if key != "mask" else value for key, value in batch.items()}
-    assert feature_transform(3, 2, 0.3, seed=5)(single, 1)["feature_centres"] == first[1:]
+    single = dataclasses.replace(
+        batch, kspace=batch.kspace[1:], target=batch.target[1:], fnames=batch.fnames[1:], slices=batch.slices[1:]
+    )
+    assert _positions(single, 1, seed=5) == {("file_b.h5", 4): first[("file_b.h5", 4)]}
 
 
 def test_perfect_recon_recovers_the_feature_and_a_featureless_one_does_not():
     batch = _batch(None)
-    out = insert_features(batch, [[(14, 12)], [(16, 16)]], 3, 0.3)
-    target = out["target"][0].abs().numpy()
-    window = out["feature_windows"][0][0]
+    out, inserted = insert_features(batch, [[(14, 12)], [(16, 16)]], 3, 0.3)
+    target = out.target[0].abs().numpy()
+    window = inserted.windows[0][0]
     perfect = feature_scores(target, target, window)
     assert perfect["feature_error"] < 1e-6 and perfect["detected"]
     assert perfect["recovered_contrast"] == pytest.approx(perfect["true_contrast"])
     # Mean/std matching removes a global affine change of intensity.
     rescaled = feature_scores(2 * target + 0.1, target, window)
     assert rescaled["feature_error"] < 1e-6 and rescaled["detected"]
-    missing = feature_scores(batch["target"][0].abs().numpy(), target, window)
+    missing = feature_scores(batch.target[0].abs().numpy(), target, window)
     assert not missing["detected"]
     assert missing["feature_error"] > 0.05
     assert missing["true_contrast"] > 0.2
@@ -189,13 +194,15 @@ def test_transform_in_reconstruct_volumes_and_scores_per_feature():
     batch = _batch(2, mask=torch.ones(W, dtype=torch.bool))
     dataset = [
         {
-            key: (value[i] if isinstance(value, torch.Tensor) and key != "mask" else value)
-            for key, value in batch.items()
+            "kspace": batch.kspace[i],
+            "mask": batch.mask,
+            "target": batch.target[i],
+            "sens_maps": batch.sens_maps[i],
+            "fname": batch.fnames[i],
+            "slice": batch.slices[i],
         }
         for i in range(2)
     ]
-    for i, item in enumerate(dataset):
-        item["fname"], item["slice"] = batch["fname"][i], int(batch["slice"][i])
     record: dict = {}
     transform = feature_transform(2, 3, 0.3, seed=1, record=record)
     volumes = reconstruct_volumes(ZeroFilled(), dataset, torch.device("cpu"), 2, 0, transform=transform)

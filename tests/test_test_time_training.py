@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 import smug.test_time_training as ttt
+from smug.data import Batch
 from smug.evaluate import volume_rows
 from smug.models.factory import build_model
 from smug.models.zero_filled import ZeroFilled
@@ -31,7 +34,7 @@ def _model(kind: str = "modl") -> torch.nn.Module:
     return build_model(kind, model_cfg, {"sigma": 0.01, "num_samples": 2}).eval()
 
 
-def _batch(batch_size: int = 1) -> dict:
+def _batch(batch_size: int = 1) -> Batch:
     gen = torch.Generator().manual_seed(1)
     rows, cols = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     inside = ((rows - 7.5) / 6) ** 2 + ((cols - 7.5) / 5) ** 2 <= 1
@@ -41,37 +44,37 @@ def _batch(batch_size: int = 1) -> dict:
     mask[::2] = True
     mask[W // 2 - 1 : W // 2 + 2] = True
     sens = random_sens_maps(batch_size, COILS, H, W, gen, torch.complex64)
-    return {
-        "kspace": forward_operator(target, mask, sens),
-        "mask": mask,
-        "sens_maps": sens,
-        "target": target,
-        "fname": [f"file{i}.h5" for i in range(batch_size)],
-        "slice": torch.arange(batch_size),
-    }
+    return Batch(
+        kspace=forward_operator(target, mask, sens),
+        mask=mask,
+        target=target,
+        sens_maps=sens,
+        fnames=[f"file{i}.h5" for i in range(batch_size)],
+        slices=list(range(batch_size)),
+    )
 
 
-def _holdout_mask(batch: dict, settings: dict) -> torch.Tensor:
+def _holdout_mask(batch: Batch, settings: dict) -> torch.Tensor:
     # The split test_time_adapt makes: same function, same seed.
     generator = torch.Generator().manual_seed(settings["seed"])
-    return split_mask(batch["mask"], settings["holdout_fraction"], generator)[1]
+    return split_mask(batch.mask, settings["holdout_fraction"], generator)[1]
 
 
 def test_loss_ignores_kspace_on_unsampled_columns():
     batch = _batch()
     gen = torch.Generator().manual_seed(5)
     image = random_complex((1, H, W), gen, torch.complex64)
-    changed = batch["kspace"].clone()
-    changed[..., ~batch["mask"]] = random_complex(changed[..., ~batch["mask"]].shape, gen, torch.complex64)
-    a = kspace_consistency_loss(image, batch["kspace"], batch["mask"], batch["sens_maps"])
-    b = kspace_consistency_loss(image, changed, batch["mask"], batch["sens_maps"])
+    changed = batch.kspace.clone()
+    changed[..., ~batch.mask] = random_complex(changed[..., ~batch.mask].shape, gen, torch.complex64)
+    a = kspace_consistency_loss(image, batch.kspace, batch.mask, batch.sens_maps)
+    b = kspace_consistency_loss(image, changed, batch.mask, batch.sens_maps)
     assert torch.equal(a, b)
 
 
 def test_unsampled_kspace_changes_nothing_in_test_time_training():
     batch = _batch()
-    changed = dict(batch, kspace=batch["kspace"].clone())
-    changed["kspace"][..., ~batch["mask"]] = 5.0
+    changed = dataclasses.replace(batch, kspace=batch.kspace.clone())
+    changed.kspace[..., ~batch.mask] = 5.0
     recon_a, info_a = ttt.test_time_train(_model(), batch, **SETTINGS)
     recon_b, info_b = ttt.test_time_train(_model(), changed, **SETTINGS)
     assert torch.equal(recon_a, recon_b)
@@ -82,9 +85,9 @@ def test_held_out_columns_never_reach_the_weights():
     batch = _batch()
     holdout = _holdout_mask(batch, SETTINGS)
     assert holdout.sum() >= 1
-    changed = dict(batch, kspace=batch["kspace"].clone())
+    changed = dataclasses.replace(batch, kspace=batch.kspace.clone())
     # A small change keeps the held-out loss falling in both runs, so both keep their last step.
-    changed["kspace"][..., holdout] *= 1.02
+    changed.kspace[..., holdout] *= 1.02
     adapted_a, info_a = ttt.test_time_adapt(_model(), batch, **SETTINGS)
     adapted_b, info_b = ttt.test_time_adapt(_model(), changed, **SETTINGS)
     assert info_a["holdout_columns"] == torch.nonzero(holdout).flatten().tolist()
@@ -135,7 +138,7 @@ def test_invalid_settings_are_named():
         ttt.test_time_train(_model(), _batch(), **{**SETTINGS, "holdout_fraction": 1.0})
     with pytest.raises(ValueError, match="zero_filled"):
         ttt.test_time_train(
-            _model(), {**_batch(), "zero_filled": torch.zeros(1, H, W, dtype=torch.complex64)}, **SETTINGS
+            _model(), dataclasses.replace(_batch(), zero_filled=torch.zeros(1, H, W, dtype=torch.complex64)), **SETTINGS
         )
 
 
@@ -143,10 +146,10 @@ def test_ttt_reconstruct_returns_scorable_volumes():
     batch = _batch(batch_size=2)
     dataset = [
         {
-            "kspace": batch["kspace"][i],
-            "mask": batch["mask"],
-            "sens_maps": batch["sens_maps"][i],
-            "target": batch["target"][i],
+            "kspace": batch.kspace[i],
+            "mask": batch.mask,
+            "sens_maps": batch.sens_maps[i],
+            "target": batch.target[i],
             "fname": "file0.h5",
             "slice": i,
         }
@@ -154,9 +157,7 @@ def test_ttt_reconstruct_returns_scorable_volumes():
     ]
     infos: list = []
     settings = {"steps": 1, "lr": 1e-3, "holdout_fraction": 0.2, "patience": 5}
-    volumes = ttt.ttt_reconstruct(
-        _model(), dataset, torch.device("cpu"), 1, 0, settings, progress=None, infos=infos
-    )
+    volumes = ttt.ttt_reconstruct(_model(), dataset, torch.device("cpu"), 1, 0, settings, progress=None, infos=infos)
     assert list(volumes) == ["file0.h5"] and sorted(volumes["file0.h5"].slices) == [0, 1]
     assert [info["slice"] for info in infos] == [[1], [0]]
     rows = volume_rows(volumes, "modl+ttt", "clean", 0.0)

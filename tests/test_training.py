@@ -34,12 +34,17 @@ class TinySlices(Dataset):
         return len(self.targets)
 
     def __getitem__(self, i):
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}"}
+        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
 
 
 MODEL_CFG = dict(
-    denoiser="dncnn", denoiser_args=dict(num_chans=4, num_layers=3), num_unrolls=2, lam=1.0,
-    learn_lam=False, cg_max_iter=5, cg_tol=1e-6,
+    denoiser="dncnn",
+    denoiser_args=dict(num_chans=4, num_layers=3),
+    num_unrolls=2,
+    lam=1.0,
+    learn_lam=False,
+    cg_max_iter=5,
+    cg_tol=1e-6,
 )
 SMOOTHING_CFG = dict(sigma=0.02, num_samples=2, kspace_sigma=0.01)
 
@@ -56,8 +61,17 @@ def _train(tmp_path, name, kind="smug", epochs=3, on_epoch_end=None, lr=1e-3):
         return {"score": -float((out - data.targets).abs().pow(2).mean())}
 
     settings = TrainSettings(epochs=epochs, batch_size=2, lr=lr, constant_epochs=1, grad_clip=1.0, seed=3)
-    result = fit(model, loss, data, validate, settings, torch.device("cpu"), tmp_path / f"{name}.ckpt", "run",
-                 on_epoch_end=on_epoch_end)
+    result = fit(
+        model,
+        loss,
+        data,
+        validate,
+        settings,
+        torch.device("cpu"),
+        tmp_path / f"{name}.ckpt",
+        "run",
+        on_epoch_end=on_epoch_end,
+    )
     return model, result
 
 
@@ -100,7 +114,9 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     settings = TrainSettings(epochs=1, batch_size=6)
     loss = functools.partial(end_to_end_loss, loss_name="mse")
     # Non-finite data is named as the culprit, not the learning rate.
-    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1; no model was written: the input data of f0 is not"):
+    with pytest.raises(
+        NonFiniteLossError, match="epoch 1, step 1; no model was written: the input data of f0 slice 0 is not"
+    ):
         fit(model, loss, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "x.ckpt", "run")
     data.kspace[0] = 0.0
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from smug.attacks import load_attack
+from smug.attack_files import load_attack
 from smug.methods import FIGURES
 
 from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
@@ -165,8 +165,11 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
 
     # Reconstructing your own files: the test volumes, as a user's folder, with two saved methods.
     folder = tmp_path / "resources/synthetic/multicoil_test"
-    own = write_config(tmp_path, deep_update(TINY_CONFIG, {"reconstruct": {"folder": str(folder),
-                                                                          "models": ["zero_filled", "modl"]}}), "own.yaml")
+    own = write_config(
+        tmp_path,
+        deep_update(TINY_CONFIG, {"reconstruct": {"folder": str(folder), "models": ["zero_filled", "modl"]}}),
+        "own.yaml",
+    )
     rebuilt = snakemake(["--cores", "2", "reconstructions", "--configfile", str(own)], tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     for model in ("zero_filled", "modl"):

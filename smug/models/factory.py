@@ -1,50 +1,31 @@
-"""Build the study's reconstruction models from a config spec, and load saved ones.
-
-A saved ``model.pt`` carries the spec it was built from, so :func:`load_model` needs nothing but
-the file: a reviewer can re-run any evaluation from the checkpoint alone.
-"""
+"""Build the study's trained networks from a config spec, and rebuild them from a saved record."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import Any, Callable
 
-import torch
 from torch import nn
 
-from smug import classical
-from smug.io import load_torch_file
-from smug.methods import KINDS, kinds_of
+from smug.methods import KINDS
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
 from smug.models.weight_encoder import WeightEncoder
-from smug.models.zero_filled import ZeroFilled
-from smug.untrained import UntrainedNetwork
 
-UNROLLED_KINDS = kinds_of("unrolled")
-UNET_KINDS = kinds_of("unet")
-MODEL_KINDS = (*kinds_of("denoiser"), *UNROLLED_KINDS, *UNET_KINDS)
+Builder = Callable[[str, dict[str, Any], dict[str, Any] | None], nn.Module]
 
 
-def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
-    """A fresh model of ``kind``.
+def _denoiser(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    return build_denoiser(model_cfg["denoiser"], **model_cfg.get("denoiser_args", {}))
 
-    Args:
-        kind: one of :data:`MODEL_KINDS`.
-        model_cfg: unrolled kinds: ``denoiser``, ``denoiser_args``, ``num_unrolls``, ``lam``,
-            ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``, ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
-        smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
-            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), and for RS-E2E
-            ``kspace_sigma``.
-    """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
-    if kind in UNET_KINDS:
-        return ZeroFilledUNet(**model_cfg)
-    denoiser = build_denoiser(model_cfg["denoiser"], **model_cfg.get("denoiser_args", {}))
-    if kind == "denoiser":
-        return denoiser
+
+def _unet(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    return ZeroFilledUNet(**model_cfg)
+
+
+def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    """MoDL around a fresh denoiser, smoothed where the kind's registry entry says."""
+    denoiser = _denoiser(kind, model_cfg, smoothing_cfg)
     modl_kwargs = dict(
         num_unrolls=model_cfg["num_unrolls"],
         lam=model_cfg["lam"],
@@ -73,6 +54,29 @@ def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, A
     )
 
 
+# One builder per family of smug.methods.KINDS that trains a network: a new kind of these families
+# needs only its registry entry.
+_BUILDERS: dict[str, Builder] = {"denoiser": _denoiser, "unrolled": _unrolled, "unet": _unet}
+MODEL_KINDS = tuple(name for name, kind in KINDS.items() if kind.family in _BUILDERS)
+
+
+def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
+    """A fresh network of ``kind``, built by its family in :data:`smug.methods.KINDS`.
+
+    Args:
+        kind: one of :data:`MODEL_KINDS`.
+        model_cfg: denoiser and unrolled kinds: ``denoiser``, ``denoiser_args``; unrolled kinds also
+            ``num_unrolls``, ``lam``, ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``,
+            ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
+        smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
+            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), and for RS-E2E
+            ``kspace_sigma``.
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
+    return _BUILDERS[KINDS[kind].family](kind, model_cfg, smoothing_cfg)
+
+
 def unrolled_core(model: nn.Module) -> MoDL:
     """The MoDL inside a model (itself, or the network RS-E2E smooths)."""
     return model.modl if isinstance(model, RSE2E) else model
@@ -90,36 +94,11 @@ def data_consistency_weight(model: nn.Module) -> float | None:
     return float(unrolled_core(model).lam.detach())
 
 
-def read_record(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
-    """The saved record of a ``model.pt`` (spec, provenance, history and weights), without building
-    the model.
-
-    Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a crafted
-    file can never execute code when it is opened.
-    """
-    record = load_torch_file(path, device, what="model file")
-    if not isinstance(record, dict):
-        raise ValueError(f"model file {path} holds a {type(record).__name__}, not a saved model record")
-    return record
-
-
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild any reconstruction method the pipeline saved: trained networks (``scripts/train.py``),
-    tuned compressed sensing (``scripts/tune_classical.py``), and the settings of the untrained network
-    and the zero-filled reconstruction (``scripts/write_method.py``).
-
-    Returns ``(model in eval mode, saved record)``.
-    """
-    record = read_record(path, device)
-    if isinstance(record, dict) and record.get("kind") == "classical":
-        return classical.from_record(record).to(device).eval(), record
-    if isinstance(record, dict) and record.get("kind") == "zero_filled":
-        return ZeroFilled().to(device).eval(), record
-    if isinstance(record, dict) and record.get("kind") == "untrained":
-        return UntrainedNetwork.from_record(record).to(device).eval(), record
-    if not isinstance(record, dict) or "state_dict" not in record or "spec" not in record:
-        raise ValueError(f"{path} is not a model saved by this pipeline (no state_dict/spec)")
+def network_from_record(record: dict[str, Any]) -> nn.Module:
+    """The trained network of a saved ``model.pt`` record (its ``spec`` and ``state_dict``), in eval mode."""
+    if "state_dict" not in record or "spec" not in record:
+        raise ValueError("not a trained network's record (no state_dict/spec)")
     spec = record["spec"]
     model = build_model(spec["kind"], spec["model"], spec.get("smoothing"))
     model.load_state_dict(record["state_dict"])
-    return model.to(device).eval(), record
+    return model.eval()
