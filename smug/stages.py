@@ -229,7 +229,7 @@ def train_stage(
     every batch of ``training.batch_size`` slices per rank, and rank 0 alone writes the checkpoint,
     the metrics and the model. Returns the saved record (without the weights) for logging.
     """
-    if ranks.distributed and KINDS[spec["kind"]].adversarial == "unet_adv":
+    if ranks.distributed and not KINDS[spec["kind"]].data_parallel:
         raise ValueError(
             f"{spec['name']}: the min-max game's generator takes its own optimiser steps inside the "
             "objective, which data-parallel ranks would not share; train it on one GPU"

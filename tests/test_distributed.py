@@ -2,6 +2,7 @@
 of one process with batch 2b, and a killed two-rank run resumes to the uninterrupted weights."""
 
 import functools
+import json
 import multiprocessing
 import os
 import socket
@@ -158,3 +159,44 @@ def test_min_max_training_is_refused_on_several_ranks():
     spec = {"name": "unet_adv", "kind": "unet_adv"}
     with pytest.raises(ValueError, match="train it on one GPU"):
         train_stage(spec, [], [], "", "", "", "", torch.device("cpu"), ranks=Ranks(0, 2))
+
+
+def test_train_script_starts_its_ranks_with_torchrun(tmp_path):
+    """scripts/train.py --ranks 2 on CPU: torchrun starts two gloo ranks, and rank 0 alone writes
+    one model (recording its two ranks), its metrics and the checkpoint."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from smug.methods import spec_settings
+    from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
+
+    python = [sys.executable]
+    data = tmp_path / "data"
+    subprocess.run([*python, REPO / "scripts/make_synthetic.py", "--root", data, "--challenge", "singlecoil",
+                    "--anatomies", "knee", "--volumes", "train=2", "val=1", "test=1", "--slices", "2",
+                    "--recon-size", "16", "16", "--kspace-size", "32", "16"], check=True, cwd=tmp_path)
+    subprocess.run([*python, REPO / "scripts/make_masks.py", "--mask-type", "random", "--accelerations", "4",
+                    "--center-fractions", "0.08", "--width", "16", "--height", "32", "--seed", "0",
+                    "--out-dir", tmp_path, "--figure", tmp_path / "masks.png"], check=True, cwd=tmp_path)
+    config = deep_update(yaml.safe_load((REPO / "config/config.yaml").read_text()), TINY_CONFIG)
+    config["model"]["denoiser"] = "didn"
+    config["model"]["didn"] = {"num_chans": 4, "num_dubs": 1, "global_residual": True}
+    spec = {"name": "denoiser", "kind": "denoiser", "seed": 0, **spec_settings("denoiser", config),
+            "data": {"challenge": "singlecoil", "train_slices": None, "val_slices": 2}}
+    spec["training"]["epochs"] = 1
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    volumes = lambda split: sorted(str(p) for p in (data / f"singlecoil_{split}").glob("*.h5"))  # noqa: E731
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [*python, REPO / "scripts/train.py", "--spec", tmp_path / "spec.json", "--train", *volumes("train"),
+         "--val", *volumes("val"), "--mask", tmp_path / "4x.npz", "--model", out / "model.pt",
+         "--metrics", out / "metrics.csv", "--checkpoint", out / "checkpoint.pt", "--ranks", "2",
+         "--device", "cpu", "--threads", "2"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = torch.load(out / "model.pt", weights_only=True)
+    assert record["ranks"] == 2 and record["optimizer_steps"] > 0
+    assert (out / "metrics.csv").exists() and (out / "checkpoint.pt").exists()
