@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the speed of the reconstruction code and check it against its ratio targets.
 
-Times the denoiser, MoDL and SMUG forwards, data consistency (closed form vs conjugate gradient,
+Times the denoiser, MoDL, SMUG and RS-E2E forwards, data consistency (closed form vs conjugate gradient,
 and the CG's host synchronisations), a PGD step and the cached slice dataset at one size preset,
 then reads the pipeline's Snakemake rule benchmarks. Writes OUT_DIR/throughput.csv,
 OUT_DIR/targets.csv and OUT_DIR/rules.csv and prints a summary with every ratio and whether it

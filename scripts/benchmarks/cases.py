@@ -27,7 +27,7 @@ from benchmarks.harness import (
 from smug.attacks import pgd_kspace_attack
 from smug.data import Batch, SliceDataset, collate, select_slices
 from smug.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
-from smug.models.modl import MoDL
+from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
 from smug.models.smoothing import denoise_complex
 from smug.objectives import end_to_end_loss
@@ -158,7 +158,7 @@ def bench_denoiser(size: BenchSize, device: torch.device, options: PerformanceOp
 
 
 def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
-    """MoDL and SMUG forwards, and SMUG against the sum of its parts, on the multicoil problem."""
+    """MoDL, SMUG and RS-E2E forwards, and SMUG against the sum of its parts, on the multicoil problem."""
     denoiser, modl, smug = make_models(size, device, options)
     batch = make_problem(size, device)
     kspace, mask, sens = batch.kspace, batch.mask, batch.sens_maps
@@ -185,13 +185,15 @@ def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOption
     def dc_step() -> torch.Tensor:
         return data_consistency(z, aty, mask, smug.lam, sens, max_iter=size.cg_max_iter, tol=size.cg_tol)
 
-    t_modl = time_sized(forward(modl), size, device)
+    rs_e2e = RSE2E(modl, sigma=0.01, num_samples=size.samples).to(device).eval()
+    t_modl, t_rs_e2e = time_interleaved([forward(modl), forward(rs_e2e)], size, device)
     t_smug, t_denoise, t_dc = time_interleaved([forward(smug), denoise_m_copies, dc_step], size, device)
     parts = size.unrolls * (t_denoise + t_dc)
     m_slices = size.samples * size.batch
     rows = [
         throughput_row("modl_forward", t_modl, size.batch, size, device, options),
         throughput_row("smug_forward", t_smug, size.batch, size, device, options, f"M={size.samples}"),
+        throughput_row("rs_e2e_forward", t_rs_e2e, size.batch, size, device, options, f"M={size.samples}"),
         throughput_row("denoiser_forward_m_batched", t_denoise, m_slices, size, device, options, f"{m_slices} images"),
         throughput_row("multicoil_dc_step", t_dc, size.batch, size, device, options, f"cg_max_iter={size.cg_max_iter}"),
     ]
