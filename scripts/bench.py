@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Measure the speed of the reconstruction code and check it against its ratio targets.
 
-Times the denoiser, MoDL and SMUG forwards, data consistency (closed form vs conjugate gradient,
+Times the denoiser, MoDL, SMUG and RS-E2E forwards, data consistency (closed form vs conjugate gradient,
 and the CG's host synchronisations), a PGD step and the cached slice dataset at one size preset,
 then reads the pipeline's Snakemake rule benchmarks. Writes OUT_DIR/throughput.csv,
 OUT_DIR/targets.csv and OUT_DIR/rules.csv and prints a summary with every ratio and whether it
 meets its target. A missed target is a measurement, not a failure: the exit status stays 0.
 
-Sizes: tiny (seconds on a laptop CPU), default (the embedded pipeline's sizes), paper (fastMRI
-knee: 320x320, 15 coils, DIDN 64/2, N=8, M=10; meant for a GPU).
+Sizes: tiny (seconds on a laptop CPU), default (the embedded pipeline's sizes), official (the
+side-by-side problem with the authors' SMUG code: 128x128, 8 coils, DIDN 64/2, N=8, M=10, lambda 1,
+CG to 1e-6), paper (fastMRI knee: 320x320, 15 coils, DIDN 64/2, N=8, M=10; meant for a GPU).
+Every size with the DIDN also times it channels-last, and with --compile through torch.compile,
+against the eager default layout, printed as ratios (``*_vs_eager``).
 
 Example:
   python scripts/bench.py --size default --device auto --out-dir results/benchmarks \
@@ -36,7 +39,12 @@ LOG = logging.getLogger("smug.bench")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="default", choices=list(SIZES), help="size preset (default: default)")
+    parser.add_argument(
+        "--size", "--shape", dest="size", default="default", choices=list(SIZES), help="size preset (default: default)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the DIDN through torch.compile (skipped where it cannot)"
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out-dir", default="results/benchmarks", help="folder for the three CSV files")
     parser.add_argument(
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             pin_memory=args.pin_memory,
         )
         LOG.info("benchmarking size %s on %s with %s", args.size, device, options)
-        throughput, targets = run_benchmarks(size, device, options)
+        throughput, targets = run_benchmarks(size, device, options, compiled=args.compile)
         rules, rules_total = rule_benchmarks(args.rules_dir)
         if not rules:
             LOG.warning("no Snakemake benchmark files in %s; rules.csv will be empty", args.rules_dir)

@@ -15,9 +15,13 @@ Example (by hand):
 """
 
 import argparse
+import os
+import subprocess
 import sys
+from pathlib import Path
 
-from smug.cli import add_compute_arguments, load_spec, parse_args, setup_logging
+from smug.cli import add_compute_arguments, argument_words, load_spec, parse_args, setup_logging
+from smug.distributed import ranks_from_environment, start, stop
 from smug.runtime import select_device, setup_compute, use_deterministic_algorithms
 from smug.stages import NonFiniteLossError, train_stage
 
@@ -37,14 +41,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="output model.pt")
     parser.add_argument("--metrics", required=True, help="output per-epoch CSV")
     parser.add_argument("--checkpoint", required=True, help="resumable state (not a pipeline output)")
+    parser.add_argument(
+        "--ranks",
+        type=int,
+        default=1,
+        help="data-parallel processes, one per GPU (started with torchrun on this node; default 1)",
+    )
     add_compute_arguments(parser)
-    args = parse_args(parser, argv)
+    words = argument_words(parser, argv)
+    args = parse_args(parser, words)
+    if args.ranks > 1 and "RANK" not in os.environ:
+        # Each rank is this script again, started by torchrun with the same arguments.
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}"]
+        sys.exit(subprocess.run([*command, str(Path(__file__).resolve()), *words]).returncode)
 
     setup_logging()
+    ranks = ranks_from_environment()
     try:
-        setup_compute(args.threads)
+        if ranks.world_size != args.ranks:
+            raise ValueError(f"--ranks {args.ranks}, but torchrun started {ranks.world_size} processes")
+        # The job's threads are shared by its ranks.
+        setup_compute(None if args.threads is None else max(1, args.threads // ranks.world_size))
         spec = load_spec(args.spec)
         use_deterministic_algorithms()
+        device = start(ranks, select_device(args.device))
         train_stage(
             spec,
             args.train,
@@ -53,12 +73,15 @@ def main(argv: list[str] | None = None) -> None:
             args.model,
             args.metrics,
             args.checkpoint,
-            select_device(args.device),
+            device,
             sens_dir=args.sens_maps,
             init_path=args.init,
+            ranks=ranks,
         )
     except (ValueError, OSError, KeyError, NonFiniteLossError) as exc:
         sys.exit(f"error: {exc}")
+    finally:
+        stop(ranks)
 
 
 if __name__ == "__main__":

@@ -81,24 +81,28 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
 
 
+def argument_words(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> list[str]:
+    """The script's argument words: ``argv``; else, under a Snakemake ``script:`` rule, the rule's
+    named files and params (:func:`rule_arguments`, with the job's log receiving stdout and
+    stderr); else ``sys.argv``'s."""
+    if argv is not None:
+        return list(argv)
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    if job is None:
+        return sys.argv[1:]
+    redirect_to_log(job.log)
+    return rule_arguments(parser, job)
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The script's arguments: ``argv``; else, under a Snakemake ``script:`` rule, the rule's named
-    files and params (:func:`rule_arguments`, with the job's log receiving stdout and stderr); else
-    ``sys.argv``.
+    """The script's arguments (:func:`argument_words`), parsed.
 
     Each ``@LIST`` argument is replaced by the lines of the file LIST (one argument per non-blank
     line, as the pipeline's volume lists are written). A missing or empty list is a usage error
     naming the file, not argparse's "expected at least one argument".
     """
-    if argv is None:
-        job = getattr(sys.modules.get("__main__"), "snakemake", None)
-        if job is not None:
-            redirect_to_log(job.log)
-            argv = rule_arguments(parser, job)
-        else:
-            argv = sys.argv[1:]
     expanded: list[str] = []
-    for arg in argv:
+    for arg in argument_words(parser, argv):
         if not (arg.startswith("@") and len(arg) > 1):
             expanded.append(arg)
             continue

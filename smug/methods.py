@@ -52,6 +52,8 @@ class Kind:
         smoothing_keys: keys of the ``smoothing`` section the spec carries.
         training: keys of the ``training`` section beyond :data:`COMMON_TRAINING`.
         adversarial: the ``baselines`` section of its adversary, or None.
+        data_parallel: whether several ranks may train it (:mod:`smug.distributed`); not the
+            min-max game, whose generator takes its own optimiser steps inside the objective.
     """
 
     family: str
@@ -61,6 +63,7 @@ class Kind:
     smoothing_keys: tuple[str, ...] = ()
     training: tuple[str, ...] = ()
     adversarial: str | None = None
+    data_parallel: bool = True
 
     @property
     def randomised(self) -> bool:
@@ -96,7 +99,7 @@ KINDS: dict[str, Kind] = {
         "unrolled", "train", model=(*_DENOISER, *UNROLLED_MODEL), training=("loss",), adversarial="modl_pgd"
     ),
     "unet": Kind("unet", "train", training=("loss",)),
-    "unet_adv": Kind("unet", "train", training=("loss",), adversarial="unet_adv"),
+    "unet_adv": Kind("unet", "train", training=("loss",), adversarial="unet_adv", data_parallel=False),
     "classical": Kind("classical", "tune_classical"),
     "untrained": Kind("untrained", "write_method"),
     "zero_filled": Kind("zero_filled", "write_method"),

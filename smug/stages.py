@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from smug.data import SliceDataset, collate, make_dataset
+from smug.distributed import SINGLE, Ranks
 from smug.io import atomic_path
 from smug.metrics import psnr, ssim
 from smug.method_files import load_method
@@ -220,11 +221,19 @@ def train_stage(
     sens_dir: str | Sequence[str] | None = None,
     init_path: str | None = None,
     on_epoch_end=None,
+    ranks: Ranks = SINGLE,
 ) -> dict[str, Any]:
     """Train one stage end to end and write ``model.pt`` and ``metrics.csv`` atomically.
 
-    Returns the saved record (without the weights) for logging.
+    With several data-parallel ``ranks`` (:mod:`smug.distributed`), each trains on its share of
+    every batch of ``training.batch_size`` slices per rank, and rank 0 alone writes the checkpoint,
+    the metrics and the model. Returns the saved record (without the weights) for logging.
     """
+    if ranks.distributed and not KINDS[spec["kind"]].data_parallel:
+        raise ValueError(
+            f"{spec['name']}: the min-max game's generator takes its own optimiser steps inside the "
+            "objective, which data-parallel ranks would not share; train it on one GPU"
+        )
     tic = time.perf_counter()
     torch.manual_seed(spec["seed"])
     model = build_model(spec["kind"], spec["model"], spec.get("smoothing")).to(device)
@@ -264,6 +273,8 @@ def train_stage(
     )
 
     objective = loss_for(spec, teacher, train_set[0]["target"].shape, device)
+    # A checkpoint of another number of ranks (another effective batch) is not resumed.
+    checkpoint_id = run_id(spec) if not ranks.distributed else f"{run_id(spec)}-ranks{ranks.world_size}"
     result = fit(
         model,
         objective,
@@ -272,9 +283,10 @@ def train_stage(
         settings,
         device,
         checkpoint,
-        run_id(spec),
+        checkpoint_id,
         trainable=[p for p in model.parameters() if p.requires_grad],
         on_epoch_end=on_epoch_end,
+        ranks=ranks,
     )
     model.load_state_dict(result.best_state)
     record = {
@@ -288,6 +300,7 @@ def train_stage(
         "history": result.history,
         "train_seconds": result.seconds,
         "wall_seconds": time.perf_counter() - tic,
+        "ranks": ranks.world_size,
         "provenance": provenance(),
     }
     if isinstance(objective, MinMaxObjective):
@@ -296,9 +309,10 @@ def train_stage(
             "image_shape": list(train_set[0]["target"].shape),
             "state_dict": objective.generator_net.state_dict(),
         }
-    write_history_csv(out_metrics, result.history, result.best_epoch)
-    with atomic_path(out_model) as tmp:
-        torch.save({**record, "state_dict": result.best_state}, tmp)
+    if ranks.main:
+        write_history_csv(out_metrics, result.history, result.best_epoch)
+        with atomic_path(out_model) as tmp:
+            torch.save({**record, "state_dict": result.best_state}, tmp)
     return record
 
 

@@ -25,7 +25,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from smug import distributed
 from smug.data import Batch, collate
+from smug.distributed import SINGLE, Ranks
 from smug.io import atomic_path, load_torch_file
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
@@ -84,9 +86,11 @@ class FitResult:
     steps: int = 0
 
 
-def epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """Independent, reproducible seeds per (run seed, epoch, purpose)."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """Independent, reproducible seeds per (run seed, epoch, purpose, and the rank of a
+    data-parallel process; rank 0 draws what a single process draws)."""
+    entropy = [seed, epoch, stream] if rank == 0 else [seed, epoch, stream, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -186,6 +190,7 @@ def fit(
     run_id: str,
     trainable: Sequence[nn.Parameter] | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> FitResult:
     """Train ``model`` and keep the weights with the best validation score.
 
@@ -206,6 +211,10 @@ def fit(
         trainable: parameters to optimise (default: all of ``model``'s).
         on_epoch_end: called with the epoch number after its checkpoint is written (tests use it to
             simulate a kill).
+        ranks: this process's place among data-parallel processes (:mod:`smug.distributed`): each
+            takes its share of every epoch's order with ``settings.batch_size`` slices per step,
+            gradients are averaged over the ranks, and rank 0 alone validates and writes the
+            checkpoint. Without it, one process.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite.
@@ -215,6 +224,7 @@ def fit(
     configure_backends(performance, device)
     if performance.channels_last:
         to_channels_last(model)
+    distributed.broadcast_parameters(model, ranks)
     params = list(model.parameters()) if trainable is None else list(trainable)
     optimizer = make_optimizer(params, settings)
     scheduler = make_scheduler(optimizer, settings)
@@ -238,13 +248,13 @@ def fit(
     show_progress = sys.stderr.isatty()
     for epoch in range(start_epoch, settings.epochs):
         tic = time.perf_counter()
-        torch.manual_seed(epoch_seed(settings.seed, epoch, 0))
+        torch.manual_seed(epoch_seed(settings.seed, epoch, 0, ranks.rank))
         shuffle = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch, 1))
-        noise = torch.Generator(device=device).manual_seed(epoch_seed(settings.seed, epoch, 2))
+        noise = torch.Generator(device=device).manual_seed(epoch_seed(settings.seed, epoch, 2, ranks.rank))
         loader = DataLoader(
             train_set,
             batch_size=settings.batch_size,
-            shuffle=True,
+            sampler=distributed.ShardSampler(len(train_set), shuffle, ranks),
             generator=shuffle,
             collate_fn=collate,
             num_workers=settings.num_workers,
@@ -259,54 +269,57 @@ def fit(
             # bf16 stays inside the networks; the loss and everything complex run in float32.
             with network_autocast(model, performance, device):
                 loss = loss_fn(model, batch, noise)
-            if not torch.isfinite(loss):
+            if not distributed.all_finite(loss, ranks):
                 raise NonFiniteLossError(_non_finite_loss_message(loss, batch, epoch, step))
+            n = len(batch.fnames)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params, n, ranks)
             if settings.grad_clip:
                 nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
             steps += 1
-            n = len(batch.fnames)
             total += loss.item() * n
             count += n
             bar.set_postfix(loss=f"{total / count:.4g}")
+        total, count = distributed.sum_over_ranks(torch.tensor([total, float(count)]), ranks).tolist()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-
-        model.eval()
-        with torch.no_grad():
-            scores = validate(model)
-        seconds += time.perf_counter() - tic
-        row = {
-            "epoch": epoch + 1,
-            "steps": steps,
-            "train_loss": total / max(count, 1),
-            **scores,
-            "lr": lr,
-            "seconds": seconds,
-        }
-        history.append(row)
-        if scores["score"] > best["score"]:
-            best = {"state": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "score": scores["score"]}
-        LOG.info("epoch %d/%d %s", epoch + 1, settings.epochs, _format_row(row))
-
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "run_id": run_id,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-                "history": history,
-                "best": best,
+        if ranks.main:
+            model.eval()
+            with torch.no_grad():
+                scores = validate(model)
+            seconds += time.perf_counter() - tic
+            row = {
+                "epoch": epoch + 1,
+                "steps": steps,
+                "train_loss": total / max(count, 1),
+                **scores,
+                "lr": lr,
                 "seconds": seconds,
-                "settings": asdict(settings),
-                "objective": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
-            },
-        )
+            }
+            history.append(row)
+            if scores["score"] > best["score"]:
+                best = {"state": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "score": scores["score"]}
+            LOG.info("epoch %d/%d %s", epoch + 1, settings.epochs, _format_row(row))
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "run_id": run_id,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                    "best": best,
+                    "seconds": seconds,
+                    "settings": asdict(settings),
+                    "objective": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
+                },
+            )
+        # The other ranks wait for rank 0's checkpoint, so a kill after any epoch resumes them all.
+        distributed.barrier(ranks)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 import math
 import os
 import tempfile
@@ -25,13 +27,15 @@ from benchmarks.harness import (
 from smug.attacks import pgd_kspace_attack
 from smug.data import Batch, SliceDataset, collate, select_slices
 from smug.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
-from smug.models.modl import MoDL
+from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
 from smug.models.smoothing import denoise_complex
 from smug.objectives import end_to_end_loss
 from smug.operators import adjoint_operator, forward_operator, normal_operator
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
+
+LOG = logging.getLogger("smug.bench")
 
 # conjugate_gradient's default: the early-exit check that costs one host sync.
 CG_CHECK_EVERY = 8
@@ -81,6 +85,7 @@ def run_benchmarks(
     device: torch.device | str = "cpu",
     options: PerformanceOptions | None = None,
     work_dir: str | os.PathLike | None = None,
+    compiled: bool = False,
 ) -> tuple[list[Row], list[Row]]:
     """Every benchmark at ``size``: real library code (the models, data consistency, the PGD attack,
     the slice dataset) timed for throughput, and ratios that state what the implementation
@@ -99,6 +104,9 @@ def run_benchmarks(
       (target <= 1.3).
     - ``loader_headroom``: the cached slice dataset delivers slices at least 10x faster than training
       consumes them (target >= 10).
+    - ``*_vs_eager`` (DIDN only): the M-batched DIDN forward and the SMUG forward computed
+      channels-last (and, with ``compiled``, through ``torch.compile``) against the eager default
+      layout (target >= 1: never slower).
 
     Args:
         size: problem and network sizes, and the timing repeats.
@@ -106,6 +114,8 @@ def run_benchmarks(
         options: accelerator options applied to every network (default: all off).
         work_dir: folder for the synthetic volume of the data-loader benchmark (default: a
             temporary folder, removed afterwards).
+        compiled: also time the DIDN through ``torch.compile`` (skipped, logged, where it cannot
+            compile).
 
     Returns:
         ``(throughput, targets)``: rows with the columns of :mod:`benchmarks.harness`.
@@ -119,6 +129,9 @@ def run_benchmarks(
         rows, ratio_rows = bench(size, device, options)
         throughput += rows
         targets += ratio_rows
+    rows, ratio_rows = bench_layouts(size, device, options, compiled)
+    throughput += rows
+    targets += ratio_rows
     with contextlib.ExitStack() as stack:
         folder = work_dir if work_dir is not None else stack.enter_context(tempfile.TemporaryDirectory())
         rows, ratio_rows = bench_loader(size, device, options, Path(folder))
@@ -145,7 +158,7 @@ def bench_denoiser(size: BenchSize, device: torch.device, options: PerformanceOp
 
 
 def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
-    """MoDL and SMUG forwards, and SMUG against the sum of its parts, on the multicoil problem."""
+    """MoDL, SMUG and RS-E2E forwards, and SMUG against the sum of its parts, on the multicoil problem."""
     denoiser, modl, smug = make_models(size, device, options)
     batch = make_problem(size, device)
     kspace, mask, sens = batch.kspace, batch.mask, batch.sens_maps
@@ -172,18 +185,86 @@ def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOption
     def dc_step() -> torch.Tensor:
         return data_consistency(z, aty, mask, smug.lam, sens, max_iter=size.cg_max_iter, tol=size.cg_tol)
 
-    t_modl = time_sized(forward(modl), size, device)
+    rs_e2e = RSE2E(modl, sigma=0.01, num_samples=size.samples).to(device).eval()
+    t_modl, t_rs_e2e = time_interleaved([forward(modl), forward(rs_e2e)], size, device)
     t_smug, t_denoise, t_dc = time_interleaved([forward(smug), denoise_m_copies, dc_step], size, device)
     parts = size.unrolls * (t_denoise + t_dc)
     m_slices = size.samples * size.batch
     rows = [
         throughput_row("modl_forward", t_modl, size.batch, size, device, options),
         throughput_row("smug_forward", t_smug, size.batch, size, device, options, f"M={size.samples}"),
+        throughput_row("rs_e2e_forward", t_rs_e2e, size.batch, size, device, options, f"M={size.samples}"),
         throughput_row("denoiser_forward_m_batched", t_denoise, m_slices, size, device, options, f"{m_slices} images"),
         throughput_row("multicoil_dc_step", t_dc, size.batch, size, device, options, f"cg_max_iter={size.cg_max_iter}"),
     ]
     detail = f"smug {t_smug:.4g} s vs N={size.unrolls} x (M-batched denoiser {t_denoise:.4g} s + DC {t_dc:.4g} s)"
     return rows, [target_row("smug_forward_overhead", t_smug / parts, "<=", 1.1, "x", detail)]
+
+
+def bench_layouts(
+    size: BenchSize, device: torch.device, options: PerformanceOptions, compiled: bool = False
+) -> tuple[list[Row], list[Row]]:
+    """The DIDN's memory format, and optionally ``torch.compile``, against the eager default layout
+    (``channels_last="off"``): the M-batched denoiser forward and the SMUG forward, interleaved, each
+    as a ratio to the eager baseline (above 1: faster). Only for the DIDN."""
+    if size.denoiser != "didn":
+        return [], []
+    torch.manual_seed(_SEED)
+    variants = {"eager": build_denoiser("didn", **size.denoiser_args(), channels_last="off")}
+    variants["channels_last"] = build_denoiser("didn", **size.denoiser_args(), channels_last="on")
+    variants["channels_last"].load_state_dict(variants["eager"].state_dict())
+    if compiled:
+        variants["compiled"] = compile_or_none(variants["channels_last"], size, device)
+        if variants["compiled"] is None:
+            del variants["compiled"]
+    batch = make_problem(size, device)
+    noise = torch.Generator(device=device).manual_seed(_SEED)
+    images = torch.randn(
+        size.samples * size.batch, 2, size.height, size.width, generator=torch.Generator().manual_seed(_SEED)
+    )
+    images = images.to(device)
+    common = dict(num_unrolls=size.unrolls, lam=size.lam, cg_max_iter=size.cg_max_iter, cg_tol=size.cg_tol)
+    calls = []
+    for denoiser in variants.values():
+        denoiser.to(device).eval()
+        smug = MoDL(denoiser, smoothing="smug", sigma=0.01, num_samples=size.samples, **common).to(device).eval()
+        calls += [
+            torch.no_grad()(lambda d=denoiser: d(images)),
+            torch.no_grad()(lambda m=smug: m(batch.kspace, batch.mask, batch.sens_maps, generator=noise)),
+        ]
+    times = time_interleaved(calls, size, device)
+    rows, ratios = [], []
+    t_eager_denoiser, t_eager_smug = times[0], times[1]
+    for i, name in enumerate(variants):
+        t_denoiser, t_smug = times[2 * i], times[2 * i + 1]
+        m = size.samples * size.batch
+        rows += [
+            throughput_row(f"didn_forward_m_batched_{name}", t_denoiser, m, size, device, options, f"{m} images"),
+            throughput_row(f"smug_forward_{name}", t_smug, size.batch, size, device, options, f"M={size.samples}"),
+        ]
+        if name != "eager":
+            for what, t, t0 in (("didn_forward", t_denoiser, t_eager_denoiser), ("smug_forward", t_smug, t_eager_smug)):
+                detail = f"{name} {t:.4g} s vs eager default layout {t0:.4g} s"
+                ratios.append(target_row(f"{what}_{name}_vs_eager", t0 / t, ">=", 1.0, "x", detail))
+    return rows, ratios
+
+
+def compile_or_none(denoiser: nn.Module, size: BenchSize, device: torch.device) -> nn.Module | None:
+    """``torch.compile(denoiser)``, compiled now for the benchmark's two shapes, or None (logged)
+    where it cannot be: no C++ compiler, or a backend that fails."""
+    compiled = torch.compile(copy.deepcopy(denoiser))
+    try:
+        with torch.no_grad():
+            for batch in (size.samples * size.batch, size.batch):
+                compiled(torch.zeros(batch, 2, size.height, size.width, device=device))
+    except Exception as exc:  # noqa: BLE001  (inductor raises many kinds; any means: not here)
+        LOG.warning(
+            "torch.compile is not available here (%s: %s); skipping the compiled variant",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+        return None
+    return compiled
 
 
 def bench_dc(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:

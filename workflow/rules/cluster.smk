@@ -1,5 +1,6 @@
 # Job resources of every rule: threads locally, and the sbatch options the SLURM executor plugin
 # reads under `--profile slurm`, all from config["cluster"].
+from smug.methods import KINDS, METHODS
 
 
 def job_spec(rule_name):
@@ -43,3 +44,11 @@ def job_resources(rule_name):
         if cluster[key]:
             resources[resource] = cluster[key]
     return resources
+
+
+def train_ranks(wildcards):
+    """Data-parallel training processes: one per GPU of the train rule's job (at least one), or one
+    for the kinds that cannot be trained on several ranks (smug.methods.Kind.data_parallel)."""
+    if not KINDS[METHODS[wildcards.model].kind].data_parallel:
+        return 1
+    return max(1, job_spec("train").get("gpu", 0))

@@ -23,6 +23,7 @@ rule train:
     params:
         spec=training_spec,
         checkpoint="results/checkpoints/{model}.pt",
+        ranks=train_ranks,
         device=config["device"],
     script:
         "../../scripts/train.py"
