@@ -22,3 +22,23 @@ def random_sens_maps(batch: int, coils: int, h: int, w: int, gen: torch.Generato
     """Smooth-ish random maps normalised so that sum_c |S_c|^2 = 1 at every pixel."""
     maps = random_complex((batch, coils, h, w), gen, dtype)
     return maps / torch.sqrt((maps.abs() ** 2).sum(1, keepdim=True))
+
+
+class TinySlices(torch.utils.data.Dataset):
+    """``n`` random single-coil 12x12 slices, every other column sampled, as SliceDataset gives them."""
+
+    def __init__(self, n: int = 6, size: int = 12):
+        from smug.fftc import fft2c
+        from smug.operators import apply_column_mask
+
+        gen = torch.Generator().manual_seed(0)
+        self.mask = torch.zeros(size, dtype=torch.bool)
+        self.mask[::2] = True
+        self.targets = random_complex((n, size, size), gen, torch.complex64) * 0.3
+        self.kspace = apply_column_mask(fft2c(self.targets).unsqueeze(1), self.mask)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}

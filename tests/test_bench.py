@@ -14,16 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from smug.data_consistency import conjugate_gradient, data_consistency
-from smug.fftc import fft2c
 from smug.models.factory import build_model
 from smug.objectives import end_to_end_loss
 from smug.operators import apply_column_mask, normal_operator
 from smug.performance import PerformanceOptions, autocast, channel_networks, network_autocast
 from smug.training import TrainSettings, fit
-from tests.conftest import random_complex, random_sens_maps
+from tests.conftest import TinySlices, random_complex, random_sens_maps
 
 REPO = Path(__file__).resolve().parents[1]
 # scripts/bench.py imports its benchmarks from its own folder; so do these tests.
@@ -274,23 +272,8 @@ def test_bf16_stays_inside_the_networks(coils, gen):
     assert (out.detach() - reference).abs().max() < 0.1 * reference.abs().max()
 
 
-class TinySlices(Dataset):
-    def __init__(self, n=4):
-        gen = torch.Generator().manual_seed(0)
-        self.mask = torch.zeros(W, dtype=torch.bool)
-        self.mask[::2] = True
-        self.targets = random_complex((n, H, W), gen, torch.complex64) * 0.3
-        self.kspace = apply_column_mask(fft2c(self.targets).unsqueeze(1), self.mask)
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, i):
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
-
-
 def _fit(tmp_path, model, name, **options):
-    data = TinySlices()
+    data = TinySlices(n=4)
 
     def validate(m):
         out = m(data.kspace, data.mask, generator=torch.Generator().manual_seed(5))

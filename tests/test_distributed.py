@@ -9,17 +9,14 @@ import socket
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from smug import distributed
 from smug.distributed import Ranks, ShardSampler, shard
 from smug.models.factory import build_model
 from smug.objectives import end_to_end_loss
-from smug.operators import apply_column_mask
 from smug.training import TrainSettings, fit
-from tests.conftest import random_complex
+from tests.conftest import TinySlices
 
-H, W = 12, 12
 # DIDN, the default denoiser, has no batch normalisation: its step depends on the union batch only.
 # (Batch-norm statistics, as in DnCNN, are each rank's own, as with DistributedDataParallel.)
 MODEL_CFG = dict(
@@ -34,30 +31,11 @@ MODEL_CFG = dict(
 )
 
 
-class TinySlices(Dataset):
-    """Eight random single-coil slices, undersampled with one mask."""
-
-    def __init__(self, n=8):
-        from smug.fftc import fft2c
-
-        gen = torch.Generator().manual_seed(0)
-        self.mask = torch.zeros(W, dtype=torch.bool)
-        self.mask[::2] = True
-        self.targets = random_complex((n, H, W), gen, torch.complex64) * 0.3
-        self.kspace = apply_column_mask(fft2c(self.targets).unsqueeze(1), self.mask)
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, i):
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
-
-
 def _train(checkpoint, batch_size, ranks=distributed.SINGLE, on_epoch_end=None):
     torch.set_num_threads(1)  # the same reduction order in every process
     torch.manual_seed(0)
     model = build_model("modl", MODEL_CFG)
-    data = TinySlices()
+    data = TinySlices(n=8)
 
     def validate(m):
         with torch.no_grad():

@@ -7,34 +7,12 @@ import signal
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from smug.models.factory import build_model
 from smug.objectives import end_to_end_loss, unrolled_stability_loss
-from smug.operators import apply_column_mask
 from smug.training import NonFiniteLossError, TrainSettings, fit
-from tests.conftest import random_complex
+from tests.conftest import TinySlices
 
-H, W = 12, 12
-
-
-class TinySlices(Dataset):
-    """Random single-coil slices, undersampled with one mask."""
-
-    def __init__(self, n=6):
-        gen = torch.Generator().manual_seed(0)
-        self.mask = torch.zeros(W, dtype=torch.bool)
-        self.mask[::2] = True
-        self.targets = random_complex((n, H, W), gen, torch.complex64) * 0.3
-        from smug.fftc import fft2c
-
-        self.kspace = apply_column_mask(fft2c(self.targets).unsqueeze(1), self.mask)
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, i):
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
 
 
 MODEL_CFG = dict(
