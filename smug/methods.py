@@ -1,8 +1,8 @@
 """Every reconstruction method, attack and figure of the study, declared once.
 
 The workflow builds its DAG from these tables, the model factory and the training stages dispatch
-on them, and a test checks the config schema's lists against them. The module is plain data (no
-torch), so building the DAG loads neither torch nor matplotlib.
+on them, and the config is validated against their names (:func:`schema_names`). The module is
+plain data (no torch), so building the DAG loads neither torch nor matplotlib.
 
 A *kind* is how a model is built and trained; a *method* is a named instance of a kind, as it
 appears in ``evaluation.models`` and under ``results/models/{method}/``. A trained method's spec
@@ -274,6 +274,21 @@ PERTURBATION_LEVELS = {
     "unrolls": "number of unrolls",
     "small_feature": "feature size (pixels)",
 }
+
+
+
+def schema_names() -> dict[str, list[str]]:
+    """The registry's names as the config schema's ``$defs`` enums (filled in when the config is
+    validated): every evaluated method, the trained networks test-time training adapts, the min-max
+    U-Nets whose generators attack, and the white-box attacks."""
+    trained = [name for name in trained_methods() if METHODS[name].kind != "denoiser"]
+    return {
+        "evaluated_method": [name for name, m in METHODS.items() if m.kind != "denoiser"],
+        "adaptable_method": trained,
+        "generator_method": [name for name in trained if KINDS[METHODS[name].kind].adversarial == "unet_adv"],
+        "white_box_attack": [name for name, attack in ATTACKS.items() if attack.noise is not None],
+    }
+
 
 FIGURES = (
     "robustness_curves",

@@ -14,7 +14,16 @@ import yaml
 from smug import attacks
 from smug.classical import CompressedSensing, to_record
 from smug.method_files import load_method, record_kind
-from smug.methods import ATTACKS, FIGURES, KINDS, METHODS, NOISE_COUNTERPART, spec_settings, trained_methods
+from smug.methods import (
+    ATTACKS,
+    FIGURES,
+    KINDS,
+    METHODS,
+    NOISE_COUNTERPART,
+    schema_names,
+    spec_settings,
+    trained_methods,
+)
 from smug.models.factory import MODEL_KINDS, build_model, denoiser_of
 from smug.stages import initialise, loss_for
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
@@ -25,15 +34,21 @@ EVALUATED = [name for name in METHODS if name != "denoiser"]  # the denoiser is 
 WHITE_BOX = [name for name, attack in ATTACKS.items() if attack.noise is not None]
 
 
-def test_schema_lists_exactly_the_registry():
-    props = SCHEMA["properties"]
-    evaluation = props["evaluation"]["properties"]
-    assert evaluation["models"]["items"]["enum"] == EVALUATED
-    assert props["reconstruct"]["properties"]["models"]["items"]["enum"] == EVALUATED
-    assert set(evaluation["attacks"]["propertyNames"]["enum"]) == set(WHITE_BOX)
-    assert props["untrained"]["properties"]["attacks"]["items"]["enum"] == WHITE_BOX
-    trained = [name for name in trained_methods() if name != "denoiser"]
-    assert evaluation["ttt"]["properties"]["models"]["items"]["enum"] == trained
+def test_schema_takes_its_names_from_the_registry(tmp_path):
+    """The schema lists no method or attack names of its own: the config is validated against the
+    registry's (smug.methods.schema_names), so a misspelt one is one line naming the closest."""
+    names = schema_names()
+    assert names["evaluated_method"] == EVALUATED and names["white_box_attack"] == WHITE_BOX
+    assert names["adaptable_method"] == [name for name in trained_methods() if name != "denoiser"]
+    assert names["generator_method"] == ["unet_adv", "unet_adv_kspace"]
+    text = (REPO / "workflow/schemas/config.schema.yaml").read_text()
+    assert all(f"#/$defs/{name}" in text and "enum" not in SCHEMA["$defs"][name] for name in names)
+    assert "smug, weighted_smug" not in text and "pgd_kspace_linf" not in text
+    copy_workflow(tmp_path)
+    config = write_config(tmp_path, deep_update(TINY_CONFIG, {"evaluation": {"models": ["zero_filled", "smugg"]}}))
+    result = snakemake(["-n", "--configfile", str(config)], tmp_path)
+    assert result.returncode != 0
+    assert "config error: evaluation.models.1: 'smugg' is not allowed; did you mean 'smug'?" in result.stdout + result.stderr
 
 
 def test_every_attack_has_an_implementation_and_noise_counterpart():

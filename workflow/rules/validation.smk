@@ -2,9 +2,14 @@
 # or value, instead of jsonschema's dump of the schema. The schema itself stays the one authority.
 import csv
 import difflib
+import tempfile
 from pathlib import Path
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
+
+from smug.methods import schema_names
 
 NESTED_CONFIG_HINT = (
     "Nested keys are set in a YAML file passed with --configfile (merged key by key into "
@@ -13,9 +18,16 @@ NESTED_CONFIG_HINT = (
 
 
 def validate_config(schema_path):
-    """Snakemake's validate (which also fills in the schema's defaults), with its error shortened."""
+    """Snakemake's validate against the schema with the registry's names filled in
+    (smug.methods.schema_names), its error shortened to one line."""
+    schema = yaml.safe_load((Path(workflow.basedir) / schema_path).read_text())
+    for name, names in schema_names().items():
+        schema["$defs"][name]["enum"] = names
     try:
-        validate(config, schema_path)
+        with tempfile.TemporaryDirectory() as folder:
+            resolved = Path(folder) / "config.schema.yaml"
+            resolved.write_text(yaml.safe_dump(schema))
+            validate(config, str(resolved))
     except WorkflowError as exc:
         # Snakemake raises while handling jsonschema's ValidationError, which is its context.
         error = exc.__context__
