@@ -11,6 +11,8 @@ module imports neither torch nor numpy, so the light scripts start fast.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import logging
 import os
@@ -29,13 +31,20 @@ _LIST_SUFFIX = ".txt"
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
 
-def config_value(key: str, config_file: Path = CONFIG_FILE) -> Any:
-    """The value of a dotted key (``evaluation.pgd.steps``) in ``config_file``."""
+@functools.lru_cache(maxsize=None)
+def _read_config(config_file: Path) -> dict:
+    # A script declares many options from this file: it is read and parsed once per process.
     with open(config_file) as handle:
-        node = yaml.safe_load(handle)
+        return yaml.safe_load(handle)
+
+
+def config_value(key: str, config_file: Path = CONFIG_FILE) -> Any:
+    """The value of a dotted key (``evaluation.pgd.steps``) in ``config_file`` (a copy: the caller
+    may keep or change it)."""
+    node = _read_config(config_file)
     for part in key.split("."):
         node = node[part]
-    return node
+    return copy.deepcopy(node)
 
 
 def add_config_option(parser: argparse.ArgumentParser, flag: str, key: str, **kwargs: Any) -> None:
@@ -124,8 +133,8 @@ def rule_arguments(parser: argparse.ArgumentParser, job: Any) -> list[str]:
     (the masks under ``--out-dir``). Every param must be an option: a misspelt one is an error
     naming it, never a setting silently dropped. Values become words as a person would type them:
     None is left out, booleans set or clear a flag, lists give one word per item, mappings are one
-    JSON word (``KEY=VALUE`` words for an option of several values), and one ``.txt`` input for an option taking several values is a volume list
-    (``@LIST``).
+    JSON word (``KEY=VALUE`` words for an option of several values), and one ``.txt`` input for an
+    option taking several values is a volume list (``@LIST``).
     """
     actions = {action.dest: action for action in parser._actions if action.option_strings}
     unknown = [name for name, _ in job.params.items() if name not in actions]
