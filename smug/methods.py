@@ -34,7 +34,7 @@ COMMON_TRAINING = (
     "pin_memory",
 )
 # Keys of the `model` section an unrolled network reads (besides its denoiser).
-UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter", "cg_tol")
+UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter", "cg_tol", "output_bound")
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ KINDS: dict[str, Kind] = {
         "train",
         "weighted",
         model=(*_DENOISER, *UNROLLED_MODEL),
-        smoothing_keys=("sigma", "num_samples", "weight_encoder"),
+        smoothing_keys=("sigma", "num_samples", "weight_encoder", "weight_scores", "weight_normalisation"),
         training=("ustab_target", "lambda_rec"),
     ),
     "rs_e2e": Kind(

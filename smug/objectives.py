@@ -15,7 +15,6 @@ from torch import nn
 from smug.attacks import apply_perturbation, pgd_kspace_attack
 from smug.data import Batch
 from smug.losses import SSIMLoss
-from smug.models.factory import denoiser_of
 from smug.models.modl import UnrollTrace
 from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.reconstruct import reconstruct
@@ -92,6 +91,11 @@ def pgd_training_loss(
     return reconstruction_loss(loss_name)(reconstruct(model, perturbed, generator), batch.target)
 
 
+# The unrolled stability loss's target t: the conference code's x_gt, D(x_gt) as a fixed target, or
+# D(x_gt) with its gradient kept (the journal code's choice).
+STABILITY_TARGETS = ("gt", "denoised_gt", "denoised_gt_grad")
+
+
 def unrolled_stability_loss(
     model: nn.Module,
     batch: Batch,
@@ -101,24 +105,25 @@ def unrolled_stability_loss(
 ) -> torch.Tensor:
     """SMUG's fine-tuning objective.
 
-    ``sum_n mean_j ||D(x_n + eta_j) - t||^2 + lambda_rec ||x_N - x_gt||^2`` with ``t = D(x_gt)``
-    (journal code, ``target="denoised_gt"``) or ``t = x_gt`` (conference code, ``target="gt"``). The
-    ``D(x_n + eta_j)`` are the very outputs the smoothed model averages, taken from the forward trace,
-    so the stability term costs no extra network evaluations. ``D(x_gt)`` is a fixed target: the
-    stability term asks noisy inputs to land where the clean image lands, not the reverse.
+    ``sum_n mean_j ||D(x_n + eta_j) - t||^2 + lambda_rec ||x_N - x_gt||^2`` with ``t = x_gt``
+    (conference code, ``target="gt"``), ``t = D(x_gt)`` held fixed (``"denoised_gt"``: noisy inputs
+    are asked to land where the clean image lands, not the reverse) or ``t = D(x_gt)`` with its
+    gradient (journal code, ``"denoised_gt_grad"``: the target moves towards the noisy outputs too).
+    The ``D(x_n + eta_j)`` are the very outputs the smoothed model averages, taken from the forward
+    trace, so the stability term costs no extra network evaluations.
     """
+    if target not in STABILITY_TARGETS:
+        raise ValueError(f"unknown stability target {target!r}; valid: {', '.join(STABILITY_TARGETS)}")
     x_gt = batch.target
     trace = UnrollTrace()
     recon = reconstruct(model, batch, generator, trace)
     if not trace.smoothing:
         raise ValueError("the unrolled stability loss needs a smoothed model (smug or weighted_smug)")
-    if target == "denoised_gt":
-        with torch.no_grad():
-            stable_target = denoise_complex(denoiser_of(model), x_gt)
-    elif target == "gt":
+    if target == "gt":
         stable_target = x_gt
     else:
-        raise ValueError(f"unknown stability target {target!r}; valid: denoised_gt, gt")
+        with torch.set_grad_enabled(target == "denoised_gt_grad" and torch.is_grad_enabled()):
+            stable_target = denoise_complex(model.denoise_channels, x_gt)
     stability = sum(
         complex_mse(step.noisy_outputs, stable_target.unsqueeze(0).expand_as(step.noisy_outputs))
         for step in trace.smoothing

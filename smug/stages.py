@@ -5,7 +5,8 @@ stage (spec kind)   objective                               initialised from
 ==================  ======================================  =====================================
 denoiser            Gaussian denoising of ground truth      scratch
 modl                end-to-end reconstruction loss          pre-trained denoiser
-smug                unrolled stability + lambda * rec       pre-trained denoiser
+smug                unrolled stability + lambda * rec       pre-trained denoiser (ablations: a
+                                                            trained MoDL, or random weights)
 weighted_smug       unrolled stability + lambda * rec       pre-trained denoiser (encoder: scratch)
 rs_e2e              match frozen MoDL's clean output        trained MoDL
 modl_pgd            loss at a PGD k-space perturbation      trained MoDL
@@ -181,14 +182,23 @@ def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, de
     """Load the stage's starting weights; returns the frozen teacher of a network smoothed end to end
     (RS-E2E), else None."""
     kind = KINDS[spec["kind"]]
-    # Denoisers and U-Nets are trained from scratch; unrolled networks start from a trained one.
+    distils = kind.smoothing == "e2e"
+    # Denoisers and U-Nets are trained from scratch; unrolled networks start from a trained one,
+    # unless their spec says `init: null` (the pre-training ablation's random initialisation).
     if kind.family != "unrolled":
+        return None
+    if "init" in spec and spec["init"] is None:
+        if distils:
+            raise ValueError("RS-E2E smooths a trained MoDL and cannot start from random weights (init: null)")
+        if init_path is not None:
+            raise ValueError(
+                f"{spec['name']}: its spec says init: null (random weights), but --init {init_path} was given"
+            )
         return None
     if init_path is None:
         raise ValueError(f"stage {spec['kind']!r} needs --init (a pre-trained denoiser or MoDL model.pt)")
     source, record = load_method(init_path, device)
     source_kind = record["spec"]["kind"]
-    distils = kind.smoothing == "e2e"
     if distils and not _is_plain_unrolled(source_kind):
         raise ValueError(f"RS-E2E must start from a trained MoDL, but {init_path} is {source_kind!r}")
     if KINDS[source_kind].family == "denoiser":

@@ -48,7 +48,10 @@ def test_schema_takes_its_names_from_the_registry(tmp_path):
     config = write_config(tmp_path, deep_update(TINY_CONFIG, {"evaluation": {"models": ["zero_filled", "smugg"]}}))
     result = snakemake(["-n", "--configfile", str(config)], tmp_path)
     assert result.returncode != 0
-    assert "config error: evaluation.models.1: 'smugg' is not allowed; did you mean 'smug'?" in result.stdout + result.stderr
+    assert (
+        "config error: evaluation.models.1: 'smugg' is not allowed; did you mean 'smug'?"
+        in result.stdout + result.stderr
+    )
 
 
 def test_every_attack_has_an_implementation_and_noise_counterpart():
@@ -161,3 +164,22 @@ def test_dag_builds_without_torch_or_matplotlib(tmp_path):
     result = snakemake(["-n", "--configfile", str(config)], tmp_path, env_path=[poison, REPO])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imported while building the DAG" not in result.stdout + result.stderr
+
+
+def test_an_unrolled_stage_whose_spec_says_init_null_starts_from_random_weights(tmp_path):
+    """The pre-training ablation's SMUG from scratch; RS-E2E cannot start so (it smooths a trained MoDL)."""
+    config = deep_update(CONFIG, TINY_CONFIG)
+    cpu = torch.device("cpu")
+    specs = {
+        name: {"name": name, "kind": METHODS[name].kind, "seed": 0, "init": None, **spec_settings(name, config)}
+        for name in ("smug", "rs_e2e")
+    }
+    smug = build_model("smug", specs["smug"]["model"], specs["smug"]["smoothing"])
+    before = {key: value.clone() for key, value in smug.state_dict().items()}
+    assert initialise(smug, specs["smug"], None, cpu) is None
+    assert all(torch.equal(value, before[key]) for key, value in smug.state_dict().items())
+    with pytest.raises(ValueError, match="init: null"):
+        initialise(smug, specs["smug"], str(tmp_path / "denoiser.pt"), cpu)
+    rs_e2e = build_model("rs_e2e", specs["rs_e2e"]["model"], specs["rs_e2e"]["smoothing"])
+    with pytest.raises(ValueError, match="RS-E2E smooths a trained MoDL"):
+        initialise(rs_e2e, specs["rs_e2e"], None, cpu)

@@ -126,9 +126,16 @@ def test_weighted_smug_needs_an_encoder():
         MoDL(_denoiser(), smoothing="weighted")
     with pytest.raises(ValueError, match="unknown smoothing"):
         MoDL(_denoiser(), smoothing="median")
-    assert isinstance(build_model("weighted_smug", dict(denoiser="dncnn", denoiser_args={}, num_unrolls=1, lam=1.0,
-                                                       learn_lam=False, cg_max_iter=3, cg_tol=1e-6),
-                                  dict(sigma=0.01, num_samples=2)).weight_encoder, WeightEncoder)
+    assert isinstance(
+        build_model(
+            "weighted_smug",
+            dict(
+                denoiser="dncnn", denoiser_args={}, num_unrolls=1, lam=1.0, learn_lam=False, cg_max_iter=3, cg_tol=1e-6
+            ),
+            dict(sigma=0.01, num_samples=2),
+        ).weight_encoder,
+        WeightEncoder,
+    )
 
 
 def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
@@ -153,8 +160,9 @@ def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
 
     normal = normal_operator_fn(mask, sens, W)
     rhs = adjoint_operator(kspace, mask, sens)
-    x, iterations = conjugate_gradient(lambda v: normal(v) + model.lam.detach() * v, rhs, torch.zeros_like(rhs),
-                                       max_iter=200, tol=1e-5)
+    x, iterations = conjugate_gradient(
+        lambda v: normal(v) + model.lam.detach() * v, rhs, torch.zeros_like(rhs), max_iter=200, tol=1e-5
+    )
     residual = (normal(x) + lam * x - rhs).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1)
     assert (residual < 1e-5).all() and (iterations < 200).all(), (residual, iterations)
     with torch.no_grad():
@@ -183,8 +191,15 @@ def test_without_smoothing_gives_the_network_that_is_smoothed(gen):
     from smug.models.modl import without_smoothing
 
     kspace, mask, sens = _problem(3, gen)
-    model_cfg = dict(denoiser="dncnn", denoiser_args=dict(num_chans=8, num_layers=3), num_unrolls=2, lam=0.5,
-                     learn_lam=True, cg_max_iter=5, cg_tol=1e-6)
+    model_cfg = dict(
+        denoiser="dncnn",
+        denoiser_args=dict(num_chans=8, num_layers=3),
+        num_unrolls=2,
+        lam=0.5,
+        learn_lam=True,
+        cg_max_iter=5,
+        cg_tol=1e-6,
+    )
     smoothing_cfg = dict(sigma=0.05, num_samples=3, kspace_sigma=0.05, weight_encoder=dict(num_chans=4))
     smug = build_model("smug", model_cfg, smoothing_cfg).eval()
     plain = without_smoothing(smug)
@@ -200,3 +215,96 @@ def test_without_smoothing_gives_the_network_that_is_smoothed(gen):
     rs = build_model("rs_e2e", model_cfg, smoothing_cfg)
     assert without_smoothing(rs) is rs.modl
     assert without_smoothing(modl) is modl
+
+
+def test_a_bounded_denoiser_never_outputs_beyond_its_bound(gen):
+    """The bounded-output variant: whatever the input's size, every denoised value stays in [-b, b]."""
+
+    class Amplifier(torch.nn.Module):
+        def forward(self, x):
+            return 50.0 * x
+
+    kspace, mask, sens = _problem(3, gen)
+    bound = 0.7
+    model = MoDL(Amplifier(), num_unrolls=2, smoothing="smug", num_samples=2, output_bound=bound).eval()
+    trace = UnrollTrace()
+    with torch.no_grad():
+        model(kspace * 100, mask, sens, generator=torch.Generator().manual_seed(0), trace=trace)
+    outputs = torch.cat([torch.view_as_real(step.noisy_outputs).flatten() for step in trace.smoothing])
+    assert outputs.abs().max() <= bound and outputs.abs().max() == pytest.approx(bound)
+    unbounded = MoDL(Amplifier(), num_unrolls=2, smoothing="smug", num_samples=2).eval()
+    trace = UnrollTrace()
+    with torch.no_grad():
+        unbounded(kspace * 100, mask, sens, generator=torch.Generator().manual_seed(0), trace=trace)
+    assert torch.view_as_real(trace.smoothing[0].noisy_outputs).abs().max() > 10 * bound
+    with pytest.raises(ValueError, match="output_bound"):
+        MoDL(Amplifier(), output_bound=0.0)
+
+
+class _MeanScorer(torch.nn.Module):
+    """Scores an image by its mean real part, so which image it saw is visible in the weights."""
+
+    def logits(self, x):
+        return 10 * x[:, 0].mean((1, 2))
+
+    def forward(self, x):
+        return torch.sigmoid(self.logits(x))
+
+
+@pytest.mark.parametrize("scores", ["denoised", "noisy"])
+def test_weighted_smoothing_scores_the_chosen_images(scores, gen):
+    """The encoder sees the denoised copies or the noisy inputs, as `weight_scores` says."""
+
+    class Shift(torch.nn.Module):  # a "denoiser" that moves every value: its outputs differ from its inputs
+        def forward(self, x):
+            return x + 0.5
+
+    image = random_complex((2, H, W), gen, torch.complex64) * 0.3
+    with torch.no_grad():
+        _, trace = smoothed_denoise(
+            Shift(), image, 0.05, 3, torch.Generator().manual_seed(2), _MeanScorer(), weight_scores=scores
+        )
+    draws = torch.randn((2, 3, 2, H, W), generator=torch.Generator().manual_seed(2))
+    noisy_real = (image.real.unsqueeze(0) + 0.05 * draws[0]).clamp(-1, 1)
+    seen = noisy_real + 0.5 if scores == "denoised" else noisy_real
+    expected = torch.sigmoid(10 * seen.mean((2, 3)))
+    torch.testing.assert_close(trace.weights, expected / expected.sum(0), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_weighting_normalises_the_logits_over_the_draws(gen):
+    image = random_complex((2, H, W), gen, torch.complex64) * 0.3
+    denoiser = _denoiser()
+    with torch.no_grad():
+        out, trace = smoothed_denoise(
+            denoiser, image, 0.05, 4, torch.Generator().manual_seed(3), _MeanScorer(), weight_normalisation="softmax"
+        )
+    logits = _MeanScorer().logits(torch.view_as_real(trace.noisy_outputs).permute(0, 1, 4, 2, 3).flatten(0, 1))
+    torch.testing.assert_close(trace.weights, torch.softmax(logits.reshape(4, 2), 0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(trace.weights.sum(0), torch.ones(2))
+    torch.testing.assert_close(out, (trace.weights[..., None, None] * trace.noisy_outputs).sum(0))
+    with pytest.raises(ValueError, match="weight_normalisation"):
+        smoothed_denoise(denoiser, image, 0.05, 2, None, _MeanScorer(), weight_normalisation="max")
+
+
+def test_weighted_smug_options_reach_the_model_from_its_spec():
+    model_cfg = dict(
+        denoiser="dncnn",
+        denoiser_args=dict(num_chans=4, num_layers=2),
+        num_unrolls=1,
+        lam=0.05,
+        learn_lam=True,
+        lam_floor=0.01,
+        cg_max_iter=3,
+        cg_tol=1e-6,
+        output_bound=1.0,
+    )
+    smoothing = dict(
+        sigma=0.01,
+        num_samples=2,
+        weight_encoder=dict(num_chans=4, num_blocks=1),
+        weight_scores="noisy",
+        weight_normalisation="softmax",
+    )
+    model = build_model("weighted_smug", model_cfg, smoothing)
+    assert (model.weight_scores, model.weight_normalisation, model.output_bound) == ("noisy", "softmax", 1.0)
+    assert build_model("modl", {**model_cfg, "output_bound": None}).output_bound is None

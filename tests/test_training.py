@@ -8,12 +8,11 @@ import signal
 import pytest
 import torch
 
+from smug.data import collate
 from smug.models.factory import build_model
 from smug.objectives import end_to_end_loss, unrolled_stability_loss
 from smug.training import NonFiniteLossError, TrainSettings, fit
 from tests.conftest import TinySlices
-
-
 
 MODEL_CFG = dict(
     denoiser="dncnn",
@@ -136,3 +135,24 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_weights(tmp_path):
         torch.set_num_threads(threads)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert _same_weights(full_model.state_dict(), resumed_model.state_dict())
+
+
+def test_stability_target_decides_whether_the_clean_denoising_gets_a_gradient():
+    """`denoised_gt` holds D(x_gt) fixed; `denoised_gt_grad` (journal code) differentiates it too, so
+    the two give the same loss but different gradients; `gt` compares with x_gt itself."""
+    data = TinySlices()
+    batch = collate([data[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = build_model("smug", MODEL_CFG, SMOOTHING_CFG)
+    losses, grads = {}, {}
+    for name in ("gt", "denoised_gt", "denoised_gt_grad"):
+        model.zero_grad()
+        loss = unrolled_stability_loss(model, batch, torch.Generator().manual_seed(1), target=name)
+        loss.backward()
+        losses[name] = float(loss.detach())
+        grads[name] = torch.cat([p.grad.flatten() for p in model.denoiser.parameters()])
+    assert losses["denoised_gt"] == pytest.approx(losses["denoised_gt_grad"], rel=1e-6)
+    assert losses["gt"] != pytest.approx(losses["denoised_gt"], rel=1e-3)
+    assert not torch.allclose(grads["denoised_gt"], grads["denoised_gt_grad"])
+    with pytest.raises(ValueError, match="stability target"):
+        unrolled_stability_loss(model, batch, None, target="x_gt")

@@ -33,6 +33,7 @@ def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
         lam_floor=model_cfg.get("lam_floor", 0.01),
         cg_max_iter=model_cfg["cg_max_iter"],
         cg_tol=model_cfg["cg_tol"],
+        output_bound=model_cfg.get("output_bound"),
     )
     smoothing = KINDS[kind].smoothing
     if smoothing == "e2e":
@@ -43,13 +44,18 @@ def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
         )
     if smoothing is None:
         return MoDL(denoiser, **modl_kwargs)
-    encoder = WeightEncoder(**smoothing_cfg.get("weight_encoder", {})) if smoothing == "weighted" else None
+    weighting = {}
+    if smoothing == "weighted":
+        weighting = {
+            key: smoothing_cfg[key] for key in ("weight_scores", "weight_normalisation") if key in smoothing_cfg
+        }
+        weighting["weight_encoder"] = WeightEncoder(**smoothing_cfg.get("weight_encoder", {}))
     return MoDL(
         denoiser,
         smoothing=smoothing,
         sigma=smoothing_cfg["sigma"],
         num_samples=smoothing_cfg["num_samples"],
-        weight_encoder=encoder,
+        **weighting,
         **modl_kwargs,
     )
 
@@ -67,9 +73,10 @@ def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, A
         kind: one of :data:`MODEL_KINDS`.
         model_cfg: denoiser and unrolled kinds: ``denoiser``, ``denoiser_args``; unrolled kinds also
             ``num_unrolls``, ``lam``, ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``,
-            ``cg_tol``; U-Net kinds: ZeroFilledUNet's arguments.
+            ``cg_tol``, ``output_bound`` (absent: unbounded); U-Net kinds: ZeroFilledUNet's arguments.
         smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
-            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), and for RS-E2E
+            ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), ``weight_scores``
+            and ``weight_normalisation`` (Weighted SMUG; absent: MoDL's defaults), and for RS-E2E
             ``kspace_sigma``.
     """
     if kind not in MODEL_KINDS:

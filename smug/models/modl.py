@@ -28,10 +28,13 @@ class UnrollTrace:
     Attributes:
         inputs: the image entering each unroll's denoiser, complex ``(B, H, W)`` each.
         smoothing: per-unroll :class:`SmoothingTrace` (empty for vanilla MoDL).
+        denoised: per-unroll denoiser outputs, complex ``(M, B, H, W)``: every noisy copy's for a
+            smoothed model, ``M = 1`` for vanilla MoDL (what the bounded-output assumption bounds).
     """
 
     inputs: list[torch.Tensor] = field(default_factory=list)
     smoothing: list[SmoothingTrace] = field(default_factory=list)
+    denoised: list[torch.Tensor] = field(default_factory=list)
 
 
 class MoDL(nn.Module):
@@ -50,7 +53,12 @@ class MoDL(nn.Module):
         sigma: smoothing noise standard deviation.
         num_samples: smoothing draws M per unroll.
         weight_encoder: Weighted SMUG's scorer (required for ``smoothing="weighted"``).
+        weight_scores, weight_normalisation: how Weighted SMUG weighs its samples
+            (:func:`smug.models.smoothing.smoothed_denoise`).
         cg_max_iter, cg_tol: conjugate-gradient settings for multicoil data consistency.
+        output_bound: None, or a bound ``b`` on the denoiser's output: its real and imaginary parts
+            are clipped to ``[-b, b]``, so ``||D(x)|| <= b sqrt(2 H W)`` whatever the input (the
+            bounded-output assumption of SMUG's robustness theorem, made true by construction).
     """
 
     SMOOTHING = ("none", "smug", "weighted")
@@ -68,6 +76,9 @@ class MoDL(nn.Module):
         cg_max_iter: int = 10,
         cg_tol: float = 1e-6,
         lam_floor: float = 0.01,
+        weight_scores: str = "denoised",
+        weight_normalisation: str = "sum",
+        output_bound: float | None = None,
     ):
         super().__init__()
         if smoothing not in self.SMOOTHING:
@@ -78,6 +89,8 @@ class MoDL(nn.Module):
             raise ValueError(
                 f"need num_unrolls >= 0, num_samples >= 1, lam > 0; got {num_unrolls}, {num_samples}, {lam}"
             )
+        if output_bound is not None and not output_bound > 0:
+            raise ValueError(f"output_bound must be positive or None, got {output_bound}")
         if learn_lam and not 0 < lam_floor < lam:
             raise ValueError(f"a learned lam needs 0 < lam_floor < lam; got lam_floor={lam_floor}, lam={lam}")
         self.denoiser = denoiser
@@ -88,6 +101,9 @@ class MoDL(nn.Module):
         self.num_samples = num_samples
         self.cg_max_iter = cg_max_iter
         self.cg_tol = cg_tol
+        self.weight_scores = weight_scores
+        self.weight_normalisation = weight_normalisation
+        self.output_bound = None if output_bound is None else float(output_bound)
         self.learn_lam = learn_lam
         self.lam_floor = float(lam_floor)
         if learn_lam:
@@ -107,14 +123,26 @@ class MoDL(nn.Module):
         """Whether the output depends on random draws (attacks then average over them, EOT)."""
         return self.smoothing != "none"
 
+    def denoise_channels(self, image: torch.Tensor) -> torch.Tensor:
+        """The denoiser on 2-channel images ``(N, 2, H, W)``, its output clipped to the bound if any."""
+        out = self.denoiser(image)
+        return out if self.output_bound is None else out.clamp(-self.output_bound, self.output_bound)
+
     def regularize(
         self, image: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, SmoothingTrace | None]:
         """The prior step of one unroll: ``D(x)`` or its (weighted) randomized smoothing."""
         if self.smoothing == "none":
-            return denoise_complex(self.denoiser, image), None
+            return denoise_complex(self.denoise_channels, image), None
         return smoothed_denoise(
-            self.denoiser, image, self.sigma, self.num_samples, generator, self.weight_encoder
+            self.denoise_channels,
+            image,
+            self.sigma,
+            self.num_samples,
+            generator,
+            self.weight_encoder,
+            weight_scores=self.weight_scores,
+            weight_normalisation=self.weight_normalisation,
         )
 
     def forward(
@@ -151,6 +179,7 @@ class MoDL(nn.Module):
                 trace.inputs.append(x)
                 if smoothing_trace is not None:
                     trace.smoothing.append(smoothing_trace)
+                trace.denoised.append(z.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs)
             x = data_consistency(z, aty, mask, self.lam, sens_maps, max_iter=self.cg_max_iter, tol=self.cg_tol)
         return x
 
@@ -188,7 +217,8 @@ class RSE2E(nn.Module):
         trace: UnrollTrace | None = None,
         zero_filled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Same signature as :meth:`MoDL.forward` (``trace`` is accepted and left empty).
+        """Same signature as :meth:`MoDL.forward`; ``trace`` records the smoothed MoDL's passes, the M
+        noisy copies of each slice side by side in the batch dimension.
 
         The k-space noise reaches the network as ``A^H (M eta)`` added to the zero-filled image,
         which is exactly what noisy measurements would give, so image-domain inputs work too.
@@ -200,7 +230,14 @@ class RSE2E(nn.Module):
         batch_mask = mask if mask.ndim == 1 else mask.repeat(m, 1)
         batch_sens = None if sens_maps is None else sens_maps.repeat(m, 1, 1, 1)
         noisy_aty = aty.repeat(m, 1, 1) + adjoint_operator(noise, batch_mask, batch_sens)
-        out = self.modl(kspace.repeat(m, 1, 1, 1), batch_mask, batch_sens, num_unrolls=num_unrolls, zero_filled=noisy_aty)
+        out = self.modl(
+            kspace.repeat(m, 1, 1, 1),
+            batch_mask,
+            batch_sens,
+            num_unrolls=num_unrolls,
+            trace=trace,
+            zero_filled=noisy_aty,
+        )
         return out.reshape(m, b, *out.shape[1:]).mean(0)
 
 

@@ -3,19 +3,29 @@
 ``smoothed_denoise`` draws M Gaussian perturbations of the input, clamps them as the SMUG code
 clamps its 2-channel images, denoises all M copies in ONE forward pass (samples folded into the
 batch dimension) and averages, optionally with Weighted SMUG's learned per-sample weights.
+
+Weighted SMUG's weights (:data:`WEIGHT_SCORES`, :data:`WEIGHT_NORMALISATIONS`): the encoder scores
+either the denoised copies ``D(x + eta_j)`` (this project's default) or the noisy inputs
+``x + eta_j`` (the journal code), and the scores are normalised either by their sum
+(``sum_j w_j D_j / sum_j w_j`` with sigmoid scores, both codes) or by a softmax over the M samples
+of the encoder's logits (an ablation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from smug.transforms import channels_to_complex, complex_to_channels
 
+WEIGHT_SCORES = ("denoised", "noisy")
+WEIGHT_NORMALISATIONS = ("sum", "softmax")
 
-def denoise_complex(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
+
+def denoise_complex(denoiser: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor) -> torch.Tensor:
     """Run a 2-channel denoiser on a complex image ``(B, H, W)``; returns complex ``(B, H, W)``."""
     return channels_to_complex(denoiser(complex_to_channels(image)))
 
@@ -35,7 +45,8 @@ class SmoothingTrace:
 
     Attributes:
         noisy_outputs: ``D(clamp(x + eta_j))`` for every sample, complex ``(M, B, H, W)``.
-        weights: Weighted SMUG's ``(M, B)`` sample weights, or None for plain averaging.
+        weights: Weighted SMUG's ``(M, B)`` sample weights, normalised to sum to 1 over the M
+            samples, or None for plain averaging.
     """
 
     noisy_outputs: torch.Tensor
@@ -43,28 +54,40 @@ class SmoothingTrace:
 
 
 def smoothed_denoise(
-    denoiser: nn.Module,
+    denoiser: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
     sigma: float,
     num_samples: int,
     generator: torch.Generator | None = None,
     weight_encoder: nn.Module | None = None,
     clamp: bool = True,
+    weight_scores: str = "denoised",
+    weight_normalisation: str = "sum",
 ) -> tuple[torch.Tensor, SmoothingTrace]:
     """Randomized smoothing ``E_eta[D(x + eta)]`` estimated with ``num_samples`` draws.
 
     Args:
-        denoiser: 2-channel network.
+        denoiser: 2-channel network ``(N, 2, H, W) -> (N, 2, H, W)``.
         image: complex ``(B, H, W)``, normalised so the object's magnitude is at most 1.
         sigma: standard deviation of the real and of the imaginary noise.
         num_samples: M, the number of noise draws.
         generator: source of the noise (a seeded generator makes evaluation repeatable).
-        weight_encoder: Weighted SMUG's scorer ``(N, 2, H, W) -> (N,)``; None averages uniformly.
+        weight_encoder: Weighted SMUG's scorer ``(N, 2, H, W) -> (N,)`` (a
+            :class:`smug.models.weight_encoder.WeightEncoder`); None averages uniformly.
         clamp: clamp real and imaginary parts of the noisy copies to [-1, 1] (the SMUG code does).
+        weight_scores: what the encoder scores: the ``denoised`` copies or the ``noisy`` inputs.
+        weight_normalisation: ``sum`` (sigmoid weights over their sum) or ``softmax`` (of the logits
+            over the M samples).
 
     Returns:
         ``(smoothed, trace)``: the complex ``(B, H, W)`` estimate and the per-sample outputs.
     """
+    if weight_scores not in WEIGHT_SCORES:
+        raise ValueError(f"unknown weight_scores {weight_scores!r}; valid: {', '.join(WEIGHT_SCORES)}")
+    if weight_normalisation not in WEIGHT_NORMALISATIONS:
+        raise ValueError(
+            f"unknown weight_normalisation {weight_normalisation!r}; valid: {', '.join(WEIGHT_NORMALISATIONS)}"
+        )
     b, h, w = image.shape
     # Noise is added and clamped in the denoiser's (real, imaginary) channel layout, which it needs
     # anyway: one real tensor op each instead of building complex copies. The draws are those of
@@ -73,11 +96,16 @@ def smoothed_denoise(
     noisy = complex_to_channels(image).unsqueeze(0) + sigma * draws.permute(1, 2, 0, 3, 4)
     if clamp:
         noisy = noisy.clamp(-1.0, 1.0)
-    outputs = channels_to_complex(denoiser(noisy.reshape(num_samples * b, 2, h, w)))
+    noisy = noisy.reshape(num_samples * b, 2, h, w)
+    denoised = denoiser(noisy)
+    outputs = channels_to_complex(denoised).reshape(num_samples, b, h, w)
     if weight_encoder is None:
-        outputs = outputs.reshape(num_samples, b, h, w)
         return outputs.mean(0), SmoothingTrace(outputs, None)
-    weights = weight_encoder(complex_to_channels(outputs)).reshape(num_samples, b)
-    outputs = outputs.reshape(num_samples, b, h, w)
-    weighted = (weights[..., None, None] * outputs).sum(0) / weights.sum(0)[..., None, None]
-    return weighted, SmoothingTrace(outputs, weights)
+    scored = denoised if weight_scores == "denoised" else noisy
+    if weight_normalisation == "sum":
+        scores = weight_encoder(scored).reshape(num_samples, b)
+        total = scores.sum(0)
+        weighted = (scores[..., None, None] * outputs).sum(0) / total[..., None, None]
+        return weighted, SmoothingTrace(outputs, scores / total)
+    weights = torch.softmax(weight_encoder.logits(scored).reshape(num_samples, b), dim=0)
+    return (weights[..., None, None] * outputs).sum(0), SmoothingTrace(outputs, weights)

@@ -1,7 +1,8 @@
 """Weighted SMUG's sample scorer: one weight in (0, 1) per noisy copy of the image.
 
 Weighted SMUG replaces the plain average of the denoised noisy copies by
-``sum_j w_j D(x + eta_j) / sum_j w_j``; this small CNN produces the ``w_j`` from the noisy inputs.
+``sum_j w_j D(x + eta_j) / sum_j w_j``; this small CNN produces the ``w_j``, scoring either the
+denoised copies or the noisy inputs (:func:`smug.models.smoothing.smoothed_denoise`).
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ class WeightEncoder(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.score = nn.Linear(num_chans, 1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, H, W) -> (B,)`` weights in (0, 1)."""
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, H, W) -> (B,)`` unbounded scores (the weights before the sigmoid)."""
         if image.ndim != 4 or image.shape[1] != self.in_chans:
             raise ValueError(
                 f"WeightEncoder expects a (B, {self.in_chans}, H, W) tensor, got shape {tuple(image.shape)}"
             )
         pooled = self.pool(self.features(image)).flatten(1)
-        return torch.sigmoid(self.score(pooled)).squeeze(1)
+        return self.score(pooled).squeeze(1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, H, W) -> (B,)`` weights in (0, 1)."""
+        return torch.sigmoid(self.logits(image))
