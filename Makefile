@@ -1,5 +1,6 @@
 # Two entry points, as the README says:
 #   make run    install into .venv and run the whole pipeline on the embedded default
+#   make ablations  the SMUG paper's open questions as experiments (snakemake ablations)
 #   make test   install the test tools too and run the whole test suite
 # Everything runs with .venv/bin first on PATH, so the rules' `python` is the pinned interpreter.
 
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: run test install install-test lint clean
+.PHONY: run ablations test install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/snakemake --cores $(CORES)
+
+ablations: install
+	$(BIN)/snakemake ablations --cores $(CORES)
 
 test: install-test
 	$(BIN)/python -m pytest

@@ -49,6 +49,7 @@ def job_resources(rule_name):
 def train_ranks(wildcards):
     """Data-parallel training processes: one per GPU of the train rule's job (at least one), or one
     for the kinds that cannot be trained on several ranks (smug.methods.Kind.data_parallel)."""
-    if not KINDS[METHODS[wildcards.model].kind].data_parallel:
+    method = model_setup(wildcards.model, config, ABLATION_MODELS)[0]
+    if not KINDS[METHODS[method].kind].data_parallel:
         return 1
     return max(1, job_spec("train").get("gpu", 0))

@@ -3,10 +3,14 @@
 # outputs and params as its options of the same names (smug.cli), so nothing here builds a flag.
 import hashlib
 import json
+import re
 from pathlib import Path
 
+from smug.ablations import experiment_models, model_setup, variant_models
 from smug.methods import (
     FIGURES,
+    KINDS,
+    METHODS,
     NOISE_ATTACKS,
     NOISE_COUNTERPART,
     PROTOCOLS,
@@ -32,8 +36,11 @@ def final_outputs():
 
 # ---- training ---------------------------------------------------------------------------------
 
-# Every trained model, its kind and the model it starts from: smug.methods.METHODS.
+# Every trained model, its kind and the model it starts from: smug.methods.METHODS; and the
+# ablation experiments' variants of them (smug.ablations), trained by the same rule.
 TRAINED_MODELS = trained_methods()
+ABLATION_MODELS = variant_models(config)
+TRAINABLE_PATTERN = "|".join(re.escape(name) for name in [*TRAINED_MODELS, *ABLATION_MODELS])
 
 
 def split_inputs(option, split, anatomy):
@@ -50,7 +57,7 @@ def training_inputs(wildcards):
     inputs = split_inputs("train", "train", anatomy)
     inputs["val"] = split_list("val", anatomy)
     inputs["sens_maps"] += split_sens_maps("val", anatomy)
-    parent = TRAINED_MODELS[wildcards.model].init
+    parent = model_setup(wildcards.model, config, ABLATION_MODELS)[2]
     if parent is not None:
         inputs["init"] = f"results/models/{parent}/model.pt"
     return inputs
@@ -58,13 +65,16 @@ def training_inputs(wildcards):
 
 def training_spec(wildcards):
     """The spec scripts/train.py receives: exactly the settings that determine the model's weights
-    (smug.methods.spec_settings), so a setting change retrains only the models reading it."""
+    (smug.methods.spec_settings, with an ablation variant's settings applied) and the method it
+    starts from, so a setting change retrains only the models reading it."""
     name = wildcards.model
+    method, settings, init = model_setup(name, config, ABLATION_MODELS)
     return {
         "name": name,
-        "kind": TRAINED_MODELS[name].kind,
+        "kind": METHODS[method].kind,
+        "init": init,
         "seed": config["seed"],
-        **spec_settings(name, config),
+        **spec_settings(method, settings),
         "data": {
             "challenge": config["data"]["challenge"],
             "train_slices": config["training"]["train_slices"],
@@ -211,6 +221,99 @@ def figure_inputs(wildcards):
         "recons": expand("results/recons/{model}", model=fig["models"]),
         "attack_files": [f"results/attacks/{m}/{fig['attack']}.h5" for m in shown],
     }
+
+
+# ---- ablations (target `ablations`, smug.ablations) -------------------------------------------
+
+ABLATION_EXPERIMENTS = experiment_models(config)
+# The health checks hold every model against these, evaluated clean on the same test slices.
+HEALTH_REFERENCES = ("zero_filled", "cs_tv")
+
+
+def ablation_models():
+    """Every model of an experiment (variants and references), each once."""
+    return list(dict.fromkeys(m.name for models in ABLATION_EXPERIMENTS.values() for m in models))
+
+
+def ablation_trained_models():
+    """The experiments' models with a training record (all but zero-filled, CS, untrained)."""
+    return [m for m in ablation_models() if m in ABLATION_MODELS or m in TRAINED_MODELS]
+
+
+def ablation_attack_files(model):
+    """A model's perturbations under ablations.attacks; the untrained network (no gradient) and the
+    health references are scored clean only."""
+    if model == "untrained" or model in HEALTH_REFERENCES and model not in ablation_models():
+        return []
+    return [f"results/attacks/{model}/{attack}.h5" for attack in config["ablations"]["attacks"]]
+
+
+def ablation_evaluation_inputs(wildcards):
+    tests = test_inputs()
+    return {
+        "test": tests["test"],
+        "sens_maps": tests["sens_maps"],
+        "train_mask": tests["mask"],
+        "model": f"results/models/{wildcards.model}/model.pt",
+        "attacks": ablation_attack_files(wildcards.model),
+    }
+
+
+def diagnosed_models():
+    """Unrolled models of the experiments with diagnostics: true."""
+    names = []
+    for experiment, models in ABLATION_EXPERIMENTS.items():
+        if config["ablations"]["experiments"][experiment]["diagnostics"]:
+            names += [m.name for m in models if model_family(m) == "unrolled"]
+    return list(dict.fromkeys(names))
+
+
+def model_family(model):
+    """The registry family of an experiment's model (its method's)."""
+    return KINDS[METHODS[model.method].kind].family
+
+
+def diagnose_inputs(wildcards):
+    return {**test_inputs(), "model": f"results/models/{wildcards.model}/model.pt"}
+
+
+def ablation_health_inputs(wildcards):
+    scored = [*ablation_models(), *(m for m in HEALTH_REFERENCES if m not in ablation_models())]
+    return {
+        "records": expand("results/models/{model}/model.pt", model=ablation_trained_models()),
+        "scores": expand("results/ablations/eval/{model}.csv", model=scored),
+    }
+
+
+def ablation_table_inputs(wildcards):
+    return {
+        "scores": expand("results/ablations/eval/{model}.csv", model=ablation_models()),
+        "diagnostics": expand("results/ablations/diagnostics/{model}.csv", model=diagnosed_models()),
+        "health": "results/tables/ablation_health.csv",
+    }
+
+
+def ablation_experiments():
+    """Each experiment's models as the table script reads them (--experiments)."""
+    diagnosed = diagnosed_models()
+    experiments = {}
+    for experiment, models in ABLATION_EXPERIMENTS.items():
+        shows = config["ablations"]["experiments"][experiment]["diagnostics"]
+        experiments[experiment] = [
+            {
+                "model": m.name,
+                "method": m.method,
+                "setting": m.label,
+                "role": m.role,
+                "diagnosed": shows and m.name in diagnosed,
+            }
+            for m in models
+        ]
+    return experiments
+
+
+def ablation_figure_kind(wildcards):
+    return config["ablations"]["experiments"][wildcards.experiment]["figure"]
 
 
 # ---- reconstructing a user's own files (target `reconstructions`) ------------------------------

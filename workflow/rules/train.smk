@@ -1,6 +1,6 @@
 # Training: denoiser pre-training, then MoDL, SMUG, Weighted SMUG from the pre-trained denoiser,
-# and RS-E2E from the trained MoDL. One rule, one script; the spec carries the stage's settings, so
-# changing a setting retrains exactly the models it affects.
+# and RS-E2E from the trained MoDL, and the ablations' variants of them. One rule, one script; the
+# spec carries the stage's settings, so changing a setting retrains exactly the models it affects.
 
 
 rule train:
@@ -14,7 +14,7 @@ rule train:
     benchmark:
         "results/benchmarks/rules/train_{model}.tsv"
     wildcard_constraints:
-        model="|".join(TRAINED_MODELS),
+        model=TRAINABLE_PATTERN,
     conda:
         "../../environment.yml"
     threads: job_threads("train")

@@ -9,6 +9,7 @@ import yaml
 
 from snakemake.exceptions import WorkflowError
 
+from smug.ablations import apply_settings
 from smug.methods import schema_names
 
 NESTED_CONFIG_HINT = (
@@ -17,9 +18,10 @@ NESTED_CONFIG_HINT = (
 )
 
 
-def validate_config(schema_path):
-    """Snakemake's validate against the schema with the registry's names filled in
-    (smug.methods.schema_names), its error shortened to one line."""
+def validate_config(schema_path, settings=None, where=""):
+    """Snakemake's validate of ``settings`` (the config) against the schema with the registry's
+    names filled in (smug.methods.schema_names), its error shortened to one line, prefixed by
+    ``where``."""
     schema = yaml.safe_load((Path(workflow.basedir) / schema_path).read_text())
     for name, names in schema_names().items():
         schema["$defs"][name]["enum"] = names
@@ -27,13 +29,27 @@ def validate_config(schema_path):
         with tempfile.TemporaryDirectory() as folder:
             resolved = Path(folder) / "config.schema.yaml"
             resolved.write_text(yaml.safe_dump(schema))
-            validate(config, str(resolved))
+            validate(config if settings is None else settings, str(resolved), set_default=False)
     except WorkflowError as exc:
         # Snakemake raises while handling jsonschema's ValidationError, which is its context.
         error = exc.__context__
         if not (hasattr(error, "validator") and hasattr(error, "absolute_path")):
             raise
-        raise WorkflowError(config_error_message(error)) from None
+        raise WorkflowError(where + config_error_message(error)) from None
+
+
+def check_ablations(schema_path):
+    """Every ablation variant's config must be a valid config (the schema's types and ranges), and
+    ablations.attacks must name configured attacks."""
+    for attack in config["ablations"]["attacks"]:
+        if attack not in config["evaluation"]["attacks"]:
+            raise ValueError(
+                f"config error: ablations.attacks: {attack!r} is not in evaluation.attacks "
+                f"(valid: {', '.join(config['evaluation']['attacks'])})"
+            )
+    for name, variant in ABLATION_MODELS.items():
+        settings = apply_settings(config, dict(variant.settings))
+        validate_config(schema_path, settings, f"ablation variant {name}: ")
 
 
 def config_error_message(error):

@@ -1,0 +1,231 @@
+"""One figure per ablation experiment, drawn from ``results/tables/ablations.csv``.
+
+- ``tradeoff``: clean PSNR against attacked PSNR, one line per method through its variants (each
+  point labelled with its setting), the references as single points; one panel per attack.
+- ``bars``: clean and attacked PSNR per model with 95 % intervals; with Weighted SMUG diagnostics,
+  a panel of the learned weights' spread.
+- ``sensitivity``: the measured sensitivity ``||f(y + e) - f(y)|| / ||e||`` against the radius of
+  ``e`` (worst case solid, random dashed), the largest denoiser output norms, and clean PSNR.
+
+Attacked scores are shown at the middle of each attack's eps grid (:func:`middle_levels`), named
+in each panel's title. Unhealthy models are drawn hollow and marked "(unhealthy)".
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from smug.ablation_tables import DIAGNOSTIC, middle_levels, scored_rows
+from smug.methods import method_label, PERTURBATION_LEVELS
+from smug.plots import save_figure
+
+FIGURE_KINDS = ("tradeoff", "bars", "sensitivity")
+
+
+def _name(row) -> str:
+    """A model's display name: ``SMUG sigma=0.02``, or the reference's label."""
+    label = method_label(row["method"])
+    text = label if row["role"] == "reference" else f"{label} {row['setting']}"
+    return text if row["healthy"] else f"{text} (unhealthy)"
+
+
+def _models(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, in table order, with its display name."""
+    models = rows.drop_duplicates("model")[["model", "method", "setting", "role", "healthy"]].copy()
+    models["name"] = [_name(row) for _, row in models.iterrows()]
+    return models.reset_index(drop=True)
+
+
+def _value(rows: pd.DataFrame, model: str, perturbation: str, level: float | None = None) -> pd.Series | None:
+    own = rows[(rows["model"] == model) & (rows["perturbation"] == perturbation)]
+    if level is not None:
+        own = own[np.isclose(own["level"].astype(float), level)]
+    return None if own.empty else own.iloc[0]
+
+
+def _panel_title(perturbation: str, level: float) -> str:
+    """``pgd_kspace_linf`` over ``eps = 0.01`` (the level's meaning is in PERTURBATION_LEVELS)."""
+    name = PERTURBATION_LEVELS.get(perturbation, "level").split(" ", 1)[0]
+    return f"{perturbation}\n{name} = {level:g}"
+
+
+def plot_tradeoff(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
+    rows = scored_rows(table, experiment)
+    levels = middle_levels(rows)
+    models = _models(rows)
+    colors = dict(zip(models["method"].unique(), sns.color_palette("colorblind", models["method"].nunique())))
+    axes = figure.subplots(1, max(len(levels), 1), squeeze=False)[0]
+    for ax, (perturbation, level) in zip(axes, levels.items()):
+        for method, group in models.groupby("method", sort=False):
+            points = []
+            for _, model in group.iterrows():
+                clean, attacked = _value(rows, model["model"], "clean"), _value(
+                    rows, model["model"], perturbation, level
+                )
+                if clean is not None and attacked is not None:
+                    points.append((clean["mean"], attacked["mean"], model))
+            if not points:
+                continue
+            variants = [p for p in points if p[2]["role"] == "variant"]
+            marker = "o" if variants else "s"
+            if len(variants) > 1:
+                ax.plot([p[0] for p in variants], [p[1] for p in variants], "-", color=colors[method], alpha=0.6)
+            for x, y, model in points:
+                face = colors[method] if model["healthy"] else "none"
+                ax.plot(x, y, marker, color=colors[method], markerfacecolor=face, markersize=7)
+                text = model["setting"] if model["role"] == "variant" else method_label(method)
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.plot([], [], marker, color=colors[method], label=method_label(method))
+        ax.set_title(_panel_title(perturbation, level), fontsize=9)
+        ax.set_xlabel("clean PSNR (dB)")
+        ax.set_ylabel("attacked PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+
+
+def plot_bars(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
+    rows = scored_rows(table, experiment)
+    levels = {"clean": None, **middle_levels(rows)}
+    models = _models(rows)
+    spread = table[(table["experiment"] == experiment) & (table["perturbation"] == "weight_max")]
+    panels = len(levels) + (1 if not spread.empty else 0)
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    colors = sns.color_palette("colorblind", len(models))
+    y = np.arange(len(models))
+    for ax, (perturbation, level) in zip(axes, levels.items()):
+        for i, model in models.iterrows():
+            row = _value(rows, model["model"], perturbation, level)
+            if row is None:
+                continue
+            err = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+            ax.barh(
+                i,
+                row["mean"],
+                xerr=err,
+                color=colors[i],
+                hatch=None if model["healthy"] else "//",
+                edgecolor="black",
+                linewidth=0.5,
+            )
+            ax.annotate(
+                f"{row['mean']:.2f}",
+                (row["ci_low"], i),
+                xytext=(-3, 0),
+                textcoords="offset points",
+                ha="right",
+                va="center",
+                fontsize=7,
+                color="white",
+            )
+        ax.set_title("clean" if level is None else _panel_title(perturbation, level), fontsize=9)
+        ax.set_xlabel("PSNR (dB)")
+        values = rows[rows["perturbation"] == perturbation]["mean"]
+        if not values.empty:
+            ax.set_xlim(values.min() - 2, values.max() + 1)
+        ax.set_yticks(y, models["name"] if ax is axes[0] else [""] * len(models), fontsize=8)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    if not spread.empty:
+        ax = axes[-1]
+        for i, model in models.iterrows():
+            own = spread[spread["model"] == model["model"]]
+            if not own.empty:
+                value = float(own["mean"].iloc[0])
+                ax.barh(i, value, color=colors[i], edgecolor="black", linewidth=0.5)
+                ax.annotate(
+                    f"{value:.3f}", (value, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
+                )
+        ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
+        ax.set_xlim(0.9, max(1.2, float(spread["mean"].max()) * 1.15))
+        ax.set_yticks(y, [""] * len(models))
+        ax.invert_yaxis()
+        ax.set_title("largest weight x M\n(1 = uniform)", fontsize=9)
+
+
+def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
+    own = table[table["experiment"] == experiment]
+    measured = own[own["protocol"] == DIAGNOSTIC]
+    models = _models(own)
+    models = models[models["model"].isin(measured["model"])].reset_index(drop=True)
+    if models.empty:
+        raise ValueError(f"ablation {experiment!r}: no diagnostics to plot (set diagnostics: true)")
+    colors = sns.color_palette("colorblind", len(models))
+    ax_sens, ax_norm, ax_clean = figure.subplots(1, 3)
+    for i, model in models.iterrows():
+        mine = measured[(measured["model"] == model["model"]) & (measured["metric"] == "mean")]
+        for kind, style in (("sensitivity_worst", "-o"), ("sensitivity_random", "--")):
+            curve = mine[mine["perturbation"] == kind].sort_values("level")
+            ax_sens.plot(
+                curve["level"],
+                curve["mean"],
+                style,
+                color=colors[i],
+                markersize=4,
+                label=model["name"] if kind == "sensitivity_worst" else None,
+            )
+    ax_sens.set_xlabel("||e|| / ||y||")
+    ax_sens.set_ylabel("||f(y+e) - f(y)|| / ||e||")
+    ax_sens.set_title("sensitivity (solid: worst case, dashed: random)", fontsize=9)
+    ax_sens.legend(fontsize=7)
+    ax_sens.grid(alpha=0.3)
+    norms = measured[measured["perturbation"] == "denoiser_output_norm"]
+    top = norms["level"].max()
+    y = np.arange(len(models))
+    for i, model in models.iterrows():
+        mine = norms[norms["model"] == model["model"]]
+        clean = mine[mine["level"] == 0.0]["mean"]
+        worst = mine[mine["level"] == top]["mean"]
+        ax_norm.barh(i - 0.2, float(clean.iloc[0]) if len(clean) else 0, height=0.4, color=colors[i])
+        ax_norm.barh(
+            i + 0.2,
+            float(worst.iloc[0]) if len(worst) else 0,
+            height=0.4,
+            color=colors[i],
+            hatch="..",
+            edgecolor="black",
+            linewidth=0.5,
+        )
+    target = measured[measured["perturbation"] == "target_norm"]["mean"]
+    if len(target):
+        ax_norm.axvline(float(target.max()), color="black", linestyle=":", linewidth=1, label="largest ||x_gt||")
+        ax_norm.legend(fontsize=7)
+    ax_norm.set_yticks(y, models["name"], fontsize=7)
+    ax_norm.invert_yaxis()
+    ax_norm.set_title(f"largest ||D(.)||: clean (plain), under\nworst-case e at {top:g} ||y|| (dotted)", fontsize=9)
+    scored = scored_rows(table, experiment)
+    for i, model in models.iterrows():
+        row = _value(scored, model["model"], "clean")
+        if row is not None:
+            ax_clean.barh(i, row["mean"], color=colors[i], hatch=None if model["healthy"] else "//")
+    ax_clean.set_yticks(y, [""] * len(models))
+    ax_clean.invert_yaxis()
+    clean_values = scored[scored["perturbation"] == "clean"]["mean"]
+    if len(clean_values):
+        ax_clean.set_xlim(clean_values.min() - 2, clean_values.max() + 1)
+    ax_clean.set_title("clean PSNR (dB): the cost", fontsize=9)
+
+
+_PLOTTERS = {"tradeoff": plot_tradeoff, "bars": plot_bars, "sensitivity": plot_sensitivity}
+
+
+def plot_experiment(
+    table: pd.DataFrame, experiment: str, kind: str, path_png: str | os.PathLike, path_pdf: str | os.PathLike
+) -> None:
+    """Draw one experiment's figure of ``kind`` (:data:`FIGURE_KINDS`) and save it atomically."""
+    if kind not in _PLOTTERS:
+        raise ValueError(f"unknown ablation figure {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
+    if not (table["experiment"] == experiment).any():
+        raise ValueError(f"the ablation table has no rows of experiment {experiment!r}")
+    width = {"tradeoff": 4.2, "bars": 3.6, "sensitivity": 4.4}[kind]
+    panels = 3 if kind == "sensitivity" else max(len(middle_levels(scored_rows(table, experiment))), 1) + 1
+    models = table.loc[table["experiment"] == experiment, "model"].nunique()
+    height = 0.45 * models + 2.5 if kind == "bars" else 4.2
+    figure = Figure(figsize=(width * panels, height), layout="constrained")
+    _PLOTTERS[kind](table, experiment, figure)
+    figure.suptitle(f"Ablation: {experiment}")
+    save_figure(figure, path_png, path_pdf)

@@ -1,0 +1,122 @@
+# The SMUG paper's open questions as experiments (target `ablations`, not part of `all`): each
+# experiment's variants are trained by rule train (smug.ablations), attacked by rule attack, then
+# scored clean and under ablations.attacks, health-checked and, where asked, diagnosed.
+
+
+use rule evaluate as ablation_evaluate with:
+    input:
+        unpack(ablation_evaluation_inputs),
+    output:
+        out="results/ablations/eval/{model}.csv",
+        recon_dir=directory("results/ablations/recons/{model}"),
+    log:
+        "results/logs/ablations/evaluate_{model}.log",
+    benchmark:
+        "results/benchmarks/rules/ablation_evaluate_{model}.tsv"
+    params:
+        small_features=None,
+        unrolls=None,
+
+
+rule diagnose:
+    input:
+        unpack(diagnose_inputs),
+    output:
+        out="results/ablations/diagnostics/{model}.csv",
+    log:
+        "results/logs/ablations/diagnose_{model}.log",
+    benchmark:
+        "results/benchmarks/rules/diagnose_{model}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("diagnose")
+    resources:
+        **job_resources("diagnose"),
+    params:
+        radii=config["ablations"]["diagnostics"]["radii"],
+        steps=config["ablations"]["diagnostics"]["steps"],
+        test_slices=config["evaluation"]["test_slices"],
+        batch_size=config["evaluation"]["batch_size"],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../../scripts/diagnose.py"
+
+
+use rule training_health as ablation_health with:
+    input:
+        unpack(ablation_health_inputs),
+    output:
+        out=report(
+            "results/tables/ablation_health.csv",
+            caption="../report/ablation_health.rst",
+            category="Ablations",
+        ),
+    log:
+        "results/logs/ablations/health.log",
+    benchmark:
+        "results/benchmarks/rules/ablation_health.tsv"
+
+
+rule ablation_table:
+    input:
+        unpack(ablation_table_inputs),
+    output:
+        out=report(
+            "results/tables/ablations.csv",
+            caption="../report/ablations_table.rst",
+            category="Ablations",
+        ),
+    log:
+        "results/logs/ablations/table.log",
+    benchmark:
+        "results/benchmarks/rules/ablation_table.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("ablation_table")
+    resources:
+        **job_resources("ablation_table"),
+    params:
+        experiments=ablation_experiments(),
+        config_hash=config_hash(),
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../../scripts/make_ablation_table.py"
+
+
+rule ablation_figure:
+    input:
+        table="results/tables/ablations.csv",
+    output:
+        png=report(
+            "results/figures/ablations/{experiment}.png",
+            caption="../report/ablation_figure.rst",
+            category="Ablations",
+        ),
+        pdf="results/figures/ablations/{experiment}.pdf",
+    log:
+        "results/logs/ablations/figure_{experiment}.log",
+    benchmark:
+        "results/benchmarks/rules/ablation_figure_{experiment}.tsv"
+    wildcard_constraints:
+        experiment="|".join(config["ablations"]["experiments"]),
+    conda:
+        "../../environment.yml"
+    threads: job_threads("ablation_figure")
+    resources:
+        **job_resources("ablation_figure"),
+    params:
+        experiment="{experiment}",
+        kind=ablation_figure_kind,
+    script:
+        "../../scripts/make_ablation_figure.py"
+
+
+rule ablations:
+    input:
+        "results/tables/ablations.csv",
+        "results/tables/ablation_health.csv",
+        expand(
+            "results/figures/ablations/{experiment}.png", experiment=list(config["ablations"]["experiments"])
+        ),
