@@ -136,12 +136,16 @@ def test_stages_start_from_what_their_family_and_smoothing_say(tmp_path):
         ("training", "pretrain_sigma", {"denoiser"}),
         ("training", "ustab_target", {"smug", "weighted_smug"}),
         ("model", "num_unrolls", {"modl", "modl_pgd", "smug", "weighted_smug", "rs_e2e"}),
+        ("model", "output_bound", {"modl", "modl_pgd", "smug", "weighted_smug", "rs_e2e"}),
+        ("smoothing", "weight_scores", {"weighted_smug"}),
+        ("smoothing", "weight_normalisation", {"weighted_smug"}),
     ],
 )
 def test_a_setting_is_in_the_spec_of_exactly_the_models_reading_it(section, key, expected):
     changed = copy.deepcopy(CONFIG)
+    other = {"denoised_gt": "gt", "gt": "denoised_gt", None: 1.0, "denoised": "noisy", "sum": "softmax"}
     value = changed[section][key]
-    changed[section][key] = "gt" if value == "denoised_gt" else "denoised_gt" if value == "gt" else value * 3
+    changed[section][key] = other[value] if value in other else value * 3
     differs = {name for name in trained_methods() if spec_settings(name, CONFIG) != spec_settings(name, changed)}
     assert differs == expected
 

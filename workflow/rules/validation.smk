@@ -5,6 +5,7 @@ import difflib
 import tempfile
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from snakemake.exceptions import WorkflowError
@@ -18,24 +19,27 @@ NESTED_CONFIG_HINT = (
 )
 
 
-def validate_config(schema_path, settings=None, where=""):
-    """Snakemake's validate of ``settings`` (the config) against the schema with the registry's
-    names filled in (smug.methods.schema_names), its error shortened to one line, prefixed by
-    ``where``."""
+def resolved_schema(schema_path):
+    """The config schema with the registry's names filled in (smug.methods.schema_names)."""
     schema = yaml.safe_load((Path(workflow.basedir) / schema_path).read_text())
     for name, names in schema_names().items():
         schema["$defs"][name]["enum"] = names
+    return schema
+
+
+def validate_config(schema_path):
+    """Snakemake's validate against the resolved schema, its error shortened to one line."""
     try:
         with tempfile.TemporaryDirectory() as folder:
             resolved = Path(folder) / "config.schema.yaml"
-            resolved.write_text(yaml.safe_dump(schema))
-            validate(config if settings is None else settings, str(resolved), set_default=False)
+            resolved.write_text(yaml.safe_dump(resolved_schema(schema_path)))
+            validate(config, str(resolved))
     except WorkflowError as exc:
         # Snakemake raises while handling jsonschema's ValidationError, which is its context.
         error = exc.__context__
         if not (hasattr(error, "validator") and hasattr(error, "absolute_path")):
             raise
-        raise WorkflowError(where + config_error_message(error)) from None
+        raise WorkflowError(config_error_message(error)) from None
 
 
 def check_ablations(schema_path):
@@ -47,9 +51,13 @@ def check_ablations(schema_path):
                 f"config error: ablations.attacks: {attack!r} is not in evaluation.attacks "
                 f"(valid: {', '.join(config['evaluation']['attacks'])})"
             )
+    validator = jsonschema.Draft202012Validator(resolved_schema(schema_path))
     for name, variant in ABLATION_MODELS.items():
-        settings = apply_settings(config, dict(variant.settings))
-        validate_config(schema_path, settings, f"ablation variant {name}: ")
+        error = jsonschema.exceptions.best_match(
+            validator.iter_errors(apply_settings(config, dict(variant.settings)))
+        )
+        if error is not None:
+            raise WorkflowError(f"ablation variant {name}: {config_error_message(error)}")
 
 
 def config_error_message(error):
