@@ -5,7 +5,8 @@
 - ``bars``: clean and attacked PSNR per model with 95 % intervals; with Weighted SMUG diagnostics,
   a panel of the learned weights' spread.
 - ``sensitivity``: the measured sensitivity ``||f(y + e) - f(y)|| / ||e||`` against the radius of
-  ``e`` (worst case solid, random dashed), the largest denoiser output norms, and clean PSNR.
+  ``e`` (worst case solid, random dashed) and per model at the largest radius, the largest denoiser
+  output norms, and clean PSNR.
 
 Attacked scores are shown at the middle of each attack's eps grid (:func:`middle_levels`), named
 in each panel's title. Unhealthy models are drawn hollow and marked "(unhealthy)".
@@ -98,35 +99,39 @@ def plot_bars(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
     colors = sns.color_palette("colorblind", len(models))
     y = np.arange(len(models))
     for ax, (perturbation, level) in zip(axes, levels.items()):
+        shown = rows[rows["perturbation"] == perturbation]
+        if level is not None:
+            shown = shown[np.isclose(shown["level"].astype(float), level)]
+        # Bars start at the axis' left edge, so a negative PSNR is a short bar, not one pointing left.
+        left = float(shown["ci_low"].min()) - 1.5 if not shown.empty else 0.0
         for i, model in models.iterrows():
             row = _value(rows, model["model"], perturbation, level)
             if row is None:
                 continue
             err = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
+            hatch = None if model["healthy"] else "//"
             ax.barh(
                 i,
-                row["mean"],
+                row["mean"] - left,
+                left=left,
                 xerr=err,
                 color=colors[i],
-                hatch=None if model["healthy"] else "//",
+                hatch=hatch,
                 edgecolor="black",
                 linewidth=0.5,
             )
             ax.annotate(
                 f"{row['mean']:.2f}",
-                (row["ci_low"], i),
-                xytext=(-3, 0),
+                (row["ci_high"], i),
+                xytext=(3, 0),
                 textcoords="offset points",
-                ha="right",
                 va="center",
                 fontsize=7,
-                color="white",
             )
         ax.set_title("clean" if level is None else _panel_title(perturbation, level), fontsize=9)
         ax.set_xlabel("PSNR (dB)")
-        values = rows[rows["perturbation"] == perturbation]["mean"]
-        if not values.empty:
-            ax.set_xlim(values.min() - 2, values.max() + 1)
+        if not shown.empty:
+            ax.set_xlim(left, float(shown["ci_high"].max()) + 1.5)
         ax.set_yticks(y, models["name"] if ax is axes[0] else [""] * len(models), fontsize=8)
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
@@ -155,7 +160,7 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
     if models.empty:
         raise ValueError(f"ablation {experiment!r}: no diagnostics to plot (set diagnostics: true)")
     colors = sns.color_palette("colorblind", len(models))
-    ax_sens, ax_norm, ax_clean = figure.subplots(1, 3)
+    ax_sens, ax_bars, ax_norm, ax_clean = figure.subplots(1, 4, width_ratios=[1.2, 1, 1, 0.8])
     for i, model in models.iterrows():
         mine = measured[(measured["model"] == model["model"]) & (measured["metric"] == "mean")]
         for kind, style in (("sensitivity_worst", "-o"), ("sensitivity_random", "--")):
@@ -177,6 +182,32 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
     top = norms["level"].max()
     y = np.arange(len(models))
     for i, model in models.iterrows():
+        mine = measured[(measured["model"] == model["model"]) & (measured["metric"] == "mean")]
+        at_top = mine[np.isclose(mine["level"].astype(float), top)]
+        for kind, offset, hatch in (("sensitivity_worst", -0.2, None), ("sensitivity_random", 0.2, "..")):
+            value = at_top.loc[at_top["perturbation"] == kind, "mean"]
+            if len(value):
+                ax_bars.barh(
+                    i + offset,
+                    float(value.iloc[0]),
+                    height=0.4,
+                    color=colors[i],
+                    hatch=hatch,
+                    edgecolor="black",
+                    linewidth=0.5,
+                )
+                ax_bars.annotate(
+                    f"{float(value.iloc[0]):.1f}",
+                    (float(value.iloc[0]), i + offset),
+                    xytext=(2, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                )
+    ax_bars.set_yticks(y, models["name"], fontsize=7)
+    ax_bars.invert_yaxis()
+    ax_bars.set_title(f"sensitivity at ||e|| = {top:g} ||y||\n(plain: worst case, dotted: random)", fontsize=9)
+    for i, model in models.iterrows():
         mine = norms[norms["model"] == model["model"]]
         clean = mine[mine["level"] == 0.0]["mean"]
         worst = mine[mine["level"] == top]["mean"]
@@ -194,7 +225,7 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
     if len(target):
         ax_norm.axvline(float(target.max()), color="black", linestyle=":", linewidth=1, label="largest ||x_gt||")
         ax_norm.legend(fontsize=7)
-    ax_norm.set_yticks(y, models["name"], fontsize=7)
+    ax_norm.set_yticks(y, [""] * len(models))
     ax_norm.invert_yaxis()
     ax_norm.set_title(f"largest ||D(.)||: clean (plain), under\nworst-case e at {top:g} ||y|| (dotted)", fontsize=9)
     scored = scored_rows(table, experiment)
@@ -221,8 +252,8 @@ def plot_experiment(
         raise ValueError(f"unknown ablation figure {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
     if not (table["experiment"] == experiment).any():
         raise ValueError(f"the ablation table has no rows of experiment {experiment!r}")
-    width = {"tradeoff": 4.2, "bars": 3.6, "sensitivity": 4.4}[kind]
-    panels = 3 if kind == "sensitivity" else max(len(middle_levels(scored_rows(table, experiment))), 1) + 1
+    width = {"tradeoff": 4.2, "bars": 3.6, "sensitivity": 4.0}[kind]
+    panels = 4 if kind == "sensitivity" else max(len(middle_levels(scored_rows(table, experiment))), 1) + 1
     models = table.loc[table["experiment"] == experiment, "model"].nunique()
     height = 0.45 * models + 2.5 if kind == "bars" else 4.2
     figure = Figure(figsize=(width * panels, height), layout="constrained")

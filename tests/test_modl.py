@@ -23,6 +23,20 @@ def _problem(coils, gen, batch=2):
     return kspace, mask, sens
 
 
+def _model_cfg(**changes):
+    """An unrolled model's spec ``model`` section, tiny."""
+    cfg = dict(
+        denoiser="dncnn",
+        denoiser_args=dict(num_chans=8, num_layers=3),
+        num_unrolls=2,
+        lam=0.5,
+        learn_lam=True,
+        cg_max_iter=5,
+        cg_tol=1e-6,
+    )
+    return {**cfg, **changes}
+
+
 def _denoiser(name="dncnn"):
     torch.manual_seed(0)
     args = {"dncnn": dict(num_chans=8, num_layers=3), "didn": dict(num_chans=8, num_dubs=1)}[name]
@@ -87,15 +101,7 @@ def test_zero_unrolls_return_the_zero_filled_image(coils, gen):
 @pytest.mark.parametrize("kind", ["modl", "smug", "weighted_smug", "rs_e2e"])
 def test_every_model_reconstructs_and_backpropagates(kind, coils, gen):
     kspace, mask, sens = _problem(coils, gen)
-    model_cfg = dict(
-        denoiser="dncnn",
-        denoiser_args=dict(num_chans=8, num_layers=3),
-        num_unrolls=2,
-        lam=0.5,
-        learn_lam=True,
-        cg_max_iter=5,
-        cg_tol=1e-6,
-    )
+    model_cfg = _model_cfg()
     smoothing_cfg = dict(sigma=0.01, num_samples=3, kspace_sigma=0.01, weight_encoder=dict(num_chans=4))
     model = build_model(kind, model_cfg, smoothing_cfg)
     out = model(kspace, mask, sens, generator=torch.Generator().manual_seed(0))
@@ -191,15 +197,7 @@ def test_without_smoothing_gives_the_network_that_is_smoothed(gen):
     from smug.models.modl import without_smoothing
 
     kspace, mask, sens = _problem(3, gen)
-    model_cfg = dict(
-        denoiser="dncnn",
-        denoiser_args=dict(num_chans=8, num_layers=3),
-        num_unrolls=2,
-        lam=0.5,
-        learn_lam=True,
-        cg_max_iter=5,
-        cg_tol=1e-6,
-    )
+    model_cfg = _model_cfg()
     smoothing_cfg = dict(sigma=0.05, num_samples=3, kspace_sigma=0.05, weight_encoder=dict(num_chans=4))
     smug = build_model("smug", model_cfg, smoothing_cfg).eval()
     plain = without_smoothing(smug)
@@ -287,17 +285,7 @@ def test_softmax_weighting_normalises_the_logits_over_the_draws(gen):
 
 
 def test_weighted_smug_options_reach_the_model_from_its_spec():
-    model_cfg = dict(
-        denoiser="dncnn",
-        denoiser_args=dict(num_chans=4, num_layers=2),
-        num_unrolls=1,
-        lam=0.05,
-        learn_lam=True,
-        lam_floor=0.01,
-        cg_max_iter=3,
-        cg_tol=1e-6,
-        output_bound=1.0,
-    )
+    model_cfg = _model_cfg(lam_floor=0.01, output_bound=1.0)
     smoothing = dict(
         sigma=0.01,
         num_samples=2,
