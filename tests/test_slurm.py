@@ -45,6 +45,20 @@ SLURM_OVERRIDES = {
         "figure": {"attack": "pgd_kspace_linf", "level": 0.02, "models": SLURM_MODELS},
     },
 }
+# One ablation variant, so a model name with the variant's characters (@, =) goes through sbatch.
+SLURM_ABLATIONS = {
+    "attacks": ["pgd_kspace_linf"],
+    "experiments": {
+        "unrolls": {
+            "methods": ["modl"],
+            "variants": [{"model.num_unrolls": 1}],
+            "references": [],
+            "figure": "bars",
+            "diagnostics": False,
+        }
+    },
+}
+SLURM_VARIANT = "modl@model.num_unrolls=1"
 # Every config shipped in config/; each must ask for GPUs exactly where the rules need them.
 CONFIGS = sorted(path.name for path in (REPO / "config").glob("*.yaml"))
 # What the test node can give: no GPU and little memory; train takes two CPUs to show threads arrive.
@@ -60,6 +74,7 @@ def write_slurm_config(dest, cluster: dict) -> dict:
     path = dest / "config" / "config.yaml"
     config = deep_update(deep_update(yaml.safe_load(path.read_text()), TINY_CONFIG), SLURM_OVERRIDES)
     config["evaluation"]["attacks"] = SLURM_OVERRIDES["evaluation"]["attacks"]
+    config["ablations"] = {**config["ablations"], **SLURM_ABLATIONS}
     config["cluster"] = {**config["cluster"], **cluster}
     path.write_text(yaml.safe_dump(config))
     return config
@@ -242,9 +257,12 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         "gpu_request": "gres",
         "resources": resources,
     })
-    result = snakemake(["--profile", "slurm"], cwd=tmp_path, timeout=600)
+    variant = f"results/models/{SLURM_VARIANT}/model.pt"
+    result = snakemake(["all", variant, "--profile", "slurm"], cwd=tmp_path, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:] + running_cluster.log_tail(1500)
+    record = torch.load(tmp_path / variant, weights_only=False)
+    assert record["spec"]["name"] == SLURM_VARIANT and record["spec"]["model"]["num_unrolls"] == 1
 
     table = pd.read_csv(tmp_path / "results/tables/robustness.csv")
     assert set(table["model"]) == set(SLURM_MODELS)
@@ -252,7 +270,7 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
     # Every job went through sbatch: the plugin's SLURM log of each rule, and its SLURM job id.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
-    assert len(submitted) == 17, output[-3000:]
+    assert len(submitted) == 18, output[-3000:]
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
     for rule in ("synthetic_dataset", "split_list", "masks", "zero_filled_method", "train", "attack", "noise",
                  "evaluate", "robustness_table", "training_health", "html_tables", "figures"):
@@ -266,7 +284,7 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", job["comment"]).group(1)
         placed.append((rule, job["partition"], job["gres"]))
     print("\nSLURM jobs (rule, partition, generic resources):", *sorted(placed), sep="\n  ")
-    assert len(placed) == 17, placed
+    assert len(placed) == 18, placed
     for rule, partition, gres in placed:
         if rule in GPU_RULES:
             assert partition == running_cluster.gpu_partition and "gpu:1" in gres, (rule, partition, gres)

@@ -245,6 +245,7 @@ def ablation_attack_files(model):
     health references are scored clean only."""
     if model == "untrained" or model in HEALTH_REFERENCES and model not in ablation_models():
         return []
+    check_ablation_attacks()
     return [f"results/attacks/{model}/{attack}.h5" for attack in config["ablations"]["attacks"]]
 
 
