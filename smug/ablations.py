@@ -153,8 +153,13 @@ def _check_variant(method: str, settings: dict[str, Any], where: str) -> None:
         raise ValueError(f"config error: {where}: a variant sets at least one key")
     if INIT_KEY in settings:
         init = settings[INIT_KEY]
-        if KINDS[METHODS[method].kind].family != "unrolled":
+        kind = KINDS[METHODS[method].kind]
+        if kind.family != "unrolled":
             raise ValueError(f"config error: {where}: init applies to unrolled methods, not {method!r}")
+        if kind.smoothing == "e2e":
+            raise ValueError(
+                f"config error: {where}: {method!r} smooths the trained MoDL it starts from; its init is fixed"
+            )
         if init is not None and (init not in trained_methods() or init == method):
             others = [m for m in trained_methods() if m != method]
             raise ValueError(

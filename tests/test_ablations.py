@@ -103,6 +103,8 @@ def test_a_wrong_variant_is_one_message_naming_it(settings, message):
 def test_init_applies_only_to_unrolled_methods():
     with pytest.raises(ValueError, match=r"variants\[0\]: init applies to unrolled methods, not 'unet'"):
         experiment_models(_experiments(CONFIG, broken=_experiment(["unet"], [{"init": None}])))
+    with pytest.raises(ValueError, match="'rs_e2e' smooths the trained MoDL it starts from; its init is fixed"):
+        experiment_models(_experiments(CONFIG, broken=_experiment(["rs_e2e"], [{"init": None}])))
     with pytest.raises(ValueError, match="not a config key"):
         apply_settings(CONFIG, {"nowhere.key": 1})
     assert variant_name("smug", {"b.x": "noisy", "a.y": 0.0025}) == "smug@a.y=0.0025+b.x=noisy"
