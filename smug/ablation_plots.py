@@ -49,6 +49,14 @@ def _value(rows: pd.DataFrame, model: str, perturbation: str, level: float | Non
     return None if own.empty else own.iloc[0]
 
 
+def _bar(ax, y: float, value: float, color, text: str, at: float | None = None, left: float = 0.0, **style) -> None:
+    """A horizontal bar from ``left`` to ``value``, its ``text`` printed right of ``at`` (its end)."""
+    ax.barh(y, value - left, left=left, color=color, edgecolor="black", linewidth=0.5, **style)
+    ax.annotate(
+        text, (value if at is None else at, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
+    )
+
+
 def _panel_title(perturbation: str, level: float) -> str:
     """``pgd_kspace_linf`` over ``eps = 0.01`` (the level's meaning is in PERTURBATION_LEVELS)."""
     name = PERTURBATION_LEVELS.get(perturbation, "level").split(" ", 1)[0]
@@ -110,23 +118,8 @@ def plot_bars(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
                 continue
             err = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
             hatch = None if model["healthy"] else "//"
-            ax.barh(
-                i,
-                row["mean"] - left,
-                left=left,
-                xerr=err,
-                color=colors[i],
-                hatch=hatch,
-                edgecolor="black",
-                linewidth=0.5,
-            )
-            ax.annotate(
-                f"{row['mean']:.2f}",
-                (row["ci_high"], i),
-                xytext=(3, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=7,
+            _bar(
+                ax, i, row["mean"], colors[i], f"{row['mean']:.2f}", at=row["ci_high"], left=left, xerr=err, hatch=hatch
             )
         ax.set_title("clean" if level is None else _panel_title(perturbation, level), fontsize=9)
         ax.set_xlabel("PSNR (dB)")
@@ -141,10 +134,7 @@ def plot_bars(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
             own = spread[spread["model"] == model["model"]]
             if not own.empty:
                 value = float(own["mean"].iloc[0])
-                ax.barh(i, value, color=colors[i], edgecolor="black", linewidth=0.5)
-                ax.annotate(
-                    f"{value:.3f}", (value, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
-                )
+                _bar(ax, i, value, colors[i], f"{value:.3f}")
         ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
         ax.set_xlim(0.9, max(1.2, float(spread["mean"].max()) * 1.15))
         ax.set_yticks(y, [""] * len(models))
@@ -187,23 +177,8 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
         for kind, offset, hatch in (("sensitivity_worst", -0.2, None), ("sensitivity_random", 0.2, "..")):
             value = at_top.loc[at_top["perturbation"] == kind, "mean"]
             if len(value):
-                ax_bars.barh(
-                    i + offset,
-                    float(value.iloc[0]),
-                    height=0.4,
-                    color=colors[i],
-                    hatch=hatch,
-                    edgecolor="black",
-                    linewidth=0.5,
-                )
-                ax_bars.annotate(
-                    f"{float(value.iloc[0]):.1f}",
-                    (float(value.iloc[0]), i + offset),
-                    xytext=(2, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=7,
-                )
+                shown = float(value.iloc[0])
+                _bar(ax_bars, i + offset, shown, colors[i], f"{shown:.1f}", height=0.4, hatch=hatch)
     ax_bars.set_yticks(y, models["name"], fontsize=7)
     ax_bars.invert_yaxis()
     ax_bars.set_title(f"sensitivity at ||e|| = {top:g} ||y||\n(plain: worst case, dotted: random)", fontsize=9)

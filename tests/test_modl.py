@@ -160,7 +160,7 @@ def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
         loss = model.lam  # a loss minimised by lam -> -infinity
         loss.backward()
         optimiser.step()
-    lam = float(model.lam)
+    lam = float(model.lam.detach())
     assert floor <= lam < floor * 1.01, lam
     assert float(model.lam_offset) < -5  # the free parameter went far below zero
 
