@@ -9,13 +9,13 @@ from pathlib import Path
 from smug.ablations import experiment_models, model_setup, variant_models
 from smug.methods import (
     FIGURES,
-    KINDS,
     METHODS,
     NOISE_ATTACKS,
     NOISE_COUNTERPART,
     PROTOCOLS,
     WHITE_BOX_ATTACKS,
     ancestors,
+    method_family,
     spec_settings,
     trained_methods,
 )
@@ -265,13 +265,8 @@ def diagnosed_models():
     names = []
     for experiment, models in ABLATION_EXPERIMENTS.items():
         if config["ablations"]["experiments"][experiment]["diagnostics"]:
-            names += [m.name for m in models if model_family(m) == "unrolled"]
+            names += [m.name for m in models if method_family(m.method) == "unrolled"]
     return list(dict.fromkeys(names))
-
-
-def model_family(model):
-    """The registry family of an experiment's model (its method's)."""
-    return KINDS[METHODS[model.method].kind].family
 
 
 def diagnose_inputs(wildcards):

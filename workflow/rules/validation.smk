@@ -2,6 +2,7 @@
 # or value, instead of jsonschema's dump of the schema. The schema itself stays the one authority.
 import csv
 import difflib
+import functools
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,10 @@ NESTED_CONFIG_HINT = (
 )
 
 
+@functools.cache
 def resolved_schema(schema_path):
-    """The config schema with the registry's names filled in (smug.methods.schema_names)."""
+    """The config schema with the registry's names filled in (smug.methods.schema_names), read
+    once (the config and every ablation variant are validated against it; nobody modifies it)."""
     schema = yaml.safe_load((Path(workflow.basedir) / schema_path).read_text())
     for name, names in schema_names().items():
         schema["$defs"][name]["enum"] = names
