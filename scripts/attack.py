@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from smug.robustness import compute_attack
-from smug.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
 from smug.runtime import select_device, setup_compute
 
 
@@ -26,14 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attack", required=True, help="name in smug.attacks.ATTACKS")
     parser.add_argument("--eps", type=float, nargs="+", required=True, help="attack strengths")
     parser.add_argument("--model", help="model.pt to attack (not needed for random noise)")
-    parser.add_argument(
-        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
-    )
-    parser.add_argument("--mask", required=True, help="column mask .npz")
-    parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
-    )
-    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
+    add_test_data_options(parser)
     add_config_option(parser, "--steps", "evaluation.pgd.steps", type=int, help="PGD iterations")
     parser.add_argument("--step-factor", type=float, help="PGD step = factor * eps (default eps/3)")
     add_config_option(

@@ -16,7 +16,7 @@ Example:
 import argparse
 import sys
 
-from smug.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
+from smug.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
 from smug.diagnostics import diagnose_file
 from smug.runtime import select_device, setup_compute
 
@@ -24,14 +24,7 @@ from smug.runtime import select_device, setup_compute
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.pt of an unrolled network")
-    parser.add_argument(
-        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
-    )
-    parser.add_argument("--mask", required=True, help="column mask .npz")
-    parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
-    )
-    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
+    add_test_data_options(parser)
     add_config_option(
         parser, "--radii", "ablations.diagnostics.radii", type=float, nargs="+", help="relative radii ||e|| / ||y||"
     )

@@ -24,22 +24,23 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.cli import add_compute_arguments, add_config_option, load_spec, parse_args, setup_logging
+from smug.cli import (
+    add_compute_arguments,
+    add_config_option,
+    add_test_data_options,
+    load_spec,
+    parse_args,
+    setup_logging,
+)
 from smug.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.pt of any reconstruction method")
-    parser.add_argument(
-        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
-    )
+    add_test_data_options(parser, mask_help=None)
     parser.add_argument("--train-mask", required=True, help="mask of the training acceleration")
     parser.add_argument("--masks", nargs="*", default=[], help="masks of the sampling-rate shift")
-    parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
-    )
-    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
     parser.add_argument("--attacks", nargs="*", default=[], help="attack files from scripts/attack.py")
     parser.add_argument("--generators", nargs="*", default=[], help="min-max models whose generator attacks")
     parser.add_argument("--unrolls", type=int, nargs="*", default=[], help="unroll counts (unrolled models)")

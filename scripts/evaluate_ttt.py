@@ -18,19 +18,21 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_test_time_training
-from smug.cli import add_compute_arguments, add_config_option, load_spec, parse_args, setup_logging
+from smug.cli import (
+    add_compute_arguments,
+    add_config_option,
+    add_test_data_options,
+    load_spec,
+    parse_args,
+    setup_logging,
+)
 from smug.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model.pt of a trained network")
-    parser.add_argument("--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST")
-    parser.add_argument("--mask", required=True, help="column mask .npz of the measurements")
-    parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
-    )
-    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
+    add_test_data_options(parser, mask_help="column mask .npz of the measurements")
     parser.add_argument(
         "--settings", required=True, type=load_spec, help="JSON {steps, lr, holdout_fraction, patience[, check_every]}"
     )

@@ -83,6 +83,20 @@ def add_espirit_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def add_test_data_options(parser: argparse.ArgumentParser, mask_help: str | None = "column mask .npz") -> None:
+    """The test slices a model is run on: ``--test`` (volumes or @LIST), ``--mask`` (unless
+    ``mask_help`` is None), ``--sens-maps`` and ``--test-slices``."""
+    parser.add_argument(
+        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
+    )
+    if mask_help is not None:
+        parser.add_argument("--mask", required=True, help=mask_help)
+    parser.add_argument(
+        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
+    )
+    parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
+
+
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` and ``--threads N``, the options of every script that runs a model
     (read them with :func:`smug.runtime.select_device` and :func:`smug.runtime.setup_compute`)."""
