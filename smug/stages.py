@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from smug.data import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
-from smug.io import atomic_path
+from smug.io import atomic_path, file_digest, files_digest
 from smug.metrics import psnr, ssim
 from smug.method_files import load_method
 from smug.methods import KINDS
@@ -65,6 +65,46 @@ TRAIN_SETTING_KEYS = {f for f in TrainSettings.__dataclass_fields__}
 def run_id(spec: dict[str, Any]) -> str:
     """Stable hash of a spec: identifies a configuration in checkpoints and tables."""
     return hashlib.sha256(dump_json(spec).encode()).hexdigest()[:16]
+
+
+def checkpoint_identity(
+    spec: dict[str, Any],
+    train_set: SliceDataset,
+    val_set: SliceDataset,
+    mask_path: str | os.PathLike | None,
+    init_path: str | os.PathLike | None,
+    ranks: Ranks,
+) -> dict[str, str]:
+    """Everything that determines the weights a training run ends with, part by part.
+
+    The spec (with its seed), the number of data-parallel ranks (the effective batch), and digests
+    (:func:`smug.io.file_digest`) of the starting weights, the training and validation volumes in
+    their order, their sensitivity maps and the mask. A checkpoint is resumed only by a run whose
+    identity equals the one that wrote it, so retraining a model because its starting denoiser,
+    its data or its mask changed never picks up the weights of the run before.
+    """
+
+    def volumes(dataset: SliceDataset) -> list[Path]:
+        return list(dict.fromkeys(ref.path for ref in dataset.refs))
+
+    def maps(dataset: SliceDataset) -> list[Path]:
+        if not dataset.sens_dirs:
+            return []
+        found = (dataset.sens_map_path(path.name) for path in volumes(dataset))
+        return [path for path in found if path.is_file()]
+
+    def optional(path: str | os.PathLike | None) -> str:
+        return "none" if path is None else file_digest(path)
+
+    return {
+        "spec": run_id(spec),
+        "ranks": str(ranks.world_size),
+        "starting weights": optional(init_path),
+        "mask": optional(mask_path),
+        "training data": files_digest(volumes(train_set)),
+        "validation data": files_digest(volumes(val_set)),
+        "sensitivity maps": files_digest(maps(train_set) + maps(val_set)),
+    }
 
 
 def train_settings(spec: dict[str, Any]) -> TrainSettings:
@@ -283,8 +323,7 @@ def train_stage(
     )
 
     objective = loss_for(spec, teacher, train_set[0]["target"].shape, device)
-    # A checkpoint of another number of ranks (another effective batch) is not resumed.
-    checkpoint_id = run_id(spec) if not ranks.distributed else f"{run_id(spec)}-ranks{ranks.world_size}"
+    identity = checkpoint_identity(spec, train_set, val_set, mask, init_path, ranks)
     result = fit(
         model,
         objective,
@@ -293,7 +332,7 @@ def train_stage(
         settings,
         device,
         checkpoint,
-        checkpoint_id,
+        identity,
         trainable=[p for p in model.parameters() if p.requires_grad],
         on_epoch_end=on_epoch_end,
         ranks=ranks,
@@ -302,6 +341,7 @@ def train_stage(
     record = {
         "spec": spec,
         "run_id": run_id(spec),
+        "inputs": identity,
         "best_epoch": result.best_epoch,
         "best_val_psnr": result.best_score,
         **references,
@@ -323,6 +363,8 @@ def train_stage(
         write_history_csv(out_metrics, result.history, result.best_epoch)
         with atomic_path(out_model) as tmp:
             torch.save({**record, "state_dict": result.best_state}, tmp)
+        # A finished run's checkpoint has done its work; left behind, it could only mislead.
+        Path(checkpoint).unlink(missing_ok=True)
     return record
 
 
@@ -338,4 +380,4 @@ def write_history_csv(path: str | os.PathLike, history: list[dict], best_epoch: 
         tmp.write_text(buffer.getvalue())
 
 
-__all__ = ["NonFiniteLossError", "train_stage", "run_id", "predict", "validation_scores"]
+__all__ = ["NonFiniteLossError", "train_stage", "run_id", "checkpoint_identity", "predict", "validation_scores"]

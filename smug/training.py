@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -160,11 +160,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | None:
-    """The checkpoint of this run, or None (absent, unreadable, or from a different spec).
+def _load_checkpoint(path: Path, identity: Mapping[str, str], device: torch.device) -> dict | None:
+    """The checkpoint of this very run, or None (absent, unreadable, or written by another run).
 
     Read with ``weights_only=True`` (tensors, numbers, strings and containers only): a checkpoint
     that needs anything else, such as a crafted pickle, is refused unopened and training starts over.
+    A checkpoint is resumed only when its identity (:func:`smug.stages.checkpoint_identity`: the
+    spec with its seed, the starting weights, the data, the mask, the number of ranks) equals this
+    run's in every part; otherwise the parts that differ are logged and training starts over.
     """
     if not path.exists():
         return None
@@ -173,8 +176,17 @@ def _load_checkpoint(path: Path, run_id: str, device: torch.device) -> dict | No
     except ValueError as exc:  # a checkpoint cut short by a kill, or an unsafe one, is not worth dying for
         LOG.warning("%s; starting from scratch", exc)
         return None
-    if not isinstance(state, dict) or state.get("run_id") != run_id:
-        LOG.warning("checkpoint %s belongs to another configuration; starting from scratch", path)
+    written_by = state.get("identity") if isinstance(state, dict) else None
+    if not isinstance(written_by, dict):
+        LOG.warning("checkpoint %s was written by an unidentified run; starting from scratch", path)
+        return None
+    if written_by != dict(identity):
+        changed = [part for part in {**identity, **written_by} if written_by.get(part) != identity.get(part)]
+        LOG.warning(
+            "checkpoint %s was written by another run (its %s differ from this run's); starting from scratch",
+            path,
+            ", ".join(changed),
+        )
         return None
     return state
 
@@ -187,7 +199,7 @@ def fit(
     settings: TrainSettings,
     device: torch.device,
     checkpoint_path: str | os.PathLike,
-    run_id: str,
+    identity: Mapping[str, str],
     trainable: Sequence[nn.Parameter] | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
     ranks: Ranks = SINGLE,
@@ -207,7 +219,8 @@ def fit(
             and pinned batches on CUDA.
         device: where to train.
         checkpoint_path: where the resumable state goes after every epoch (not a pipeline output).
-        run_id: identifies the configuration; a checkpoint from another is ignored.
+        identity: what determines this run's weights, part by part (digests); a checkpoint is
+            resumed only if it was written with the same identity.
         trainable: parameters to optimise (default: all of ``model``'s).
         on_epoch_end: called with the epoch number after its checkpoint is written (tests use it to
             simulate a kill).
@@ -232,7 +245,7 @@ def fit(
     best = {"state": copy.deepcopy(model.state_dict()), "epoch": -1, "score": -math.inf}
     start_epoch, seconds, steps = 0, 0.0, 0
 
-    resumed = _load_checkpoint(checkpoint_path, run_id, device)
+    resumed = _load_checkpoint(checkpoint_path, identity, device)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -305,7 +318,7 @@ def fit(
             save_checkpoint(
                 checkpoint_path,
                 {
-                    "run_id": run_id,
+                    "identity": dict(identity),
                     "epoch": epoch,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),

@@ -281,7 +281,8 @@ def _fit(tmp_path, model, name, **options):
 
     settings = TrainSettings(epochs=1, batch_size=2, lr=1e-3, schedule="constant", seed=3, **options)
     loss = functools.partial(end_to_end_loss, loss_name="mse")
-    return fit(model, loss, data, validate, settings, torch.device("cpu"), tmp_path / f"{name}.ckpt", "run")
+    checkpoint = tmp_path / f"{name}.ckpt"
+    return fit(model, loss, data, validate, settings, torch.device("cpu"), checkpoint, {"run": name})
 
 
 @pytest.mark.parametrize(

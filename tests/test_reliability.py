@@ -109,7 +109,7 @@ class _Slices(torch.utils.data.Dataset):
 
 def test_crafted_checkpoint_is_ignored_without_running_it(tmp_path, caplog):
     marker = tmp_path / "executed"
-    checkpoint = _crafted(tmp_path / "run.ckpt", marker, {"run_id": "run", "epoch": 0})
+    checkpoint = _crafted(tmp_path / "run.ckpt", marker, {"identity": {"run": "crafted"}, "epoch": 0})
     model = torch.nn.Linear(3, 1)
 
     def loss(m, batch, generator):
@@ -123,7 +123,7 @@ def test_crafted_checkpoint_is_ignored_without_running_it(tmp_path, caplog):
         TrainSettings(epochs=1, batch_size=2),
         torch.device("cpu"),
         checkpoint,
-        "run",
+        {"run": "crafted"},
     )
     assert not marker.exists()
     assert result.steps == 1  # trained from scratch, not resumed

@@ -24,6 +24,7 @@ MODEL_CFG = dict(
     cg_tol=1e-6,
 )
 SMOOTHING_CFG = dict(sigma=0.02, num_samples=2, kspace_sigma=0.01)
+IDENTITY = {"run": "tiny"}
 
 
 def _train(tmp_path, name, kind="smug", epochs=3, on_epoch_end=None, lr=1e-3):
@@ -46,7 +47,7 @@ def _train(tmp_path, name, kind="smug", epochs=3, on_epoch_end=None, lr=1e-3):
         settings,
         torch.device("cpu"),
         tmp_path / f"{name}.ckpt",
-        "run",
+        IDENTITY,
         on_epoch_end=on_epoch_end,
     )
     return model, result
@@ -94,14 +95,14 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(
         NonFiniteLossError, match="epoch 1, step 1; no model was written: the input data of f0 slice 0 is not"
     ):
-        fit(model, loss, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "x.ckpt", "run")
+        fit(model, loss, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "x.ckpt", IDENTITY)
     data.kspace[0] = 0.0
 
     def diverging(model, batch, generator):
         return end_to_end_loss(model, batch, generator, loss_name="mse") * float("inf")
 
     with pytest.raises(NonFiniteLossError, match="data is finite, so the training diverged: lower training.lr"):
-        fit(model, diverging, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "y.ckpt", "run")
+        fit(model, diverging, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "y.ckpt", IDENTITY)
 
 
 def _train_until_sigkill(tmp_path):
