@@ -1,5 +1,6 @@
 # Two entry points, as the README says:
-#   make run    install into .venv and run the whole pipeline on the embedded default
+#   make run    install into .venv and run the whole pipeline on the embedded default (three seeds)
+#   make quick  the same with one seed (config/one_seed.yaml): to try the pipeline, not to decide
 #   make ablations  the SMUG paper's open questions as experiments (snakemake ablations)
 #   make test   install the test tools too and run the whole test suite
 # Everything runs with .venv/bin first on PATH, so the rules' `python` is the pinned interpreter.
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: run ablations test install install-test lint clean
+.PHONY: run quick ablations test install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,9 @@ install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/snakemake --cores $(CORES)
+
+quick: install
+	$(BIN)/snakemake --cores $(CORES) --configfile config/one_seed.yaml
 
 ablations: install
 	$(BIN)/snakemake ablations --cores $(CORES)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         help="noise draws per gradient (randomised models)",
     )
     add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
-    add_config_option(parser, "--seed", "seed", type=int)
+    add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="output .h5")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_config_option(parser, "--steps", "ablations.diagnostics.steps", type=int, help="PGD steps of the worst case")
     add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
-    add_config_option(parser, "--seed", "seed", type=int)
+    add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="output CSV")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)

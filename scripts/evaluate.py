@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         "--small-features", type=load_spec, help="JSON {num_features, size, contrast, kind} of the feature test"
     )
     add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
-    add_config_option(parser, "--seed", "seed", type=int)
+    add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
     parser.add_argument("--recon-dir", required=True, help="folder for reconstructions")
     add_compute_arguments(parser)

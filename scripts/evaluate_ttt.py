@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         "--settings", required=True, type=load_spec, help="JSON {steps, lr, holdout_fraction, patience[, check_every]}"
     )
     add_config_option(parser, "--batch-size", "evaluation.ttt.batch_size", type=int, help="slices adapted together")
-    add_config_option(parser, "--seed", "seed", type=int)
+    add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)

@@ -7,7 +7,7 @@ metric) naming each model's method, setting, role and health.
 
 Example:
   python scripts/make_ablation_table.py --experiments experiments.json \
-      --scores results/ablations/eval/*.csv --diagnostics results/ablations/diagnostics/*.csv \
+      --scores results/ablations/eval/seed*/*.csv --diagnostics results/ablations/diagnostics/seed*/*.csv \
       --health results/tables/ablation_health.csv --config-hash abc123 --out results/tables/ablations.csv
 """
 
@@ -17,7 +17,7 @@ import sys
 import pandas as pd
 
 from smug.ablation_tables import ablation_table
-from smug.cli import add_config_option, load_spec, parse_args
+from smug.cli import load_spec, parse_args
 from smug.io import atomic_path
 from smug.runtime import git_commit, setup_compute
 
@@ -34,8 +34,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--diagnostics", nargs="*", default=[], help="CSVs from scripts/diagnose.py")
     parser.add_argument("--health", required=True, help="the ablation models' training-health table")
     parser.add_argument("--config-hash", required=True, help="hash of the configuration (recorded per row)")
-    add_config_option(parser, "--bootstrap", "evaluation.bootstrap", type=int, help="bootstrap resamples for the CIs")
-    add_config_option(parser, "--seed", "seed", type=int)
     parser.add_argument("--out", required=True, help="tidy CSV")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parse_args(parser, argv)
@@ -48,8 +46,6 @@ def main(argv: list[str] | None = None) -> None:
             pd.read_csv(args.health),
             args.config_hash,
             git_commit(),
-            args.bootstrap,
-            args.seed,
         )
         with atomic_path(args.out) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--maps-cache", help="folder for estimated maps (default: OUT_DIR/.sens_maps)")
     add_espirit_options(parser)
     parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default %(default)s)")
-    add_config_option(parser, "--seed", "seed", type=int, help="noise of randomised models")
+    add_config_option(parser, "--seed", "seeds.0", type=int, help="noise of randomised models")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)
 

@@ -1,9 +1,9 @@
 """``results/tables/ablations.csv``: every ablation experiment's models, scored and diagnosed.
 
-One tidy table: per (experiment, model, perturbation, level, metric) the mean, std and bootstrap
-95 % interval over test volumes of the clean and attacked scores (as ``robustness.csv``), and the
-:mod:`smug.diagnostics` measurements as rows of protocol ``diagnostic`` (their ``mean`` is the
-measured value; no interval). Each row names the model's method, its setting (``sigma=0.02``), its
+One tidy table: per (experiment, model, perturbation, level, metric) the mean, std and 95 %
+interval over seeds and test volumes of the clean and attacked scores (as ``robustness.csv``), and
+the :mod:`smug.diagnostics` measurements as rows of protocol ``diagnostic`` (their ``mean`` is the
+measured value averaged over the seeds; no interval). Each row names the model's method, its setting (``sigma=0.02``), its
 role (variant or reference) and whether it passed the training-health checks.
 """
 
@@ -28,8 +28,6 @@ def ablation_table(
     health: pd.DataFrame,
     config_hash: str,
     git_commit: str,
-    n_boot: int = 1000,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """The ablation table.
 
@@ -42,14 +40,13 @@ def ablation_table(
         health: the ablation models' training-health table (:func:`smug.health.health_table`);
             a model absent from it (a classical reference) is marked healthy if it has no checks.
         config_hash, git_commit: provenance, on every row.
-        n_boot, seed: the bootstrap of the intervals.
 
     Raises:
         ValueError: an experiment's model without scores.
     """
-    summary = robustness_table(scores, config_hash, git_commit, n_boot, seed)
+    summary = robustness_table(scores, config_hash, git_commit)
     frames = [df for df in diagnostics if not df.empty]
-    measured = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    measured = _over_seeds(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
     verdicts = dict(zip(health["model"], health["healthy"]))
     rows = []
     for experiment, models in experiments.items():
@@ -72,6 +69,15 @@ def ablation_table(
     return pd.DataFrame(rows, columns=ABLATION_COLUMNS)
 
 
+def _over_seeds(diagnostics: pd.DataFrame) -> pd.DataFrame:
+    """Each diagnostic quantity averaged over the seeds it was measured on, with their number."""
+    if "seed" not in diagnostics.columns:
+        return diagnostics.assign(n_seeds=1)
+    keys = ["model", "quantity", "level", "statistic"]
+    grouped = diagnostics.groupby(keys, sort=False)
+    return grouped.agg(value=("value", "mean"), n_slices=("n_slices", "first"), n_seeds=("seed", "nunique")).reset_index()
+
+
 def _diagnostic_row(row: Mapping[str, Any], config_hash: str, git_commit: str) -> dict[str, Any]:
     return {
         "model": row["model"],
@@ -84,6 +90,7 @@ def _diagnostic_row(row: Mapping[str, Any], config_hash: str, git_commit: str) -
         "ci_low": math.nan,
         "ci_high": math.nan,
         "n_slices": int(row["n_slices"]),
+        "n_seeds": int(row["n_seeds"]),
         "config_hash": config_hash,
         "git_commit": git_commit,
     }

@@ -39,11 +39,11 @@ def _read_config(config_file: Path) -> dict:
 
 
 def config_value(key: str, config_file: Path = CONFIG_FILE) -> Any:
-    """The value of a dotted key (``evaluation.pgd.steps``) in ``config_file`` (a copy: the caller
-    may keep or change it)."""
+    """The value of a dotted key (``evaluation.pgd.steps``; ``seeds.0`` is a list's first item) in
+    ``config_file`` (a copy: the caller may keep or change it)."""
     node = _read_config(config_file)
     for part in key.split("."):
-        node = node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part]
     return copy.deepcopy(node)
 
 

@@ -34,12 +34,13 @@ from smug.attacks import apply_perturbation, pgd_kspace_attack, random_perturbat
 from smug.data import Batch, collate, make_dataset
 from smug.io import atomic_path
 from smug.method_files import load_method
+from smug.methods import model_name
 from smug.models.modl import MoDL, RSE2E, UnrollTrace
 from smug.reconstruct import reconstruct
 
 LOG = logging.getLogger(__name__)
 
-COLUMNS = ["model", "quantity", "level", "statistic", "value", "n_slices"]
+COLUMNS = ["model", "seed", "quantity", "level", "statistic", "value", "n_slices"]
 
 
 class CommonNoise(nn.Module):
@@ -193,13 +194,13 @@ def diagnose_file(
     """:func:`diagnose` of a saved model on test volumes, written to ``out`` (CSV of :data:`COLUMNS`,
     the model named by its folder) atomically."""
     net, _ = load_method(model, device)
-    name = Path(model).parent.name
+    name = model_name(model)
     dataset = make_dataset(test, test_slices, mask, sens_dir)
     batches = (
         batch.to(device) for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     )
     rows = diagnose(net, batches, radii, steps, seed)
-    table = pd.DataFrame([{**row, "model": name} for row in rows], columns=COLUMNS)
+    table = pd.DataFrame([{**row, "model": name, "seed": seed} for row in rows], columns=COLUMNS)
     for row in table.itertuples():
         LOG.info("%s: %s at %g, %s = %.4g", name, row.quantity, row.level, row.statistic, row.value)
     with atomic_path(out) as tmp:

@@ -1,8 +1,9 @@
 """Scoring reconstructions the way fastMRI does, and summarising scores over test volumes.
 
 Reconstructions and targets are magnitudes grouped per volume; NMSE, PSNR and SSIM follow
-fastMRI's ``evaluate.py`` (per volume, PSNR/SSIM with the volume maximum as data range). Summaries
-give the mean and standard deviation over volumes and a percentile-bootstrap 95 % interval.
+fastMRI's ``evaluate.py`` (per volume, PSNR/SSIM with the volume maximum as data range). Every row
+carries the training seed of the model it scores; summaries give the mean and standard deviation
+over seeds and volumes and a 95 % interval accounting for both (:mod:`smug.statistics`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smug.io import atomic_path
-from smug.metrics import METRIC_FUNCS, bootstrap_ci
+from smug.metrics import METRIC_FUNCS
 from smug.reconstruct import reconstruct
 from smug.data import Batch, collate
+from smug.statistics import mean_interval
 
 BatchTransform = Callable[[Batch, int], Batch]
 
-ROW_COLUMNS = ["model", "perturbation", "level", "metric", "volume", "value", "n_slices"]
-TABLE_COLUMNS = ["model", "perturbation", "level", "metric", "mean", "std", "ci_low", "ci_high", "n_slices"]
+ROW_COLUMNS = ["model", "perturbation", "level", "metric", "seed", "volume", "value", "n_slices"]
+CONDITION = ["model", "perturbation", "level", "metric"]
+TABLE_COLUMNS = [*CONDITION, "mean", "std", "ci_low", "ci_high", "n_slices", "n_seeds"]
 
 
 @dataclass
@@ -111,33 +114,58 @@ def volume_rows(volumes: dict[str, VolumeStack], model: str, perturbation: str, 
     return rows
 
 
-def summarize(rows: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean, std (ddof=1, 0 for one volume), bootstrap 95 % CI over volumes, and slice counts.
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per condition: the mean over seeds and test volumes, their std (ddof=1, 0 for one score), the
+    crossed seeds-by-volumes 95 % interval (:func:`smug.statistics.mean_interval`), the slices of
+    one seed and the number of seeds.
 
     Args:
-        rows: per-volume rows with :data:`ROW_COLUMNS`.
+        rows: per-volume rows with :data:`ROW_COLUMNS`; within a condition every seed must score the
+            same volumes (the crossed design the interval assumes).
 
     Returns:
         one row per (model, perturbation, level, metric) with :data:`TABLE_COLUMNS`.
+
+    Raises:
+        ValueError: a column missing, or a seed lacking a volume another seed has (named).
     """
     missing = set(ROW_COLUMNS) - set(rows.columns)
     if missing:
         raise ValueError(f"per-volume rows lack column(s) {', '.join(sorted(missing))}")
     out = []
-    for key, group in rows.groupby(["model", "perturbation", "level", "metric"], sort=True):
-        values = group["value"].to_numpy(dtype=float)
-        low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+    for key, group in rows.groupby(CONDITION, sort=True):
+        scores = seed_volume_table(group, dict(zip(CONDITION, key)))
+        estimate = mean_interval(scores.to_numpy())
+        values = scores.to_numpy().ravel()
+        first_seed = group[group["seed"] == scores.index[0]]
         out.append(
             {
-                **dict(zip(["model", "perturbation", "level", "metric"], key)),
-                "mean": values.mean(),
+                **dict(zip(CONDITION, key)),
+                "mean": estimate.effect,
                 "std": values.std(ddof=1) if len(values) > 1 else 0.0,
-                "ci_low": low,
-                "ci_high": high,
-                "n_slices": int(group["n_slices"].sum()),
+                "ci_low": estimate.ci_low,
+                "ci_high": estimate.ci_high,
+                "n_slices": int(first_seed["n_slices"].sum()),
+                "n_seeds": estimate.n_seeds,
             }
         )
     return pd.DataFrame(out, columns=TABLE_COLUMNS)
+
+
+def seed_volume_table(rows: pd.DataFrame, condition: dict | str = "") -> pd.DataFrame:
+    """One condition's scores as a ``(seeds, volumes)`` table, both sorted.
+
+    Raises:
+        ValueError: a (seed, volume) scored twice, or a seed lacking a volume another seed has,
+            naming the condition.
+    """
+    if rows.duplicated(["seed", "volume"]).any():
+        raise ValueError(f"{condition}: a (seed, volume) is scored twice")
+    table = rows.pivot(index="seed", columns="volume", values="value").sort_index().sort_index(axis=1)
+    if table.isna().any().any():
+        gaps = [f"seed {seed} lacks {', '.join(table.columns[table.loc[seed].isna()])}" for seed in table.index if table.loc[seed].isna().any()]
+        raise ValueError(f"{condition}: every seed must score the same volumes, but {'; '.join(gaps)}")
+    return table.astype(float)
 
 
 def save_reconstructions(directory: str | os.PathLike, volumes: dict[str, VolumeStack], key: str) -> None:

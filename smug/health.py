@@ -20,7 +20,14 @@ check                           passes when
 ``no_worse_at_lower_acceleration``  an unrolled model's clean test PSNR at the lowest evaluated
                                 acceleration (more measurements) is not below the one at the
                                 training acceleration
+``stable_across_seeds``         (the summary over seeds) no seed's best validation PSNR (clean
+                                test PSNR for methods without validation) lies more than
+                                ``max_seed_gap_db`` below the median of the model's seeds
 ==============================  ===============================================================
+
+Each check runs on every training seed's model (:func:`health_by_seed`); a model is healthy only
+if every seed passes every check and the seeds agree (:func:`health_summary`), and a failed row
+names the seed.
 """
 
 from __future__ import annotations
@@ -277,6 +284,83 @@ def _test_scores(
         "test_psnr_low_acceleration": low_psnr,
         "test_psnr_train_acceleration": clean.mean() if at_train.empty else at_train.mean(),
     }
+
+
+# The summary's own columns: how much the model's training depends on its seed.
+SEED_COLUMNS = ["n_seeds", "val_psnr_best_sd", "test_psnr_sd", "seed_gap_db", "worst_seed"]
+
+
+def health_by_seed(
+    records: dict[tuple[str, int], dict[str, Any]],
+    scores: dict[tuple[str, int], pd.DataFrame],
+    train_acceleration: float,
+    max_gap_to_cs_tv_db: float,
+) -> pd.DataFrame:
+    """:func:`health_table` of every seed: its models' records and evaluations, and its own
+    zero-filled and CS-TV references. Keys are ``(model, seed)``. Returns :data:`COLUMNS` plus ``seed``."""
+    seeds = sorted({seed for _, seed in scores})
+    if not seeds:
+        raise ValueError("the health table needs evaluation scores of at least one seed")
+    parts = []
+    for seed in seeds:
+        own_records = {model: record for (model, s), record in records.items() if s == seed}
+        own_scores = {model: table for (model, s), table in scores.items() if s == seed}
+        table = health_table(own_records, own_scores, train_acceleration, max_gap_to_cs_tv_db)
+        parts.append(table.assign(seed=seed))
+    return pd.concat(parts, ignore_index=True)[["model", "seed", *COLUMNS[1:]]]
+
+
+def health_summary(by_seed: pd.DataFrame, max_seed_gap_db: float) -> pd.DataFrame:
+    """One row per model over its seeds: the mean of every measurement, how far the seeds spread
+    (:data:`SEED_COLUMNS`), and the verdict: healthy only if every seed passed every check and no
+    seed lies more than ``max_seed_gap_db`` below the median of the model's seeds. Failed checks
+    are named with their seed (``seed 1: near_cs_tv (...)``)."""
+    rows = []
+    for model, group in by_seed.groupby("model", sort=False):
+        group = group.sort_values("seed")
+        row: dict[str, Any] = {"model": model, "kind": group["kind"].iloc[0]}
+        for column in COLUMNS[2:-2]:
+            values = pd.to_numeric(group[column], errors="coerce")
+            row[column] = values.mean() if values.notna().any() else math.nan
+        failed = [
+            f"seed {seed}: {check}"
+            for seed, checks in zip(group["seed"], group["failed_checks"])
+            if isinstance(checks, str) and checks
+            for check in checks.split("; ")
+        ]
+        spread = _seed_spread(group)
+        row.update(spread)
+        if spread["seed_gap_db"] > max_seed_gap_db:
+            measure = "best validation PSNR" if group["val_psnr_best"].notna().all() else "clean test PSNR"
+            failed.append(
+                f"stable_across_seeds (seed {spread['worst_seed']} is {spread['seed_gap_db']:.2f} dB below the "
+                f"median of its {spread['n_seeds']} seeds' {measure})"
+            )
+        row["healthy"] = not failed
+        row["failed_checks"] = "; ".join(failed)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*COLUMNS[:-2], *SEED_COLUMNS, "healthy", "failed_checks"])
+
+
+def _seed_spread(group: pd.DataFrame) -> dict[str, Any]:
+    """Across-seed SDs of the best validation and the clean test PSNR, and the worst seed's gap to
+    the median (on validation where the method has one, else on the test slices)."""
+    validation = pd.to_numeric(group["val_psnr_best"], errors="coerce")
+    test = pd.to_numeric(group["test_psnr"], errors="coerce")
+    measure = validation if validation.notna().all() else test
+    n = len(group)
+    spread = {
+        "n_seeds": n,
+        "val_psnr_best_sd": validation.std(ddof=1) if n > 1 and validation.notna().all() else math.nan,
+        "test_psnr_sd": test.std(ddof=1) if n > 1 and test.notna().all() else math.nan,
+        "seed_gap_db": 0.0,
+        "worst_seed": "",
+    }
+    if n > 1 and measure.notna().all():
+        worst = int(measure.to_numpy().argmin())
+        spread["seed_gap_db"] = float(measure.median() - measure.iloc[worst])
+        spread["worst_seed"] = str(int(group["seed"].iloc[worst]))
+    return spread
 
 
 def unhealthy(table: pd.DataFrame) -> Iterable[tuple[str, str]]:

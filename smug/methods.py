@@ -12,6 +12,7 @@ retrains exactly the methods that read it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Keys of config/config.yaml's `training` section every trained kind reads (the optimiser, the
@@ -54,6 +55,9 @@ class Kind:
         adversarial: the ``baselines`` section of its adversary, or None.
         data_parallel: whether several ranks may train it (:mod:`smug.distributed`); not the
             min-max game, whose generator takes its own optimiser steps inside the objective.
+        seeded: whether its ``model.pt`` follows the training seed (initialisation, data order,
+            noise draws, the untrained network's fit): one per seed under
+            ``results/models/{method}/seed{seed}/``; otherwise one for every seed.
     """
 
     family: str
@@ -64,6 +68,7 @@ class Kind:
     training: tuple[str, ...] = ()
     adversarial: str | None = None
     data_parallel: bool = True
+    seeded: bool = True
 
     @property
     def randomised(self) -> bool:
@@ -100,9 +105,9 @@ KINDS: dict[str, Kind] = {
     ),
     "unet": Kind("unet", "train", training=("loss",)),
     "unet_adv": Kind("unet", "train", training=("loss",), adversarial="unet_adv", data_parallel=False),
-    "classical": Kind("classical", "tune_classical"),
+    "classical": Kind("classical", "tune_classical", seeded=False),
     "untrained": Kind("untrained", "write_method"),
-    "zero_filled": Kind("zero_filled", "write_method"),
+    "zero_filled": Kind("zero_filled", "write_method", seeded=False),
 }
 
 
@@ -171,6 +176,33 @@ def group_methods(names) -> list[tuple[str, list[str]]]:
     titles = [title for title, _ in FAMILY_GROUPS] + [OTHER_GROUP]
     groups = {title: [m for m in ranked if family_group(m) == title] for title in titles}
     return [(title, members) for title, members in groups.items() if members]
+
+
+def seeded(method: str) -> bool:
+    """Whether a method's model follows the training seed (:attr:`Kind.seeded`)."""
+    return KINDS[METHODS[method].kind].seeded
+
+
+def seed_of_path(path) -> int | None:
+    """The training seed of a file the pipeline keeps under a ``seed{seed}`` folder, or None."""
+    for part in reversed(str(path).replace("\\", "/").split("/")[:-1]):
+        if _SEED_FOLDER.fullmatch(part):
+            return int(part[4:])
+    return None
+
+
+def model_name(path) -> str:
+    """The method (or ablation variant) a ``model.pt`` is of, from where the pipeline keeps it:
+    ``results/models/{name}/model.pt`` or, one per training seed, ``.../{name}/seed{seed}/model.pt``
+    (and likewise an evaluation's ``results/eval/seed{seed}/{name}.csv`` parent folders)."""
+    parts = str(path).replace("\\", "/").split("/")
+    folder = parts[-2] if len(parts) > 1 else ""
+    if len(parts) > 2 and _SEED_FOLDER.fullmatch(folder):
+        return parts[-3]
+    return folder
+
+
+_SEED_FOLDER = re.compile(r"seed\d+")
 
 
 def trained_methods() -> dict[str, Method]:

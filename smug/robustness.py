@@ -26,10 +26,10 @@ from smug import attacks
 from smug.adversarial import perturb_input
 from smug.attack_files import load_attack, save_attack
 from smug.data import Batch, collate, make_dataset
-from smug.evaluate import VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
+from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
 from smug.method_files import load_method, read_record, record_kind
-from smug.methods import KINDS
+from smug.methods import KINDS, model_name
 from smug.models.modl import without_smoothing
 from smug.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator
@@ -62,7 +62,7 @@ def compute_attack(
     noise_only = attacks.is_random_noise(attack)
     if model is None and not noise_only:
         raise ValueError(f"attack {attack!r} is white-box and needs --model")
-    net, name = (None, "none") if noise_only else (load_method(model, device)[0], Path(model).parent.name)
+    net, name = (None, "none") if noise_only else (load_method(model, device)[0], model_name(model))
     protocol = attacks.PROTOCOLS.get(attack)
     if protocol is not None:
         # A paper protocol fixes its own PGD settings; the command line's do not apply.
@@ -177,12 +177,12 @@ def evaluate_model(
     # naming its file, and the reconstruction folder appears only complete.
     net, record = load_method(model, device)
     attack_levels = [load_attack(path) for path in attack_files]
-    generator_records = {Path(path).parent.name: read_record(path, device) for path in generators}
+    generator_records = {model_name(path): read_record(path, device) for path in generators}
     with atomic_dir(recon_dir) as recon_tmp:
         rows = _score_conditions(
             net,
             record,
-            name=Path(model).parent.name,
+            name=model_name(model),
             test=test,
             masks=masks,
             train_mask=train_mask,
@@ -198,7 +198,7 @@ def evaluate_model(
             shift_test=shift_test,
             small_features=small_features,
         )
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(seed=seed)[ROW_COLUMNS]
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     return table
@@ -346,7 +346,7 @@ def evaluate_test_time_training(
     """Score ``model`` adapted by test-time training to each batch of ``test`` (the shifted anatomy);
     per-volume rows with perturbation ``ttt_anatomy_shift`` are written to ``out`` and returned."""
     net, _ = load_method(model, device)
-    name = Path(model).parent.name
+    name = model_name(model)
     dataset = make_dataset(test, test_slices, mask, sens_dir)
     infos: list[dict] = []
     volumes = ttt_reconstruct(
@@ -364,7 +364,7 @@ def evaluate_test_time_training(
             info["initial_holdout_loss"],
             info["best_holdout_loss"],
         )
-    table = pd.DataFrame(volume_rows(volumes, name, "ttt_anatomy_shift", 0.0))
+    table = pd.DataFrame(volume_rows(volumes, name, "ttt_anatomy_shift", 0.0)).assign(seed=seed)[ROW_COLUMNS]
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -16,25 +16,41 @@ from smug.io import atomic_path
 ROBUSTNESS_COLUMNS = [*TABLE_COLUMNS[:2], "protocol", *TABLE_COLUMNS[2:], "config_hash", "git_commit"]
 
 
-def robustness_table(
-    per_volume: Iterable[pd.DataFrame], config_hash: str, git_commit: str, n_boot: int = 1000, seed: int = 0
-) -> pd.DataFrame:
-    """Summarise per-volume rows of every model into ``results/tables/robustness.csv``'s schema.
+def robustness_table(per_volume: Iterable[pd.DataFrame], config_hash: str, git_commit: str) -> pd.DataFrame:
+    """Summarise per-volume rows of every model and seed into ``results/tables/robustness.csv``'s schema.
 
-    One row per (model, perturbation, level, metric): mean, std, bootstrap 95 % CI over volumes,
-    number of slices, and the configuration hash and commit that produced it.
+    One row per (model, perturbation, level, metric): the mean and std over seeds and test volumes,
+    the crossed seeds-by-volumes 95 % interval, the slices of one seed, the number of seeds, and the
+    configuration hash and commit that produced it.
     """
+    rows = _checked_rows(per_volume)
+    return _with_provenance(summarize(rows), config_hash, git_commit)
+
+
+def robustness_by_seed(per_volume: Iterable[pd.DataFrame], config_hash: str, git_commit: str) -> pd.DataFrame:
+    """Every seed's own summary (``results/tables/robustness_by_seed.csv``): the columns of
+    :func:`robustness_table` plus ``seed``; each row's interval covers that seed's test volumes only."""
+    rows = _checked_rows(per_volume)
+    parts = [summarize(group).assign(seed=seed) for seed, group in rows.groupby("seed", sort=True)]
+    table = _with_provenance(pd.concat(parts, ignore_index=True), config_hash, git_commit)
+    return table[[*ROBUSTNESS_COLUMNS[:-2], "seed", *ROBUSTNESS_COLUMNS[-2:]]]
+
+
+def _checked_rows(per_volume: Iterable[pd.DataFrame]) -> pd.DataFrame:
     rows = pd.concat(list(per_volume), ignore_index=True)
     if rows.empty:
         raise ValueError("no evaluation rows to summarise")
     if rows["value"].isna().any():
         bad = rows[rows["value"].isna()][["model", "perturbation", "level", "metric"]].drop_duplicates()
         raise ValueError(f"NaN metric values for {bad.to_dict('records')[:3]}")
-    table = summarize(rows, n_boot=n_boot, seed=seed)
+    return rows
+
+
+def _with_provenance(table: pd.DataFrame, config_hash: str, git_commit: str) -> pd.DataFrame:
     table["protocol"] = [attack_protocol(name) for name in table["perturbation"]]
     table["config_hash"] = config_hash
     table["git_commit"] = git_commit
-    return table[ROBUSTNESS_COLUMNS]
+    return table[[*ROBUSTNESS_COLUMNS, *(c for c in table.columns if c not in ROBUSTNESS_COLUMNS)]]
 
 
 def wide_table(table: pd.DataFrame, perturbation: str, metric: str) -> pd.DataFrame:
@@ -101,9 +117,9 @@ def write_wide_tables(table: pd.DataFrame, markdown: str | os.PathLike, latex: s
             wide = wide_table(table, perturbation, metric)
             protocol = attack_protocol(perturbation)
             title = f"{perturbation} ({protocol})" if protocol not in ("clean", "shift") else perturbation
-            md_parts.append(f"### {title}: {metric} (mean ± std over test volumes)\n\n{wide.to_markdown()}\n")
+            md_parts.append(f"### {title}: {metric} (mean ± std over seeds and test volumes)\n\n{wide.to_markdown()}\n")
             tex_parts.append(
-                wide.to_latex(caption=f"{title}: {metric} (mean $\\pm$ std over test volumes)", escape=True)
+                wide.to_latex(caption=f"{title}: {metric} (mean $\\pm$ std over seeds and test volumes)", escape=True)
             )
     with atomic_path(markdown) as tmp:
         tmp.write_text("\n".join(md_parts))

@@ -7,12 +7,12 @@ use rule evaluate as ablation_evaluate with:
     input:
         unpack(ablation_evaluation_inputs),
     output:
-        out="results/ablations/eval/{model}.csv",
-        recon_dir=directory("results/ablations/recons/{model}"),
+        out="results/ablations/eval/seed{seed}/{model}.csv",
+        recon_dir=directory("results/ablations/recons/seed{seed}/{model}"),
     log:
-        "results/logs/ablations/evaluate_{model}.log",
+        "results/logs/ablations/evaluate_{model}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/ablation_evaluate_{model}.tsv"
+        "results/benchmarks/rules/ablation_evaluate_{model}_seed{seed}.tsv"
     params:
         small_features=None,
         unrolls=None,
@@ -22,11 +22,13 @@ rule diagnose:
     input:
         unpack(diagnose_inputs),
     output:
-        out="results/ablations/diagnostics/{model}.csv",
+        out="results/ablations/diagnostics/seed{seed}/{model}.csv",
     log:
-        "results/logs/ablations/diagnose_{model}.log",
+        "results/logs/ablations/diagnose_{model}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/diagnose_{model}.tsv"
+        "results/benchmarks/rules/diagnose_{model}_seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("diagnose")
@@ -37,7 +39,7 @@ rule diagnose:
         steps=config["ablations"]["diagnostics"]["steps"],
         test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
-        seed=config["seed"],
+        seed=seed_of,
         device=config["device"],
     script:
         "../../scripts/diagnose.py"
@@ -52,6 +54,7 @@ use rule training_health as ablation_health with:
             caption="../report/ablation_health.rst",
             category="Ablations",
         ),
+        by_seed="results/tables/ablation_health_by_seed.csv",
     log:
         "results/logs/ablations/health.log",
     benchmark:
@@ -79,8 +82,6 @@ rule ablation_table:
     params:
         experiments=ablation_experiments(),
         config_hash=config_hash(),
-        bootstrap=config["evaluation"]["bootstrap"],
-        seed=config["seed"],
     script:
         "../../scripts/make_ablation_table.py"
 

@@ -6,13 +6,14 @@ rule attack:
     input:
         unpack(attack_inputs),
     output:
-        out="results/attacks/{model}/{attack}.h5",
+        out="results/attacks/seed{seed}/{model}/{attack}.h5",
     log:
-        "results/logs/attack/{model}_{attack}.log",
+        "results/logs/attack/{model}_{attack}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/attack_{model}_{attack}.tsv"
+        "results/benchmarks/rules/attack_{model}_{attack}_seed{seed}.tsv"
     wildcard_constraints:
         attack="|".join(WHITE_BOX_ATTACKS),
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("attack")
@@ -28,7 +29,7 @@ rule attack:
         eot_samples=config["evaluation"]["pgd"]["eot_samples"],
         test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
-        seed=config["seed"],
+        seed=seed_of,
         device=config["device"],
     script:
         "../../scripts/attack.py"
@@ -51,13 +52,14 @@ rule noise:
     input:
         **test_inputs(),
     output:
-        out="results/attacks/noise/{attack}.h5",
+        out="results/attacks/seed{seed}/noise/{attack}.h5",
     log:
-        "results/logs/attack/noise_{attack}.log",
+        "results/logs/attack/noise_{attack}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/noise_{attack}.tsv"
+        "results/benchmarks/rules/noise_{attack}_seed{seed}.tsv"
     wildcard_constraints:
         attack="|".join(NOISE_ATTACKS),
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("noise")
@@ -68,7 +70,7 @@ rule noise:
         eps=noise_eps,
         test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
-        seed=config["seed"],
+        seed=seed_of,
         device="cpu",
     script:
         "../../scripts/attack.py"

@@ -16,6 +16,7 @@ from smug.methods import (
     WHITE_BOX_ATTACKS,
     ancestors,
     method_family,
+    seeded,
     spec_settings,
     trained_methods,
 )
@@ -32,6 +33,31 @@ def final_outputs():
         *expand("results/tables/{table}.html", table=("robustness", "distribution_shift", "training_health")),
         *expand("results/figures/{figure}.png", figure=FIGURES),
     ]
+
+
+# ---- seeds --------------------------------------------------------------------------------------
+# Every seeded model (smug.methods.Kind.seeded) is made once per seed under
+# results/models/{model}/seed{seed}/; a method no seed changes (zero-filled, CS) once for all seeds.
+# Attacks and evaluations are per seed for every model: their random starts and noise draws follow it.
+SEEDS = config["seeds"]
+
+
+def seed_of(wildcards):
+    """The seed of a job, as the integer its script reads."""
+    return int(wildcards.seed)
+
+
+def model_file(model, seed):
+    """A model's model.pt for a seed: its own, or the one of a method no seed changes."""
+    method = ABLATION_MODELS[model].method if model in ABLATION_MODELS else model
+    if seeded(method):
+        return f"results/models/{model}/seed{seed}/model.pt"
+    return f"results/models/{model}/model.pt"
+
+
+def model_files(models, seeds=SEEDS):
+    """Every seed's model.pt of each model, each file once."""
+    return list(dict.fromkeys(model_file(model, seed) for model in models for seed in seeds))
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -59,7 +85,7 @@ def training_inputs(wildcards):
     inputs["sens_maps"] += split_sens_maps("val", anatomy)
     parent = model_setup(wildcards.model, config, ABLATION_MODELS)[2]
     if parent is not None:
-        inputs["init"] = f"results/models/{parent}/model.pt"
+        inputs["init"] = model_file(parent, wildcards.seed)
     return inputs
 
 
@@ -73,7 +99,7 @@ def training_spec(wildcards):
         "name": name,
         "kind": METHODS[method].kind,
         "init": init,
-        "seed": config["seed"],
+        "seed": seed_of(wildcards),
         **spec_settings(method, settings),
         "data": {
             "challenge": config["data"]["challenge"],
@@ -90,9 +116,10 @@ def classical_inputs(wildcards):
     return split_inputs("val", "val", config["data"]["train_anatomy"])
 
 
-def untrained_settings():
+def untrained_settings(wildcards):
+    """The untrained network's settings; the seed fixes its input, weights and held-out columns."""
     keys = ("num_iters", "lr", "channels", "num_layers", "holdout_fraction", "patience")
-    return {key: config["untrained"][key] for key in keys}
+    return {**{key: config["untrained"][key] for key in keys}, "seed": seed_of(wildcards)}
 
 
 # ---- attacks and evaluation --------------------------------------------------------------------
@@ -104,7 +131,7 @@ def test_inputs():
 
 
 def attack_inputs(wildcards):
-    return {**test_inputs(), "model": f"results/models/{wildcards.model}/model.pt"}
+    return {**test_inputs(), "model": model_file(wildcards.model, wildcards.seed)}
 
 
 def attack_eps(wildcards):
@@ -136,16 +163,17 @@ def model_attacks(model):
     ]
 
 
-def attack_files(model):
-    """Perturbations a model is evaluated under: its own white-box attacks and random noise of the
-    same norms, or, for the untrained network (no gradient), attacks transferred from another model."""
+def attack_files(model, seed):
+    """Perturbations a model is evaluated under with a seed: its own white-box attacks and random
+    noise of the same norms, or, for the untrained network (no gradient), attacks transferred from
+    another model of the same seed."""
     if model == "untrained":
         source = config["untrained"]["attack_source"]
-        return [f"results/attacks/{source}/{a}.h5" for a in config["untrained"]["attacks"]]
+        return [f"results/attacks/seed{seed}/{source}/{a}.h5" for a in config["untrained"]["attacks"]]
     attacks = model_attacks(model)
     noise = dict.fromkeys(NOISE_COUNTERPART[a] for a in attacks)
-    return [f"results/attacks/{model}/{a}.h5" for a in attacks] + [
-        f"results/attacks/noise/{n}.h5" for n in noise
+    return [f"results/attacks/seed{seed}/{model}/{a}.h5" for a in attacks] + [
+        f"results/attacks/seed{seed}/noise/{n}.h5" for n in noise
     ]
 
 
@@ -156,10 +184,10 @@ def evaluation_inputs(wildcards):
         "test": tests["test"],
         "sens_maps": tests["sens_maps"],
         "train_mask": tests["mask"],
-        "model": f"results/models/{wildcards.model}/model.pt",
+        "model": model_file(wildcards.model, wildcards.seed),
         "masks": mask_files(),
-        "attacks": attack_files(wildcards.model),
-        "generators": [f"results/models/{g}/model.pt" for g in generators],
+        "attacks": attack_files(wildcards.model, wildcards.seed),
+        "generators": [model_file(g, wildcards.seed) for g in generators],
         "shift_test": [],
     }
     shift = config["data"]["shift_anatomy"]
@@ -177,7 +205,7 @@ def ttt_models():
 
 
 def ttt_inputs(wildcards):
-    model = f"results/models/{wildcards.model}/model.pt"
+    model = model_file(wildcards.model, wildcards.seed)
     return {**split_inputs("test", "test", config["data"]["shift_anatomy"]), "model": model}
 
 
@@ -187,9 +215,10 @@ def ttt_settings():
 
 
 def evaluation_csvs():
+    """Every seed's per-volume scores of every evaluated model, and of test-time training."""
     return [
-        *expand("results/eval/{model}.csv", model=config["evaluation"]["models"]),
-        *expand("results/eval/ttt/{model}.csv", model=ttt_models()),
+        *expand("results/eval/seed{seed}/{model}.csv", seed=SEEDS, model=config["evaluation"]["models"]),
+        *expand("results/eval/seed{seed}/ttt/{model}.csv", seed=SEEDS, model=ttt_models()),
     ]
 
 
@@ -203,8 +232,8 @@ def health_models():
 
 def health_inputs(wildcards):
     return {
-        "records": expand("results/models/{model}/model.pt", model=health_models()),
-        "scores": expand("results/eval/{model}.csv", model=config["evaluation"]["models"]),
+        "records": model_files(health_models()),
+        "scores": expand("results/eval/seed{seed}/{model}.csv", seed=SEEDS, model=config["evaluation"]["models"]),
     }
 
 
@@ -214,12 +243,14 @@ def config_hash():
 
 
 def figure_inputs(wildcards):
+    """The figures' curves come from the table over every seed; the images, from the first seed."""
     fig = config["evaluation"]["figure"]
     shown = [m for m in ("modl", "smug") if m in config["evaluation"]["models"]]
+    seed = SEEDS[0]
     return {
         "table": "results/tables/robustness.csv",
-        "recons": expand("results/recons/{model}", model=fig["models"]),
-        "attack_files": [f"results/attacks/{m}/{fig['attack']}.h5" for m in shown],
+        "recons": expand("results/recons/seed{seed}/{model}", seed=seed, model=fig["models"]),
+        "attack_files": [f"results/attacks/seed{seed}/{m}/{fig['attack']}.h5" for m in shown],
     }
 
 
@@ -240,13 +271,13 @@ def ablation_trained_models():
     return [m for m in ablation_models() if m in ABLATION_MODELS or m in TRAINED_MODELS]
 
 
-def ablation_attack_files(model):
+def ablation_attack_files(model, seed):
     """A model's perturbations under ablations.attacks; the untrained network (no gradient) and the
     health references are scored clean only."""
     if model == "untrained" or model in HEALTH_REFERENCES and model not in ablation_models():
         return []
     check_ablation_attacks()
-    return [f"results/attacks/{model}/{attack}.h5" for attack in config["ablations"]["attacks"]]
+    return [f"results/attacks/seed{seed}/{model}/{attack}.h5" for attack in config["ablations"]["attacks"]]
 
 
 def ablation_evaluation_inputs(wildcards):
@@ -255,8 +286,8 @@ def ablation_evaluation_inputs(wildcards):
         "test": tests["test"],
         "sens_maps": tests["sens_maps"],
         "train_mask": tests["mask"],
-        "model": f"results/models/{wildcards.model}/model.pt",
-        "attacks": ablation_attack_files(wildcards.model),
+        "model": model_file(wildcards.model, wildcards.seed),
+        "attacks": ablation_attack_files(wildcards.model, wildcards.seed),
     }
 
 
@@ -270,21 +301,23 @@ def diagnosed_models():
 
 
 def diagnose_inputs(wildcards):
-    return {**test_inputs(), "model": f"results/models/{wildcards.model}/model.pt"}
+    return {**test_inputs(), "model": model_file(wildcards.model, wildcards.seed)}
 
 
 def ablation_health_inputs(wildcards):
     scored = [*ablation_models(), *(m for m in HEALTH_REFERENCES if m not in ablation_models())]
     return {
-        "records": expand("results/models/{model}/model.pt", model=ablation_trained_models()),
-        "scores": expand("results/ablations/eval/{model}.csv", model=scored),
+        "records": model_files(ablation_trained_models()),
+        "scores": expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=scored),
     }
 
 
 def ablation_table_inputs(wildcards):
     return {
-        "scores": expand("results/ablations/eval/{model}.csv", model=ablation_models()),
-        "diagnostics": expand("results/ablations/diagnostics/{model}.csv", model=diagnosed_models()),
+        "scores": expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models()),
+        "diagnostics": expand(
+            "results/ablations/diagnostics/seed{seed}/{model}.csv", seed=SEEDS, model=diagnosed_models()
+        ),
         "health": "results/tables/ablation_health.csv",
     }
 
@@ -329,8 +362,9 @@ def reconstruct_files():
 
 
 def reconstruct_inputs(wildcards):
+    """A user's files are reconstructed by the first seed's model."""
     return {
-        "model": f"results/models/{wildcards.model}/model.pt",
+        "model": model_file(wildcards.model, SEEDS[0]),
         "mask": training_mask(),
         "files": reconstruct_files(),
     }

@@ -7,12 +7,14 @@ rule evaluate:
     input:
         unpack(evaluation_inputs),
     output:
-        out="results/eval/{model}.csv",
-        recon_dir=directory("results/recons/{model}"),
+        out="results/eval/seed{seed}/{model}.csv",
+        recon_dir=directory("results/recons/seed{seed}/{model}"),
     log:
-        "results/logs/evaluate/{model}.log",
+        "results/logs/evaluate/{model}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/evaluate_{model}.tsv"
+        "results/benchmarks/rules/evaluate_{model}_seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("evaluate")
@@ -23,7 +25,7 @@ rule evaluate:
         test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
         unrolls=config["evaluation"]["unrolls"],
-        seed=config["seed"],
+        seed=seed_of,
         device=config["device"],
     script:
         "../../scripts/evaluate.py"
@@ -33,13 +35,14 @@ rule ttt:
     input:
         unpack(ttt_inputs),
     output:
-        out="results/eval/ttt/{model}.csv",
+        out="results/eval/seed{seed}/ttt/{model}.csv",
     log:
-        "results/logs/evaluate/ttt_{model}.log",
+        "results/logs/evaluate/ttt_{model}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/ttt_{model}.tsv"
+        "results/benchmarks/rules/ttt_{model}_seed{seed}.tsv"
     wildcard_constraints:
         model="|".join(TRAINED_MODELS),
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("ttt")
@@ -49,7 +52,7 @@ rule ttt:
         settings=ttt_settings(),
         batch_size=config["evaluation"]["ttt"]["batch_size"],
         test_slices=config["evaluation"]["test_slices"],
-        seed=config["seed"],
+        seed=seed_of,
         device=config["device"],
     script:
         "../../scripts/evaluate_ttt.py"

@@ -30,7 +30,7 @@ rule reconstruct:
         kernel_size=config["fastmri"]["sens_maps"]["kernel_size"],
         threshold=config["fastmri"]["sens_maps"]["threshold"],
         crop=config["fastmri"]["sens_maps"]["crop"],
-        seed=config["seed"],
+        seed=SEEDS[0],
         device=config["device"],
     script:
         "../../scripts/reconstruct.py"

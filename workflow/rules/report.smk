@@ -16,6 +16,8 @@ rule robustness_table:
             category="Tables",
         ),
         latex="results/tables/robustness.tex",
+        by_seed="results/tables/robustness_by_seed.csv",
+        scores="results/tables/scores.csv",
         shift_summary=report(
             "results/tables/distribution_shift.csv",
             caption="../report/distribution_shift_table.rst",
@@ -32,8 +34,6 @@ rule robustness_table:
         **job_resources("robustness_table"),
     params:
         config_hash=config_hash(),
-        bootstrap=config["evaluation"]["bootstrap"],
-        seed=config["seed"],
     script:
         "../../scripts/make_table.py"
 
@@ -47,6 +47,7 @@ rule training_health:
             caption="../report/training_health.rst",
             category="Tables",
         ),
+        by_seed="results/tables/training_health_by_seed.csv",
     log:
         "results/logs/training_health.log",
     benchmark:
@@ -59,6 +60,7 @@ rule training_health:
     params:
         train_acceleration=config["masks"]["acceleration"],
         max_gap_to_cs_tv=config["health"]["max_gap_to_cs_tv_db"],
+        max_seed_gap=config["health"]["max_seed_gap_db"],
     script:
         "../../scripts/make_health_table.py"
 

@@ -7,14 +7,15 @@ rule train:
     input:
         unpack(training_inputs),
     output:
-        model="results/models/{model}/model.pt",
-        metrics="results/models/{model}/metrics.csv",
+        model="results/models/{model}/seed{seed}/model.pt",
+        metrics="results/models/{model}/seed{seed}/metrics.csv",
     log:
-        "results/logs/train/{model}.log",
+        "results/logs/train/{model}_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/train_{model}.tsv"
+        "results/benchmarks/rules/train_{model}_seed{seed}.tsv"
     wildcard_constraints:
         model=TRAINABLE_PATTERN,
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("train")
@@ -22,7 +23,7 @@ rule train:
         **job_resources("train"),
     params:
         spec=training_spec,
-        checkpoint="results/checkpoints/{model}.pt",
+        checkpoint="results/checkpoints/{model}/seed{seed}.pt",
         ranks=train_ranks,
         device=config["device"],
     script:
@@ -61,11 +62,13 @@ rule tune_classical:
 
 rule untrained_method:
     output:
-        out="results/models/untrained/model.pt",
+        out="results/models/untrained/seed{seed}/model.pt",
     log:
-        "results/logs/train/untrained.log",
+        "results/logs/train/untrained_seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/untrained_method.tsv"
+        "results/benchmarks/rules/untrained_method_seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         "../../environment.yml"
     threads: job_threads("untrained_method")
@@ -73,7 +76,7 @@ rule untrained_method:
         **job_resources("untrained_method"),
     params:
         kind="untrained",
-        settings=untrained_settings(),
+        settings=untrained_settings,
     script:
         "../../scripts/write_method.py"
 

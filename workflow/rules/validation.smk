@@ -16,7 +16,7 @@ from smug.methods import schema_names
 
 NESTED_CONFIG_HINT = (
     "Nested keys are set in a YAML file passed with --configfile (merged key by key into "
-    "config/config.yaml); --config sets top-level keys only, e.g. --config seed=1 device=cpu."
+    "config/config.yaml); --config sets top-level keys only, e.g. --config device=cpu."
 )
 
 
