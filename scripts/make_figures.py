@@ -3,7 +3,7 @@
 
 Writes into OUT_DIR (PNG and PDF each):
   robustness_curves  PSNR/SSIM vs eps per model for each white-box attack (solid) and random noise of
-                     the same norm (dashed), with bootstrap 95 % bands, one row of panels per model family
+                     the same norm (dashed), with 95 % bands over seeds and test volumes, one row of panels per model family
   acceleration_shift PSNR/SSIM vs acceleration (the training acceleration marked, --train-acceleration)
   unroll_shift       PSNR/SSIM vs number of unrolls (unrolled models; --train-unrolls marked)
   image_grid         one test slice: ground truth, each model clean and attacked, error maps, PSNR/SSIM per tile

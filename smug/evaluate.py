@@ -1,4 +1,4 @@
-"""Scoring reconstructions the way fastMRI does, and summarising scores over test volumes.
+"""Scoring reconstructions the way fastMRI does, and summarising scores over seeds and test volumes.
 
 Reconstructions and targets are magnitudes grouped per volume; NMSE, PSNR and SSIM follow
 fastMRI's ``evaluate.py`` (per volume, PSNR/SSIM with the volume maximum as data range). Every row

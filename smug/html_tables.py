@@ -2,7 +2,7 @@
 
 Snakemake's report shows an ``.html`` output inline (in a frame), so each page carries its own
 style and needs nothing else: the robustness table (one section per perturbation, models by family
-as rows, levels as columns, ``mean ± std`` over test volumes, the best score of each column in
+as rows, levels as columns, ``mean ± std`` over seeds and test volumes, the best score of each column in
 bold), the distribution-shift summary and the training-health table, where every unhealthy model's
 row is marked and its failed checks listed. Every text taken from a table is escaped; numbers are
 rounded per quantity (PSNR and dB gaps to 2 decimals, SSIM to 4, fractions as percentages).
@@ -229,7 +229,7 @@ def _anchor(name: str) -> str:
 
 def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
     """The robustness table (``results/tables/robustness.csv``) as one page: per perturbation, the
-    models (grouped by family) against every level, ``mean ± std`` over test volumes of PSNR and
+    models (grouped by family) against every level, ``mean ± std`` over seeds and test volumes of PSNR and
     SSIM (and of the small-feature scores), the best of each column in bold.
 
     Args:
@@ -287,9 +287,10 @@ def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
             )
         )
     notes = [
-        '<p class="note">Mean ± standard deviation over test volumes; the best score of each column in bold '
-        "(highest PSNR, SSIM and share of features detected; lowest feature error). NMSE and the bootstrap "
-        "95 % intervals are in robustness.csv.</p>"
+        '<p class="note">Mean ± standard deviation over training seeds and test volumes; the best score of each '
+        "column in bold (highest PSNR, SSIM and share of features detected; lowest feature error). NMSE and "
+        "the 95 % intervals over seeds and volumes are in robustness.csv; each seed's own rows in "
+        "robustness_by_seed.csv.</p>"
     ]
     provenance = [
         f"{name} {', '.join(sorted(map(str, table[name].unique())))}"
@@ -340,7 +341,7 @@ def shift_html(summary: pd.DataFrame) -> str:
                 row.append(format_percent(value) if column == "gap_closed" else format_number(value, _SHIFT_DIGITS[m]))
         rows.append(row)
     note = (
-        '<p class="note">Clean scores, mean over test volumes. gap = training-anatomy score − shifted score '
+        '<p class="note">Clean scores, mean over seeds and test volumes. gap = training-anatomy score − shifted score '
         "(signs flipped for NMSE, where lower is better, so a positive gap is always a loss); gap closed = "
         "(after TTT − shifted) / gap, for the models adapted by test-time training (– where not adapted or "
         "where there is no gap).</p>"

@@ -104,33 +104,3 @@ def mean_std_match(reference: np.ndarray, recon: np.ndarray) -> np.ndarray:
     if not ref_std > 0:
         raise ValueError("mean_std_match: the reference is constant (std 0), so it cannot be rescaled")
     return (reference - reference.mean()) / ref_std * recon.std() + recon.mean()
-
-
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile-bootstrap ``(1 - alpha)`` confidence interval of the mean of ``values``.
-
-    Args:
-        values: 1-D sample, e.g. one metric per test volume.
-        n_boot: number of resamples.
-        alpha: two-sided error rate; the interval is the ``alpha/2`` and ``1 - alpha/2`` quantiles.
-        seed: seed of the ``numpy.random.Generator`` drawing the resamples.
-
-    Returns:
-        ``(low, high)``; a single value ``v`` gives ``(v, v)``.
-    """
-    sample = np.asarray(values, dtype=np.float64).ravel()
-    if sample.size == 0:
-        raise ValueError("bootstrap_ci: values is empty")
-    if not np.all(np.isfinite(sample)):
-        raise ValueError("bootstrap_ci: values contain NaN or infinity")
-    if n_boot < 1:
-        raise ValueError(f"bootstrap_ci: n_boot must be >= 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"bootstrap_ci: alpha must lie in (0, 1), got {alpha}")
-    rng = np.random.default_rng(seed)
-    resample_idx = rng.integers(0, sample.size, size=(n_boot, sample.size))
-    boot_means = sample[resample_idx].mean(axis=1)
-    low, high = np.quantile(boot_means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)

@@ -135,7 +135,7 @@ def plot_metric_curves(
     include_clean: bool = True,
     marks: Mapping[str, tuple[float, str]] | None = None,
 ) -> Figure:
-    """Metric vs perturbation level per model, mean with its bootstrap 95 % band, one row of panels
+    """Metric vs perturbation level per model, mean with its 95 % band over seeds and test volumes, one row of panels
     per model family (unrolled networks, U-Nets, CS/untrained/zero-filled), so no curve hides another
     family's; zero-filled is repeated in grey in every family's panels as the common reference.
 
@@ -315,7 +315,7 @@ def plot_metric_curves(
         for perturbation, (_, label) in marks.items():
             if perturbation in panels:
                 style_handles.append(Line2D([], [], color="0.25", ls=(0, (4, 2)), lw=0.9, label=label))
-        style_handles.append(Line2D([], [], color="none", label="bands: bootstrap 95 % interval"))
+        style_handles.append(Line2D([], [], color="none", label="bands: 95 % interval over seeds and volumes"))
         figure.legend(
             handles=style_handles, loc="outside lower center", ncols=len(style_handles), fontsize=7, frameon=False
         )

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from smug.health import COLUMNS, health_table, unhealthy
+from smug.health import COLUMNS, SEED_COLUMNS, health_by_seed, health_summary, health_table, unhealthy
 
 VOLUMES = ["a.h5", "b.h5"]
 
@@ -78,3 +78,45 @@ def test_unrolled_model_must_not_lose_with_more_measurements_but_a_unet_may():
 def test_missing_zero_filled_evaluation_is_refused():
     with pytest.raises(ValueError, match="zero_filled"):
         health_table({"modl": _trained("modl", 20, 24, 24, 2)}, {}, 4, 3.0)
+
+
+def _seeded(best_by_seed, test_by_seed):
+    """Records and scores of MoDL (three seeds) and the references, keyed by (model, seed)."""
+    records, scores = {}, {}
+    for seed, (best, test) in enumerate(zip(best_by_seed, test_by_seed)):
+        records[("zero_filled", seed)] = {"kind": "zero_filled"}
+        records[("cs_tv", seed)] = {"kind": "classical", "lam": 0.003}
+        records[("modl", seed)] = _trained("modl", 20, best, best, 2)
+        scores[("zero_filled", seed)] = _scores("zero_filled", [16, 16])
+        scores[("cs_tv", seed)] = _scores("cs_tv", [24, 24])
+        scores[("modl", seed)] = _scores("modl", test)
+    return records, scores
+
+
+def test_a_model_is_healthy_only_if_every_seed_is_and_the_failing_seed_is_named():
+    records, scores = _seeded([24, 24, 24], [[24, 24], [15, 15], [24, 24]])
+    by_seed = health_by_seed(records, scores, train_acceleration=4, max_gap_to_cs_tv_db=3.0)
+    assert len(by_seed) == 9 and set(by_seed["seed"]) == {0, 1, 2}
+    summary = health_summary(by_seed, max_seed_gap_db=10.0).set_index("model")
+    assert list(summary.reset_index().columns) == [*COLUMNS[:-2], *SEED_COLUMNS, *COLUMNS[-2:]]
+    assert not summary.loc["modl", "healthy"]
+    assert summary.loc["modl", "failed_checks"].startswith("seed 1: beats_zero_filled_test")
+    assert summary.loc["modl", "n_seeds"] == 3
+    assert summary.loc["modl", "test_psnr"] == pytest.approx((24 + 15 + 24) / 3)
+    assert summary.loc["zero_filled", "healthy"]
+
+
+def test_a_seed_far_below_the_others_flags_the_model_unstable():
+    records, scores = _seeded([24.0, 21.5, 24.2], [[24, 24], [23, 23], [24, 24]])
+    by_seed = health_by_seed(records, scores, train_acceleration=4, max_gap_to_cs_tv_db=3.0)
+    assert by_seed.set_index(["model", "seed"])["healthy"].all()  # every seed passes on its own
+    summary = health_summary(by_seed, max_seed_gap_db=1.0).set_index("model")
+    row = summary.loc["modl"]
+    assert not row["healthy"] and row["worst_seed"] == "1"
+    assert row["seed_gap_db"] == pytest.approx(2.5)
+    assert row["val_psnr_best_sd"] == pytest.approx(pd.Series([24.0, 21.5, 24.2]).std())
+    assert "stable_across_seeds (seed 1 is 2.50 dB below the median of its 3 seeds' best validation PSNR)" in (
+        row["failed_checks"]
+    )
+    # Within the bound, the same spread is healthy.
+    assert health_summary(by_seed, max_seed_gap_db=3.0).set_index("model").loc["modl", "healthy"]

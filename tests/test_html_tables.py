@@ -87,7 +87,7 @@ def _frames(rng, models, perturbations):
                     stack.target.append(target)
                     stack.recon.append(target + noise * rng.standard_normal((8, 8)))
                 volumes[f"file{v}.h5"] = stack
-            frames.append(pd.DataFrame(volume_rows(volumes, model, perturbation, level)))
+            frames.append(pd.DataFrame(volume_rows(volumes, model, perturbation, level)).assign(seed=0))
     return frames
 
 
@@ -98,7 +98,7 @@ PERTURBATIONS = [("clean", 0.0), ("pgd_kspace_linf", 0.01), ("pgd_kspace_linf", 
 @pytest.fixture(scope="module")
 def table():
     frames = _frames(np.random.default_rng(0), MODELS, PERTURBATIONS)
-    return robustness_table(frames, "hash123", "commit456", n_boot=50)
+    return robustness_table(frames, "hash123", "commit456")
 
 
 def test_robustness_page_has_every_models_row_in_every_section_with_rounded_scores(table):

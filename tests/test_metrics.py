@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from smug.losses import SSIMLoss, get_loss, l1_loss, mse_loss, ssim_loss
-from smug.metrics import METRIC_FUNCS, bootstrap_ci, mean_std_match, mse, nmse, psnr, ssim
+from smug.metrics import METRIC_FUNCS, mean_std_match, mse, nmse, psnr, ssim
 
 
 def _volume_pair(seed: int, shape=(3, 16, 20)) -> tuple[np.ndarray, np.ndarray]:
@@ -158,15 +158,3 @@ def test_mean_std_match_takes_recon_moments():
     assert np.max(np.abs(matched - recon)) < 0.05  # an affine copy is matched almost exactly
     with pytest.raises(ValueError, match="constant"):
         mean_std_match(np.ones((3, 3)), recon[:3, :3])
-
-
-def test_bootstrap_ci_contains_mean_and_is_deterministic():
-    values = np.random.default_rng(7).normal(0.8, 0.05, size=20)
-    low, high = bootstrap_ci(values, n_boot=500, seed=3)
-    assert low < values.mean() < high
-    assert high - low < 0.1
-    assert bootstrap_ci(values, n_boot=500, seed=3) == (low, high)
-    assert bootstrap_ci(values, n_boot=500, seed=4) != (low, high)
-    assert bootstrap_ci([0.7], n_boot=50) == (0.7, 0.7)
-    with pytest.raises(ValueError, match="empty"):
-        bootstrap_ci([])

@@ -87,29 +87,93 @@ def test_unknown_or_mistyped_config_key_is_one_short_message(tmp_path):
     assert "Nested keys are set in a YAML file passed with --configfile" in typo.stdout + typo.stderr
 
 
+# Rules whose jobs follow a seed (a {seed} wildcard), and those made once for every seed.
+SEEDED_RULES = {"train", "untrained_method", "attack", "protocol_attack", "noise", "evaluate", "ttt"}
+ONCE_RULES = {"synthetic_dataset", "masks", "split_list", "tune_classical", "zero_filled_method"}
+
+
+def _jobs_by_rule(jobs):
+    counts = {}
+    for rule, _ in jobs:
+        counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
+def test_adding_a_seed_schedules_one_more_copy_of_the_seeded_jobs_only(tmp_path):
+    """From nothing, two seeds schedule exactly twice the seeded jobs of one seed, each seed once,
+    and the data, masks, CS tuning and zero-filled once."""
+    copy_workflow(tmp_path)
+    runs = {}
+    for seeds in ([0], [0, 1]):
+        config = write_config(tmp_path, deep_update(TINY_CONFIG, {"seeds": seeds}), f"seeds{len(seeds)}.yaml")
+        result = snakemake(["-n", "--configfile", str(config)], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[len(seeds)] = scheduled_jobs(result.stdout)
+    one, two = _jobs_by_rule(runs[1]), _jobs_by_rule(runs[2])
+    assert SEEDED_RULES <= set(one) and ONCE_RULES <= set(one)
+    for rule in SEEDED_RULES:
+        assert two[rule] == 2 * one[rule], rule
+        seeds = [w["seed"] for r, w in runs[2] if r == rule]
+        assert seeds.count("0") == seeds.count("1") == one[rule], rule
+    for rule in ONCE_RULES:
+        assert two[rule] == one[rule], rule
+    assert set(two) == set(one)
+
+
+def test_seeds_must_be_distinct_non_negative_integers(tmp_path):
+    copy_workflow(tmp_path)
+    cases = {
+        "empty": ([], "config error: seeds: [] should be non-empty"),
+        "repeated": ([0, 0], "config error: seeds: [0, 0] has non-unique elements"),
+        "negative": ([0, -1], "config error: seeds.1: -1 is less than the minimum of 0"),
+        "text": ([0, "one"], "config error: seeds.1: 'one' is not of type 'integer'"),
+    }
+    for name, (seeds, message) in cases.items():
+        config = write_config(tmp_path, {"seeds": seeds}, f"{name}.yaml")
+        result = snakemake(["-n", "--configfile", str(config)], tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and message in output, (name, output[-2000:])
+        assert len(output.strip().splitlines()) <= 6, output
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_runs_end_to_end(tmp_path):
-    """The whole DAG from nothing on a tiny config: data, masks, every model, attacks, evaluation,
-    table, figures and the Snakemake report."""
+    """The whole DAG from nothing on a tiny config with two seeds: data, masks, every model of each
+    seed, attacks, evaluation, tables over and by seed, figures and the Snakemake report; then a
+    third seed adds only its own jobs, and dropping one reuses what exists."""
     copy_workflow(tmp_path)
-    config = write_config(tmp_path, TINY_CONFIG)
+    tiny = deep_update(TINY_CONFIG, {"seeds": [0, 1]})
+    config = write_config(tmp_path, tiny)
     result = snakemake(["--cores", "2", "--configfile", str(config)], tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     for model in ("denoiser", "modl", "smug", "weighted_smug", "rs_e2e", "modl_pgd", "unet", "unet_adv"):
-        record = torch.load(tmp_path / f"results/models/{model}/model.pt", weights_only=True)
-        assert record["spec"]["name"] == model
-        assert record["provenance"]["packages"]["torch"] and record["train_seconds"] > 0
-        assert (tmp_path / f"results/logs/train/{model}.log").exists()
-        assert (tmp_path / f"results/benchmarks/rules/train_{model}.tsv").exists()
+        for seed in (0, 1):
+            record = torch.load(tmp_path / f"results/models/{model}/seed{seed}/model.pt", weights_only=True)
+            assert record["spec"]["name"] == model and record["spec"]["seed"] == seed
+            assert record["provenance"]["packages"]["torch"] and record["train_seconds"] > 0
+            assert (tmp_path / f"results/logs/train/{model}_seed{seed}.log").exists()
+            assert (tmp_path / f"results/benchmarks/rules/train_{model}_seed{seed}.tsv").exists()
+        # Another seed, another training: its weights differ.
+        first, second = (
+            torch.load(tmp_path / f"results/models/{model}/seed{s}/model.pt", weights_only=True)["state_dict"]
+            for s in (0, 1)
+        )
+        assert any(not torch.equal(first[k], second[k]) for k in first), model
+    untrained = [torch.load(tmp_path / f"results/models/untrained/seed{s}/model.pt") for s in (0, 1)]
+    assert [record["seed"] for record in untrained] == [0, 1]
+    assert (tmp_path / "results/models/cs_tv/model.pt").exists()  # made once for every seed
     assert sorted(p.name for p in (tmp_path / "resources/masks").iterdir()) == ["2x.npz", "4x.npz"]
 
     # The training-health table: every evaluated model and the denoiser, with a verdict and, for an
-    # unhealthy model (expected at this size), the checks it failed.
+    # unhealthy model (expected at this size), the checks it failed, each with its seed.
     health = pd.read_csv(tmp_path / "results/tables/training_health.csv")
-    from smug.health import COLUMNS as HEALTH_COLUMNS
+    from smug.health import COLUMNS as HEALTH_COLUMNS, SEED_COLUMNS
 
-    assert list(health.columns) == HEALTH_COLUMNS
+    assert list(health.columns) == [*HEALTH_COLUMNS[:-2], *SEED_COLUMNS, *HEALTH_COLUMNS[-2:]]
     assert set(health["model"]) == set(TINY_CONFIG_MODELS) | {"denoiser"}
+    assert (health["n_seeds"] == 2).all()
+    by_seed = pd.read_csv(tmp_path / "results/tables/training_health_by_seed.csv")
+    assert sorted(by_seed["seed"].unique()) == [0, 1] and len(by_seed) == 2 * len(health)
     assert health.set_index("model").loc["zero_filled", "healthy"]
     unhealthy = health[~health["healthy"]]
     assert unhealthy["failed_checks"].str.len().gt(0).all()
@@ -120,6 +184,11 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
 
     table = pd.read_csv(tmp_path / "results/tables/robustness.csv")
     assert not table.isna().any().any()
+    assert (table["n_seeds"] == 2).all()
+    per_seed = pd.read_csv(tmp_path / "results/tables/robustness_by_seed.csv")
+    assert len(per_seed) == 2 * len(table) and sorted(per_seed["seed"].unique()) == [0, 1]
+    scores = pd.read_csv(tmp_path / "results/tables/scores.csv")
+    assert sorted(scores["seed"].unique()) == [0, 1]
     assert set(table.loc[table["perturbation"] == "pgd_kspace_linf", "protocol"]) == {"white-box (EOT)"}
     assert set(table["model"]) == set(TINY_CONFIG_MODELS)
     expected = {
@@ -150,7 +219,7 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     for figure in FIGURES:
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
         assert (tmp_path / f"results/figures/{figure}.pdf").stat().st_size > 0
-    attack = tmp_path / "results/attacks/smug/pgd_kspace_linf.h5"
+    attack = tmp_path / "results/attacks/seed0/smug/pgd_kspace_linf.h5"
     levels = load_attack(attack)
     assert [attrs["eps"] for _, attrs in levels] == [0.01, 0.02]
 
@@ -158,18 +227,35 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # A model's spec holds only the settings it reads: a new smoothing sigma retrains SMUG and
-    # Weighted SMUG, and re-runs what depends on them, but no other model.
-    sigma = write_config(tmp_path, deep_update(TINY_CONFIG, {"smoothing": {"sigma": 0.03}}), "sigma.yaml")
+    # Weighted SMUG of every seed, and re-runs what depends on them, but no other model.
+    sigma = write_config(tmp_path, deep_update(tiny, {"smoothing": {"sigma": 0.03}}), "sigma.yaml")
     changed = snakemake(["-n", "--configfile", str(sigma)], tmp_path)
     jobs = scheduled_jobs(changed.stdout)
-    assert {w["model"] for rule, w in jobs if rule == "train"} == {"smug", "weighted_smug"}
+    assert {(w["model"], w["seed"]) for rule, w in jobs if rule == "train"} == {
+        (m, s) for m in ("smug", "weighted_smug") for s in ("0", "1")
+    }
     assert {w["model"] for rule, w in jobs if rule in ("evaluate", "attack")} == {"smug", "weighted_smug"}
+
+    # A third seed schedules exactly its own copy of the seeded jobs, besides the tables that
+    # gather every seed; dropping a seed retrains and re-evaluates nothing.
+    third = write_config(tmp_path, deep_update(tiny, {"seeds": [0, 1, 2]}), "third.yaml")
+    jobs = scheduled_jobs(snakemake(["-n", "--configfile", str(third)], tmp_path).stdout)
+    seeded = [(rule, w) for rule, w in jobs if "seed" in w]
+    assert {w["seed"] for _, w in seeded} == {"2"}
+    first_run = scheduled_jobs(result.stdout + result.stderr)
+    once = _jobs_by_rule([(r, w) for r, w in first_run if w.get("seed") == "0"])
+    assert _jobs_by_rule(seeded) == once
+    gathering = {"robustness_table", "training_health", "figures", "html_tables", "all"}
+    assert {rule for rule, w in jobs if "seed" not in w} <= gathering
+    fewer = write_config(tmp_path, deep_update(tiny, {"seeds": [0]}), "fewer.yaml")
+    jobs = scheduled_jobs(snakemake(["-n", "--configfile", str(fewer)], tmp_path).stdout)
+    assert {rule for rule, _ in jobs} <= gathering
 
     # Reconstructing your own files: the test volumes, as a user's folder, with two saved methods.
     folder = tmp_path / "resources/synthetic/multicoil_test"
     own = write_config(
         tmp_path,
-        deep_update(TINY_CONFIG, {"reconstruct": {"folder": str(folder), "models": ["zero_filled", "modl"]}}),
+        deep_update(tiny, {"reconstruct": {"folder": str(folder), "models": ["zero_filled", "modl"]}}),
         "own.yaml",
     )
     rebuilt = snakemake(["--cores", "2", "reconstructions", "--configfile", str(own)], tmp_path)

@@ -16,6 +16,8 @@ BIN = Path(sys.executable).parent
 
 # Smallest sizes that still exercise every code path: multicoil SENSE, CG, smoothing, two anatomies.
 TINY_CONFIG = {
+    # One seed keeps the many tiny runs short; the end-to-end test of the workflow uses two.
+    "seeds": [0],
     "synthetic": {
         "volumes": {"train": 2, "val": 1, "test": 2},
         "slices_per_volume": 2,
@@ -46,7 +48,6 @@ TINY_CONFIG = {
         "attacks": {"pgd_kspace_linf": {"eps": [0.01, 0.02]}, "pgd_image_linf": {"eps": [0.004]}},
         "pgd": {"steps": 1, "eot_samples": 1},
         "unrolls": [1, 3],
-        "bootstrap": 50,
         "figure": {"attack": "pgd_kspace_linf", "level": 0.02, "models": ["zero_filled", "modl", "smug"]},
         "ttt": {"models": ["modl", "smug"], "steps": 2, "patience": 1},
     },

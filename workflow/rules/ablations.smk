@@ -114,8 +114,33 @@ rule ablation_figure:
         "../../scripts/make_ablation_figure.py"
 
 
+use rule claims as ablation_claims with:
+    input:
+        scores="results/tables/scores.csv",
+        ablation_scores=ablation_scores(),
+    output:
+        out=report(
+            "results/tables/ablation_claims.csv",
+            caption="../report/claims_table.rst",
+            category="Ablations",
+        ),
+        html="results/tables/ablation_claims.html",
+        figure=report(
+            "results/figures/ablations/claims.png",
+            caption="../report/claims_figure.rst",
+            category="Ablations",
+        ),
+        comparisons="results/tables/ablation_comparisons.csv",
+        markdown="results/tables/ablation_claims.md",
+    log:
+        "results/logs/ablations/claims.log",
+    benchmark:
+        "results/benchmarks/rules/ablation_claims.tsv"
+
+
 rule ablations:
     input:
+        "results/tables/ablation_claims.csv",
         "results/tables/ablations.csv",
         "results/tables/ablation_health.csv",
         expand(

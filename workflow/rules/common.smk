@@ -30,8 +30,11 @@ def final_outputs():
         "results/figures/masks.png",
         "results/tables/robustness.csv",
         "results/tables/training_health.csv",
-        *expand("results/tables/{table}.html", table=("robustness", "distribution_shift", "training_health")),
-        *expand("results/figures/{figure}.png", figure=FIGURES),
+        "results/tables/claims.csv",
+        *expand(
+            "results/tables/{table}.html", table=("robustness", "distribution_shift", "training_health", "claims")
+        ),
+        *expand("results/figures/{figure}.png", figure=[*FIGURES, "claims"]),
     ]
 
 
@@ -339,6 +342,11 @@ def ablation_experiments():
             for m in models
         ]
     return experiments
+
+
+def ablation_scores():
+    """Every seed's per-volume scores of the experiments' models (their claims read them)."""
+    return expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models())
 
 
 def ablation_figure_kind(wildcards):

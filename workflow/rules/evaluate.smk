@@ -14,6 +14,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/rules/evaluate_{model}_seed{seed}.tsv"
     wildcard_constraints:
+        model=r"[^/]+",
         seed=r"\d+",
     conda:
         "../../environment.yml"

@@ -38,6 +38,46 @@ rule robustness_table:
         "../../scripts/make_table.py"
 
 
+rule claims:
+    input:
+        scores="results/tables/scores.csv",
+    output:
+        out=report(
+            "results/tables/claims.csv",
+            caption="../report/claims_table.rst",
+            category="Claims",
+        ),
+        html=report(
+            "results/tables/claims.html",
+            caption="../report/claims_html.rst",
+            category="Claims",
+        ),
+        figure=report(
+            "results/figures/claims.png",
+            caption="../report/claims_figure.rst",
+            category="Claims",
+        ),
+        comparisons=report(
+            "results/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Claims",
+        ),
+        markdown="results/tables/claims.md",
+    log:
+        "results/logs/claims.log",
+    benchmark:
+        "results/benchmarks/rules/claims.tsv"
+    conda:
+        "../../environment.yml"
+    threads: job_threads("claims")
+    resources:
+        **job_resources("claims"),
+    params:
+        claims=config["claims"],
+    script:
+        "../../scripts/make_claims.py"
+
+
 rule training_health:
     input:
         unpack(health_inputs),

@@ -12,6 +12,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from smug.ablations import apply_settings
+from smug.claims import check_claims
 from smug.methods import schema_names
 
 NESTED_CONFIG_HINT = (
@@ -121,6 +122,15 @@ def check_shift_anatomy():
         raise ValueError(
             f"config error: data.shift_anatomy must differ from data.train_anatomy ({shift!r}), or be null"
         )
+
+
+def check_claims_config():
+    """Each claim names models, perturbations, levels and metrics this config evaluates
+    (smug.claims.check_claims): one line naming the claim's id and key otherwise."""
+    try:
+        check_claims(config["claims"], config)
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def check_config_references():
