@@ -37,8 +37,8 @@ import pandas as pd
 
 from smug.methods import NOISE_COUNTERPART, method_family
 
-# The per-volume score table the claims read: smug.evaluate.ROW_COLUMNS plus the training seed
-# (written here, not imported: smug.evaluate imports torch, and the DAG build imports this module).
+# The per-volume rows of every seed: smug.evaluate.ROW_COLUMNS (a test holds them equal), written
+# out so that building the DAG, which checks the claims, never imports torch.
 SCORE_COLUMNS = ["model", "perturbation", "level", "metric", "seed", "volume", "value", "n_slices"]
 KEY_COLUMNS = ["model", "perturbation", "level", "metric"]
 

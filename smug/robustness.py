@@ -256,14 +256,27 @@ def _score_conditions(
     for source_name, source in generator_records.items():
         run(f"generator_{source_name}", 1.0, transform=_generator_transform(source, device, seed))
 
+    def same_as_clean(perturbation: str, level: float) -> None:
+        # The shift's setting is the training one: the clean reconstruction (same data, mask,
+        # unrolls and noise draws) is its result, bit for bit, so it is not computed again.
+        rows.extend(volume_rows(clean, name, perturbation, level))
+        save_reconstructions(recon_dir / perturbation / f"{level:g}", clean, "reconstruction")
+
     for mask_path in masks:
         acceleration = float(np.load(mask_path)["acceleration"])
+        if os.path.samefile(mask_path, train_mask):
+            same_as_clean("acceleration", acceleration)
+            continue
         shifted = make_dataset(test, test_slices, mask_path, sens_dir)
         run("acceleration", acceleration, dataset=shifted)
 
     if family == "unrolled":
+        trained_unrolls = record["spec"]["model"]["num_unrolls"]
         for n in unrolls:
-            run("unrolls", float(n), num_unrolls=n)
+            if n == trained_unrolls:
+                same_as_clean("unrolls", float(n))
+            else:
+                run("unrolls", float(n), num_unrolls=n)
 
     if shift_test:
         shifted = make_dataset(shift_test, test_slices, train_mask, sens_dir)

@@ -353,7 +353,7 @@ def test_tiny_ablations_run_end_to_end(tmp_path):
         assert healthy[model] == verdict
 
     records = {
-        name: torch.load(tmp_path / f"results/models/{name}/model.pt", weights_only=False)
+        name: torch.load(tmp_path / f"results/models/{name}/seed0/model.pt", weights_only=False)
         for name in ("smug@init=null", "smug@init=modl", "smug@model.output_bound=1", "smug")
     }
     assert records["smug@init=null"]["spec"]["init"] is None

@@ -257,7 +257,7 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         "gpu_request": "gres",
         "resources": resources,
     })
-    variant = f"results/models/{SLURM_VARIANT}/model.pt"
+    variant = f"results/models/{SLURM_VARIANT}/seed0/model.pt"
     result = snakemake(["all", variant, "--profile", "slurm"], cwd=tmp_path, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:] + running_cluster.log_tail(1500)

@@ -32,7 +32,8 @@ def final_outputs():
         "results/tables/training_health.csv",
         "results/tables/claims.csv",
         *expand(
-            "results/tables/{table}.html", table=("robustness", "distribution_shift", "training_health", "claims")
+            "results/tables/{table}.html",
+            table=("robustness", "distribution_shift", "training_health", "claims"),
         ),
         *expand("results/figures/{figure}.png", figure=[*FIGURES, "claims"]),
     ]
@@ -236,7 +237,9 @@ def health_models():
 def health_inputs(wildcards):
     return {
         "records": model_files(health_models()),
-        "scores": expand("results/eval/seed{seed}/{model}.csv", seed=SEEDS, model=config["evaluation"]["models"]),
+        "scores": expand(
+            "results/eval/seed{seed}/{model}.csv", seed=SEEDS, model=config["evaluation"]["models"]
+        ),
     }
 
 
@@ -317,7 +320,9 @@ def ablation_health_inputs(wildcards):
 
 def ablation_table_inputs(wildcards):
     return {
-        "scores": expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models()),
+        "scores": expand(
+            "results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models()
+        ),
         "diagnostics": expand(
             "results/ablations/diagnostics/seed{seed}/{model}.csv", seed=SEEDS, model=diagnosed_models()
         ),
