@@ -6,6 +6,9 @@ for NAME.tar.xz in the SHA256 file fastMRI provides (sha256sum or BSD format), a
 .h5 volume directly into OUT_DIR, writing OUT_DIR/.complete last. A run whose OUT_DIR is complete
 already does nothing, even when the archive has been deleted since. Signed links expire: on
 HTTP 403 request new ones on the NYU fastMRI site and put them in `fastmri.urls` of the config.
+The download is bounded by --expected-bytes when the archive's size is known, else by
+--max-download-bytes, and the extraction by --max-members, --max-member-bytes and --max-expansion
+(the pipeline's fastmri.limits).
 
 Example:
   python scripts/fetch_fastmri.py --url "$KNEE_MULTICOIL_VAL_URL" --sha256-file fastmri_sha256.txt \
@@ -17,7 +20,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from smug.download import DownloadError, download, extract_archive, extracted_files, read_sha256_file
+from smug.download import (
+    ArchiveLimits,
+    DownloadError,
+    download,
+    extract_archive,
+    extracted_files,
+    read_sha256_file,
+)
 from smug.cli import add_config_option, parse_args, setup_logging
 
 
@@ -39,6 +49,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=60, help="socket timeout in seconds")
     parser.add_argument("--marker-name", default=".complete", help="marker file written last into OUT_DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--expected-bytes", type=int, help="the archive's size in bytes, where known")
+    add_config_option(
+        parser,
+        "--max-download-bytes",
+        "fastmri.limits.max_download_bytes",
+        type=int,
+        help="refuse or stop a download of an unknown size past this many bytes",
+    )
+    add_config_option(
+        parser, "--max-members", "fastmri.limits.max_members", type=int, help="most members in the archive"
+    )
+    add_config_option(
+        parser,
+        "--max-member-bytes",
+        "fastmri.limits.max_member_bytes",
+        type=int,
+        help="largest member, in bytes",
+    )
+    add_config_option(
+        parser,
+        "--max-expansion",
+        "fastmri.limits.max_expansion",
+        type=float,
+        help="the members' total size at most this multiple of the archive's",
+    )
     args = parse_args(parser, argv)
 
     setup_logging()
@@ -68,9 +103,12 @@ def fetch(args: argparse.Namespace) -> None:
         retries=args.retries,
         timeout=args.timeout,
         progress=not args.no_progress,
+        expected_size=args.expected_bytes,
+        max_bytes=args.max_download_bytes,
     )
     print(f"{archive}: downloaded, SHA256 verified")
-    files = extract_archive(archive, out_dir, marker_name=args.marker_name)
+    limits = ArchiveLimits(args.max_members, args.max_member_bytes, args.max_expansion)
+    files = extract_archive(archive, out_dir, marker_name=args.marker_name, limits=limits)
     print(f"extracted {len(files)} volumes into {out_dir}")
     if not args.keep_archive:
         archive.unlink()

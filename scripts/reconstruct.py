@@ -5,7 +5,9 @@ Writes OUT_DIR/{file name} per input volume with ``reconstruction`` float32 (sli
 magnitude on the file's scale, so fastMRI's evaluate.py and leaderboard tooling accept it.
 Train/val files (with a target) are undersampled retrospectively with --mask; test and challenge
 files use their own stored mask and are never scored. Multicoil files without maps in --sens-maps
-get ESPIRiT maps, estimated once and cached under --maps-cache.
+get ESPIRiT maps, estimated once and cached under --maps-cache. Nothing is written when an output
+would replace an input (--out-dir holding the inputs, also through links) or when two inputs share a
+file name (they would overwrite each other's output).
 
 Examples:
   python scripts/reconstruct.py --model results/models/smug/model.pt \

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import torch
 
+from smug.fastmri_io import open_hdf5
 from smug.io import atomic_path
 
 # Attributes every saved attack carries, so a result file says how it was made.
@@ -87,7 +88,7 @@ def load_attack(path: str | os.PathLike) -> list[tuple[torch.Tensor, dict[str, A
         raise FileNotFoundError(f"attack file not found: {path}")
     levels = []
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:  # refuses links and storage in other files
             fnames = [str(name) for name in f["fname"].asstr()[()]]
             slices = [int(index) for index in f["slice"][()]]
             names = sorted((k for k in f if k.startswith("level_")), key=lambda k: int(k.split("_")[1]))

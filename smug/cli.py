@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from smug.yaml_safety import load_json_strict, load_yaml_strict
+
 # A rule input named for a volumes option and given as one ``.txt`` file is a volume list
 # (resources/splits/*.txt), read as ``@LIST``.
 _LIST_SUFFIX = ".txt"
@@ -33,9 +35,9 @@ CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
 @functools.lru_cache(maxsize=None)
 def _read_config(config_file: Path) -> dict:
-    # A script declares many options from this file: it is read and parsed once per process.
-    with open(config_file) as handle:
-        return yaml.safe_load(handle)
+    # A script declares many options from this file: it is read and parsed once per process, by the
+    # strict reader (duplicate keys, alias bombs and __use_yte__ refused, naming the file).
+    return load_yaml_strict(Path(config_file).read_text(encoding="utf-8"), str(config_file))
 
 
 def config_value(key: str, config_file: Path = CONFIG_FILE) -> Any:
@@ -219,14 +221,20 @@ def redirect_to_log(log: Sequence[str]) -> None:
 def load_spec(text_or_path: str) -> dict[str, Any]:
     """A spec given as inline JSON (as a rule passes it) or as a JSON/YAML file path (by hand).
 
-    Inline text is parsed as JSON, not YAML: YAML 1.1 reads ``1e-06`` as a string.
+    Inline text is parsed as JSON, not YAML: YAML 1.1 reads ``1e-06`` as a string. Both are read by
+    :mod:`smug.yaml_safety`'s strict readers: a duplicate key, an alias bomb or ``__use_yte__`` is a
+    ValueError naming the spec.
     """
     inline = text_or_path.lstrip().startswith("{")
     if not inline and not Path(text_or_path).is_file():
         raise ValueError(f"spec {text_or_path!r} is neither inline JSON nor an existing file")
     text = text_or_path if inline else Path(text_or_path).read_text()
+    source = "inline spec" if inline else text_or_path
     try:
-        spec = json.loads(text) if inline or text_or_path.endswith(".json") else yaml.safe_load(text)
+        if inline or text_or_path.endswith(".json"):
+            spec = load_json_strict(text, source)
+        else:
+            spec = load_yaml_strict(text, source)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot parse spec {text_or_path[:80]!r}: {exc}") from exc
     if not isinstance(spec, dict):

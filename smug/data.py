@@ -31,6 +31,7 @@ from smug.coil_combine import rss
 from smug.fastmri_io import (
     EncodingInfo,
     VolumeInfo,
+    check_recon_fits,
     inspect_volume,
     load_slice,
     open_volume,
@@ -254,6 +255,8 @@ class SliceDataset(Dataset):
             self._check_volume(info)
 
     def _check_volume(self, info: VolumeInfo) -> None:
+        # Refused here, before training or a reconstruction starts, not at the first slice read.
+        check_recon_fits(info)
         if not info.has_target:
             if not self.allow_no_target:
                 raise ValueError(
@@ -302,12 +305,14 @@ class SliceDataset(Dataset):
         sens = None
         if info.challenge == "multicoil" and self.sens_dirs:
             sens = read_sens_maps(self.sens_map_path(ref.fname), ref.slice_idx)
+        # Read outside the try below: its errors name the file already.
+        file_mask = None if info.has_target else read_file_mask(handle)
         try:
             if info.has_target:
                 recon_size = self.recon_size or info.encoding.recon_size[:2]
                 item = preprocess_slice(kspace, recon_size, sens, padding=info.encoding)
             else:
-                item = preprocess_undersampled_slice(kspace, read_file_mask(handle), info.encoding, sens)
+                item = preprocess_undersampled_slice(kspace, file_mask, info.encoding, sens)
         except ValueError as exc:
             raise ValueError(f"{ref.path} slice {ref.slice_idx}: {exc}") from None
         for key, value in item.items():

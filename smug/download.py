@@ -7,11 +7,17 @@ dropped connections (it resumes a ``.part`` file with HTTP ``Range`` requests, l
 and must never leave a corrupt archive under its final name. Extraction writes a marker file last,
 so an interrupted extraction never passes for a finished one.
 
+Both are bounded: a download by the archive's known size or else a ceiling (``max_bytes``), checked
+against the announced length before a byte is written and while the body streams; redirects only
+to http(s); an extraction by :class:`ArchiveLimits` (member count, member size, total expansion
+relative to the archive), checked from each member's header before its body is written.
+
 Only the standard library speaks HTTP here (``urllib.request``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import logging
@@ -27,6 +33,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -43,6 +50,38 @@ _BSD_LINE = re.compile(r"SHA256 ?\((?P<name>.+)\) ?= ?(?P<digest>[0-9a-fA-F]{64}
 _CONTENT_RANGE = re.compile(r"bytes (?:(?P<start>\d+)-(?P<end>\d+)|\*)/(?P<total>\d+|\*)")
 # Server answers worth another try; every other 4xx is the request's fault and will not change.
 _RETRY_STATUSES = {408, 429}
+_REDIRECT_SCHEMES = ("http", "https")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+# The ceilings a direct library call gets. The pipeline passes its own, fastmri.limits of
+# config/config.yaml (rule fetch_fastmri); tests/test_reliability_downloads.py checks that the two
+# agree. fastMRI's largest archive (brain multicoil train) is about 1.3 TB, its largest volume
+# about 1.5 GB, its largest archive about 5,000 volumes, and xz shrinks k-space by well under 2x.
+MAX_DOWNLOAD_BYTES = 2_000_000_000_000
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What extracting one archive may write (``fastmri.limits``), checked from each member's header
+    before its body is read, so that a crafted or wrong archive (a decompression bomb, millions of
+    members) stops with an error naming it instead of filling the disk or running for hours.
+
+    Attributes:
+        max_members: members of any kind (folders and skipped files too).
+        max_member_bytes: size of one regular member.
+        max_expansion: the regular members' sizes together, as a multiple of the archive's size.
+    """
+
+    max_members: int = 100_000
+    max_member_bytes: int = 20_000_000_000
+    max_expansion: float = 20.0
+
+    def __post_init__(self) -> None:
+        for key in ("max_members", "max_member_bytes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"ArchiveLimits.{key} must be >= 1, got {getattr(self, key)}")
+        if not self.max_expansion >= 1:
+            raise ValueError(f"ArchiveLimits.max_expansion must be >= 1, got {self.max_expansion}")
 
 
 class DownloadError(RuntimeError):
@@ -106,6 +145,8 @@ def download(
     timeout: float = 60,
     progress: bool = True,
     chunk_size: int = 1 << 20,
+    expected_size: int | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
 ) -> Path:
     """Download ``url`` to ``dest`` resumably, verifying its SHA256 before it gets its final name.
 
@@ -115,6 +156,12 @@ def download(
     timeouts, truncated bodies, 5xx, 408 and 429 are retried after ``backoff * 2**k`` seconds,
     resuming from the bytes already received; ``retries`` counts consecutive attempts that made no
     progress, so a flaky but working connection still finishes a very large archive.
+
+    The size is bounded: by ``expected_size`` when the archive's size is known, else by
+    ``max_bytes``. A length the server announces (``Content-Length``, ``Content-Range``) beyond it
+    (or, with ``expected_size``, different from it) is refused before a byte is written, and a
+    body that runs past it is stopped there and deleted. Redirects are followed to http(s) URLs
+    only (never ``ftp://``, ``file://``, ...).
 
     When ``dest`` exists already it is returned untouched if its digest matches (or no digest is
     given); otherwise it is replaced only by a download that passes the check.
@@ -129,20 +176,28 @@ def download(
         timeout: socket timeout in seconds, for connecting and for each read.
         progress: show a tqdm progress bar on stderr.
         chunk_size: bytes per read.
+        expected_size: the archive's size in bytes, where known.
+        max_bytes: the most bytes accepted when ``expected_size`` is not given.
 
     Returns:
         ``dest`` as a Path.
 
     Raises:
-        ValueError: a URL that is not http(s), a malformed digest, or negative ``retries``.
+        ValueError: a URL that is not http(s), a malformed digest, negative ``retries``, or a
+            size bound below 1.
         DownloadError: HTTP 403 (the signed link has probably expired) or 404, other client
-            errors, retries exhausted, or a SHA256 mismatch; the mismatching ``.part`` is deleted.
+            errors, retries exhausted, a SHA256 mismatch (the mismatching ``.part`` is deleted), a
+            redirect to another scheme than http(s), or a size beyond the bound (a body that
+            outgrew it is deleted).
     """
     dest = Path(dest)
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"{dest.name}: download URL must be http(s), got {_redact(url)!r}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
+    for key, value in (("expected_size", expected_size), ("max_bytes", max_bytes)):
+        if value is not None and value < 1:
+            raise ValueError(f"{dest.name}: {key} must be >= 1, got {value}")
     expected = None
     if expected_sha256 is not None:
         if not _HEX64.fullmatch(expected_sha256.strip()):
@@ -167,20 +222,41 @@ def download(
     while True:
         size_before = _size(part)
         try:
-            _fetch_into(url, part, dest.name, timeout=timeout, progress=progress, chunk_size=chunk_size)
+            _fetch_into(
+                url,
+                part,
+                dest.name,
+                timeout=timeout,
+                progress=progress,
+                chunk_size=chunk_size,
+                expected_size=expected_size,
+                max_bytes=max_bytes,
+            )
             break
         except _TransientError as exc:
             # Reset the count when bytes arrived: only an attempt that got nowhere is a strike.
             failures = 1 if _size(part) > size_before else failures + 1
             if failures > retries:
+                kept = (
+                    f"{_size(part)} bytes are kept in {part}, run again to resume"
+                    if part.exists()
+                    else "nothing was downloaded, run again to retry"
+                )
                 raise DownloadError(
                     f"{dest.name}: download from {_redact(url)} failed after {failures} attempt(s) without "
-                    f"progress: {exc}; {_size(part)} bytes are kept in {part}, run again to resume"
+                    f"progress: {exc}; {kept}"
                 ) from exc
             delay = backoff * 2 ** (failures - 1)
             LOG.warning("%s: %s; retry %d of %d in %.1f s", dest.name, exc, failures, retries, delay)
             time.sleep(delay)
 
+    if expected_size is not None and _size(part) != expected_size:
+        size = _size(part)
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{dest.name}: the download has {size} bytes, the archive {expected_size}; "
+            f"the wrong download was deleted, run again to download anew"
+        )
     if expected is not None:
         actual = sha256_of(part)
         if actual != expected:
@@ -194,18 +270,84 @@ def download(
     return dest
 
 
-def _fetch_into(url: str, part: Path, name: str, *, timeout: float, progress: bool, chunk_size: int) -> None:
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only; any other scheme is a :class:`DownloadError`.
+
+    urllib itself follows ``ftp://`` redirects (and answers other schemes with a bare HTTP error):
+    both are refused here, naming the archive and the scheme, before anything is fetched.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def _refuse_other_schemes(self, req, fp, code: int, newurl: str) -> None:
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in _REDIRECT_SCHEMES:
+            fp.close()
+            raise DownloadError(
+                f"{self.name}: {_redact(req.full_url)} redirected (HTTP {code}) to the "
+                f"{scheme or 'scheme-less'}:// URL {_redact(newurl)}; only http and https redirects are "
+                f"followed, not downloading"
+            )
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        # urllib refuses schemes other than http, https and ftp here, before redirect_request, with
+        # an HTTPError that names neither the archive nor the scheme: check first.
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            self._refuse_other_schemes(req, fp, code, urllib.parse.urljoin(req.full_url, location))
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        self._refuse_other_schemes(req, fp, code, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch_into(
+    url: str,
+    part: Path,
+    name: str,
+    *,
+    timeout: float,
+    progress: bool,
+    chunk_size: int,
+    expected_size: int | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+) -> None:
     """One attempt: append the rest of the body to ``part``; return once it is complete.
 
     Raises ``_TransientError`` for failures worth retrying, ``DownloadError`` for the others.
     """
+    limit = expected_size if expected_size is not None else max_bytes
+    bound = (
+        f"the archive's known size of {expected_size} bytes"
+        if expected_size is not None
+        else f"the download ceiling of {max_bytes} bytes (fastmri.limits.max_download_bytes)"
+    )
     offset = _size(part)
+    if offset > limit:
+        part.unlink()
+        raise DownloadError(f"{name}: {part} holds {offset} bytes, more than {bound}; deleted it")
+
+    def check_announced(total: int | None, header: str) -> None:
+        if total is None:
+            return
+        if (expected_size is not None and total != expected_size) or total > limit:
+            raise DownloadError(
+                f"{name}: the server announces {total} bytes ({header}) from {_redact(url)}, "
+                f"{'not' if expected_size is not None else 'more than'} {bound}; not downloading"
+            )
+
     headers = {"User-Agent": _USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
+    opener = urllib.request.build_opener(_HttpRedirectsOnly(name))
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         try:
             if exc.code == 416 and offset:
@@ -227,6 +369,7 @@ def _fetch_into(url: str, part: Path, name: str, *, timeout: float, progress: bo
     with response:
         if response.status == 206:
             start, _, total = _parse_content_range(response.headers.get("Content-Range"))
+            check_announced(total, "Content-Range")
             if start != offset:
                 part.unlink(missing_ok=True)
                 raise _TransientError(
@@ -240,10 +383,14 @@ def _fetch_into(url: str, part: Path, name: str, *, timeout: float, progress: bo
             mode = "wb"
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            check_announced(total, "Content-Length")
         else:
             raise DownloadError(f"{name}: unexpected HTTP {response.status} from {_redact(url)}")
 
+        if total is None:
+            total = expected_size
         received = offset
+        overflow = False
         with (
             open(part, mode) as out,
             tqdm(
@@ -258,18 +405,43 @@ def _fetch_into(url: str, part: Path, name: str, *, timeout: float, progress: bo
             ) as bar,
         ):
             try:
-                while block := response.read(chunk_size):
+                # Never more than one byte past the bound is read: the body stops where it outgrows it.
+                while block := response.read(min(chunk_size, limit - received + 1)):
+                    if received + len(block) > limit:
+                        overflow = True
+                        break
                     out.write(block)
                     received += len(block)
                     bar.update(len(block))
             except (OSError, http.client.HTTPException) as exc:
+                if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                    raise _disk_full(name, part, exc) from exc
                 raise _TransientError(f"connection lost after {received} bytes: {exc!r}") from exc
             finally:
                 # The bytes received so far are what the next attempt resumes from.
-                out.flush()
-                os.fsync(out.fileno())
+                try:
+                    out.flush()
+                    os.fsync(out.fileno())
+                except OSError as exc:
+                    if exc.errno not in _DISK_FULL:
+                        raise
+                    raise _disk_full(name, part, exc) from exc
+        if overflow:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{name}: the server sent more than {bound} from {_redact(url)}; stopped there and "
+                f"deleted the partial download"
+            )
     if total is not None and received < total:
         raise _TransientError(f"connection closed after {received} of {total} bytes")
+
+
+def _disk_full(name: str, part: Path, exc: OSError) -> DownloadError:
+    """A full disk is no connection problem worth retrying: one error naming the archive."""
+    return DownloadError(
+        f"{name}: the disk is full ({exc.strerror or exc}) while downloading into {part}; "
+        f"{_size(part)} bytes are kept there, free space and run again to resume"
+    )
 
 
 def _http_error(code: int, reason: str, url: str, name: str) -> Exception:
@@ -335,7 +507,11 @@ def extracted_files(dest_dir: str | os.PathLike, *, marker_name: str = ".complet
 
 
 def extract_archive(
-    archive: str | os.PathLike, dest_dir: str | os.PathLike, *, marker_name: str = ".complete"
+    archive: str | os.PathLike,
+    dest_dir: str | os.PathLike,
+    *,
+    marker_name: str = ".complete",
+    limits: ArchiveLimits = ArchiveLimits(),
 ) -> list[Path]:
     """Extract every ``*.h5`` member of a ``.tar.xz`` (or ``.tar``, ``.tar.gz``) directly into ``dest_dir``.
 
@@ -350,13 +526,20 @@ def extract_archive(
     ``tarfile.extract``, so nothing can land outside ``dest_dir``; archives holding absolute
     paths, ``..`` components, links or device files are refused outright all the same.
 
+    ``limits`` bounds the member count, each member's size and the members' total size relative to
+    the archive's, from the member headers, before a member's body is written. A full disk
+    (``ENOSPC``) stops the extraction with one error naming the archive and the member; the staged
+    members are deleted and no marker is written.
+
     Returns:
         The extracted files, sorted by name.
 
     Raises:
         FileNotFoundError: no marker and no archive.
         ValueError: unreadable or truncated archive, unsafe member, two ``.h5`` members with the
-            same name, or no ``.h5`` member at all; the message names the archive.
+            same name, no ``.h5`` member at all, or a limit exceeded; the message names the archive.
+        OSError: a member or the marker could not be written (full disk, ...); the message names
+            the archive (and the member).
     """
     archive = Path(archive)
     dest_dir = Path(dest_dir)
@@ -370,26 +553,56 @@ def extract_archive(
     dest_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.extracting-", dir=dest_dir.parent))
     try:
-        names = sorted(_extract_h5_members(archive, staging))
+        names = sorted(_extract_h5_members(archive, staging, limits))
         if not names:
             raise ValueError(f"{archive}: the archive holds no .h5 file")
-        for name in names:
-            os.replace(staging / name, dest_dir / name)
-        write_text_atomic(dest_dir / marker_name, "".join(f"{name}\n" for name in names))
+        try:
+            for name in names:
+                os.replace(staging / name, dest_dir / name)
+            write_text_atomic(dest_dir / marker_name, "".join(f"{name}\n" for name in names))
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"{archive}: cannot move the extracted files into {dest_dir} or write its marker "
+                f"{marker_name} ({exc}); no marker was written, run again to extract anew",
+            ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     LOG.info("extracted %d files from %s into %s", len(names), archive.name, dest_dir)
     return [dest_dir / name for name in names]
 
 
-def _extract_h5_members(archive: Path, staging: Path) -> list[str]:
+def _extract_h5_members(archive: Path, staging: Path, limits: ArchiveLimits = ArchiveLimits()) -> set[str]:
     """Stream through the archive once, writing each ``.h5`` member to ``staging/<base name>``."""
-    names: list[str] = []
+    names: set[str] = set()  # a set: the duplicate check stays O(1) for archives of many members
+    archive_size = archive.stat().st_size
+    max_total = limits.max_expansion * max(archive_size, 1)
+    members = total = 0
     try:
         # Stream mode ("r|*"): one sequential pass, as an xz archive of hundreds of GB deserves.
         with tarfile.open(archive, "r|*") as tar:
             for member in tar:
+                members += 1
+                if members > limits.max_members:
+                    raise ValueError(
+                        f"{archive}: more than {limits.max_members} members (fastmri.limits.max_members); "
+                        f"not a fastMRI archive, not extracting"
+                    )
                 _check_member(archive, member)
+                if member.isfile():
+                    # Checked from the header, before the body is decompressed: skipped members too.
+                    if member.size > limits.max_member_bytes:
+                        raise ValueError(
+                            f"{archive}: member {member.name!r} expands to {member.size} bytes, more than "
+                            f"{limits.max_member_bytes} (fastmri.limits.max_member_bytes); not extracting"
+                        )
+                    total += member.size
+                    if total > max_total:
+                        raise ValueError(
+                            f"{archive}: the members up to {member.name!r} expand to {total} bytes, more "
+                            f"than {limits.max_expansion:g} times the archive's {archive_size} bytes "
+                            f"(fastmri.limits.max_expansion); a decompression bomb? not extracting"
+                        )
                 if not member.isfile() or not member.name.endswith(".h5"):
                     continue
                 name = PurePosixPath(member.name).name
@@ -397,14 +610,31 @@ def _extract_h5_members(archive: Path, staging: Path) -> list[str]:
                     raise ValueError(f"{archive}: two members are named {name}; flattening would merge them")
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has a body
-                with source, open(staging / name, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                    out.flush()
-                    os.fsync(out.fileno())
-                names.append(name)
+                try:
+                    with source, open(staging / name, "wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+                        out.flush()
+                        os.fsync(out.fileno())
+                except OSError as exc:
+                    raise _write_error(archive, member.name, staging, exc) from exc
+                names.add(name)
     except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError) as exc:
         raise ValueError(f"{archive}: not a readable (or a truncated) tar archive: {exc}") from exc
     return names
+
+
+def _write_error(archive: Path, member: str, staging: Path, exc: OSError) -> OSError:
+    """One error naming the archive and the member that could not be written (the caller deletes
+    the staging folder, so nothing half-extracted is left, and no marker is written)."""
+    if exc.errno in _DISK_FULL:
+        reason, remedy = "the disk is full (no space left on device)", "free space"
+    else:
+        reason, remedy = f"cannot write it: {exc.strerror or exc}", "fix that"
+    return OSError(
+        exc.errno,
+        f"{archive}: extracting member {member!r} into {staging.parent} failed, {reason}; nothing of the "
+        f"archive was kept and no marker written, {remedy} and run again",
+    )
 
 
 def _check_member(archive: Path, member: tarfile.TarInfo) -> None:

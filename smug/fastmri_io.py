@@ -14,7 +14,9 @@ multicoil knee and brain (``(S, C, H, W)``, ``reconstruction_rss``; brain acquis
 ``AXT1PRE``, ``AXT1POST``, ``AXT2``, ``AXFLAIR``, names like ``file_brain_AXT2_200_6002551.h5``).
 
 Every problem with a file raises :class:`FastMRIFormatError` naming the file, so a bad volume
-among thousands is found from the message alone.
+among thousands is found from the message alone. Every HDF5 file the pipeline reads is opened by
+:func:`open_hdf5`, which refuses a file whose data lie in other files (external links, external raw
+storage, virtual datasets): a crafted volume cannot make a job read, or publish, local files.
 """
 
 from __future__ import annotations
@@ -103,7 +105,11 @@ class VolumeInfo:
 class VolumeLimits:
     """Largest volume the pipeline accepts (``data.volume_limits``), checked from the declared shapes
     before anything is read: a crafted or corrupt header cannot make a job allocate terabytes.
-    fastMRI's largest volumes are about 768 x 396 k-space with at most a few dozen coils."""
+    fastMRI's largest volumes are about 768 x 396 k-space with at most a few dozen coils.
+
+    ``max_height`` and ``max_width`` bound both the k-space grid and the header's ``reconSpace``,
+    the image size every slice is cropped or zero-padded to (fastMRI's: 320 x 320).
+    """
 
     max_slices: int
     max_coils: int
@@ -125,6 +131,42 @@ class VolumeLimits:
                 f"declares 'kspace' {info.kspace_shape}, beyond data.volume_limits ({', '.join(over)}); "
                 "raise the limits only for a real data set this large",
             )
+        height, width = info.encoding.recon_size[:2]
+        declared = {"recon height": (height, self.max_height), "recon width": (width, self.max_width)}
+        over = [f"{name} {value} > {limit}" for name, (value, limit) in declared.items() if value > limit]
+        if over:
+            raise FastMRIFormatError(
+                info.path,
+                f"header declares reconSpace {height} x {width}, beyond data.volume_limits "
+                f"({', '.join(over)}); raise the limits only for a real data set this large",
+            )
+
+
+def check_recon_fits(info: VolumeInfo) -> None:
+    """Refuse a header whose ``reconSpace`` is not a positive size, or so large that one slice of
+    coil images brought to it would not fit in this machine's memory.
+
+    Every slice is cropped or zero-padded to the recon size before anything else happens to it, so
+    a header declaring 10^6 x 10^6 would otherwise end in an allocation error naming no file. The
+    configured ``data.volume_limits`` are checked when a split is made (:meth:`VolumeLimits.check`);
+    this check guards every slice read, including files that never were in a split.
+
+    Raises:
+        FastMRIFormatError: naming the file and the declared size.
+    """
+    height, width = info.encoding.recon_size[:2]
+    if height < 1 or width < 1:
+        raise FastMRIFormatError(
+            info.path, f"header declares reconSpace {height} x {width}, not a positive size"
+        )
+    slice_bytes = float(info.num_coils) * height * width * np.dtype(np.complex64).itemsize
+    if slice_bytes > _memory_bytes():
+        raise FastMRIFormatError(
+            info.path,
+            f"header declares reconSpace {height} x {width}: one slice of {info.num_coils} coil image(s) at "
+            f"that size needs {slice_bytes / 2**30:.3g} GiB, this machine has "
+            f"{_memory_bytes() / 2**30:.3g} GiB (a damaged or crafted header)",
+        )
 
 
 def anatomy_of(fname: str, acquisition: str | None = None) -> str | None:
@@ -219,24 +261,27 @@ def inspect_volume(path: str | os.PathLike) -> VolumeInfo:
     """Validate a fastMRI volume and describe it, reading only metadata.
 
     Raises:
-        FastMRIFormatError: the file is missing, not (or a truncated) HDF5 file, lacks ``kspace`` or
-            ``ismrmrd_header``, has k-space that is not complex ``(S, H, W)`` / ``(S, C, H, W)``, a
-            target of the wrong rank or slice count, a ``mask`` that is not ``(W,)``, or an
-            ``acceleration`` / ``num_low_frequency`` attribute that is not a positive number.
+        FastMRIFormatError: the file is missing, not (or a truncated) HDF5 file, reads data from
+            other files (:func:`check_self_contained`), lacks ``kspace`` or ``ismrmrd_header``, has
+            k-space that is not complex ``(S, H, W)`` / ``(S, C, H, W)``, a target of the wrong rank
+            or slice count, a ``mask`` that is not a plausible ``(W,)`` column mask
+            (:func:`check_file_mask`), or an ``acceleration`` / ``num_low_frequency`` attribute that
+            is not a positive number.
     """
     with open_hdf5(path) as hf:
         return _describe(hf, Path(path))
 
 
 def open_volume(path: str | os.PathLike) -> h5py.File:
-    """Open a volume read-only after validating it (see :func:`inspect_volume`).
+    """Open a volume read-only after validating it (see :func:`inspect_volume` and
+    :func:`check_recon_fits`).
 
     For callers that keep handles open across slices (one per data-loader worker); the caller closes
     the file. Read slices from it with :func:`load_slice`.
     """
     hf = open_hdf5(path)
     try:
-        _describe(hf, Path(path))
+        check_recon_fits(_describe(hf, Path(path)))
     except BaseException:
         hf.close()
         raise
@@ -314,7 +359,8 @@ def read_file_mask(hf_or_path: h5py.File | str | os.PathLike) -> np.ndarray | No
     Accepts an open handle (e.g. from :func:`open_volume`) or a path, which is validated first.
 
     Raises:
-        FastMRIFormatError: as :func:`inspect_volume`, e.g. a mask that is not ``(W,)``.
+        FastMRIFormatError: as :func:`inspect_volume`, e.g. a mask that is not ``(W,)``, not 0/1
+            valued, or that does not sample the k-space centre (see :func:`check_file_mask`).
     """
     if isinstance(hf_or_path, h5py.File):
         return _read_file_mask(hf_or_path, Path(hf_or_path.filename))
@@ -329,22 +375,136 @@ def _read_file_mask(hf: h5py.File, path: Path) -> np.ndarray | None:
         mask = np.asarray(hf[FILE_MASK_KEY][()])
     except OSError as exc:
         raise FastMRIFormatError(path, f"cannot read {FILE_MASK_KEY!r} ({exc})") from None
-    width = hf["kspace"].shape[-1]
+    return check_file_mask(path, mask, hf["kspace"].shape[-1])
+
+
+def check_file_mask(path: str | os.PathLike, mask: np.ndarray, width: int) -> np.ndarray:
+    """A test file's stored column mask as bool ``(W,)``, refused unless it is plausible.
+
+    The k-space of a test file is already undersampled by this mask, and the reconstruction trusts
+    it: an all-zero mask gives an all-zero image, and NaN or negative entries would count as
+    sampled columns. fastMRI's masks are 0/1 (or bool) and always sample the fully sampled centre,
+    so a mask that misses the centre (DC) column ``W // 2`` is damaged.
+
+    Raises:
+        FastMRIFormatError: naming the file, for a mask of the wrong shape, non-finite, not 0/1
+            valued, sampling no column, or not sampling the centre column.
+    """
+    mask = np.asarray(mask)
     if mask.shape != (width,):
         raise FastMRIFormatError(path, f"{FILE_MASK_KEY!r} has shape {mask.shape}, expected ({width},)")
-    return mask != 0
+    if mask.dtype.kind != "b":
+        if mask.dtype.kind not in "iuf":
+            raise FastMRIFormatError(
+                path, f"{FILE_MASK_KEY!r} must be bool or 0/1 valued, got dtype {mask.dtype}"
+            )
+        finite = np.isfinite(mask)
+        if not finite.all():
+            raise FastMRIFormatError(
+                path,
+                f"{FILE_MASK_KEY!r} holds non-finite values (NaN or Inf) in {int((~finite).sum())} "
+                f"of {width} columns",
+            )
+        odd = np.unique(mask[(mask != 0) & (mask != 1)])
+        if odd.size:
+            raise FastMRIFormatError(
+                path,
+                f"{FILE_MASK_KEY!r} must hold only 0 and 1 (column not sampled / sampled), "
+                f"got {odd[:5].tolist()}",
+            )
+    sampled = mask != 0
+    if not sampled.any():
+        raise FastMRIFormatError(path, f"{FILE_MASK_KEY!r} samples no k-space column: nothing to reconstruct")
+    if not sampled[width // 2]:
+        raise FastMRIFormatError(
+            path,
+            f"{FILE_MASK_KEY!r} does not sample the centre column {width // 2} of k-space, which every "
+            "fastMRI mask samples (a damaged mask)",
+        )
+    return sampled
 
 
 def open_hdf5(path: str | os.PathLike) -> h5py.File:
-    """Open any HDF5 file read-only; a missing or unreadable file raises FastMRIFormatError naming it."""
+    """Open any HDF5 file read-only: the one opener of every HDF5 file the pipeline reads.
+
+    A missing or unreadable file raises FastMRIFormatError naming it, as does one whose data lie
+    partly in other files (see :func:`check_self_contained`), checked before anything is read.
+    """
     file_path = Path(path)
     if not file_path.is_file():
         raise FastMRIFormatError(file_path, "file not found")
     try:
-        return h5py.File(file_path, "r")
+        hf = h5py.File(file_path, "r")
     except OSError as exc:
         # h5py reports non-HDF5 and truncated files alike as OSError.
         raise FastMRIFormatError(file_path, f"not a readable HDF5 file ({exc})") from None
+    try:
+        check_self_contained(hf, file_path)
+    except OSError as exc:
+        hf.close()
+        raise FastMRIFormatError(file_path, f"corrupt HDF5 content ({exc})") from None
+    except BaseException:
+        hf.close()
+        raise
+    return hf
+
+
+def check_self_contained(hf: h5py.File, path: str | os.PathLike) -> None:
+    """Refuse an HDF5 file that reads data from other files.
+
+    HDF5 lets a file point elsewhere: an external link (``h5py.ExternalLink``) opens another HDF5
+    file by path, a dataset with external raw storage reads its bytes from any file (``/etc/passwd``
+    as ``kspace``), and a virtual dataset maps other files' datasets. A crafted volume could so make
+    a job read local files and publish them in its reconstructions. No fastMRI or pipeline file
+    uses any of them.
+
+    The whole tree is walked by link, reading each link's kind before following it, so an
+    external link is never followed; soft links stay inside the file and are not followed (their
+    targets are walked where they are). Hard-link cycles are visited once. No data is read.
+
+    Raises:
+        FastMRIFormatError: naming the file and the offending link or dataset.
+    """
+    seen: set[h5py.h5g.GroupID] = set()
+
+    def walk(group: h5py.Group, prefix: str) -> None:
+        seen.add(group.id)
+        for name in group:
+            where = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise FastMRIFormatError(
+                    path,
+                    f"{where!r} is an external link to {link.filename}:{link.path}; "
+                    "refused: links to other files",
+                )
+            if isinstance(link, h5py.SoftLink):
+                continue
+            if not isinstance(link, h5py.HardLink):
+                raise FastMRIFormatError(path, f"{where!r} is a link of unknown kind; refused")
+            obj = group[name]
+            if isinstance(obj, h5py.Group) and obj.id not in seen:
+                walk(obj, f"{where}/")
+            elif isinstance(obj, h5py.Dataset):
+                _check_dataset_storage(obj, path, where)
+
+    walk(hf["/"], "/")
+
+
+def _check_dataset_storage(dataset: h5py.Dataset, path: str | os.PathLike, where: str) -> None:
+    """Refuse a dataset whose data lie in other files (external raw storage, virtual dataset)."""
+    if dataset.is_virtual:
+        sources = sorted({source.file_name for source in dataset.virtual_sources()})
+        raise FastMRIFormatError(
+            path, f"dataset {where!r} is a virtual dataset mapping {sources}; refused: data in other files"
+        )
+    plist = dataset.id.get_create_plist()
+    if plist.get_external_count() > 0:
+        count = plist.get_external_count()
+        files = [plist.get_external(i)[0].decode("utf-8", errors="replace") for i in range(count)]
+        raise FastMRIFormatError(
+            path, f"dataset {where!r} stores its data in external files {files}; refused: data in other files"
+        )
 
 
 def _describe(hf: h5py.File, path: Path) -> VolumeInfo:
@@ -403,6 +563,7 @@ def _describe_unchecked(hf: h5py.File, path: Path) -> VolumeInfo:
                 f"{width}, got {_describe_dataset(mask)}",
             )
         file_mask_shape = tuple(mask.shape)
+        check_file_mask(path, mask[()], width)  # (W,) values: small enough to check with the metadata
     attrs = {key: _plain(value) for key, value in hf.attrs.items()}
     acceleration = _number_attr(path, attrs, "acceleration", float)
     num_low_frequency = _number_attr(path, attrs, "num_low_frequency", int)

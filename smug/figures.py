@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from smug.attack_files import load_attack
+from smug.fastmri_io import open_hdf5
 from smug.fftc import fft2c, ifft2c
 from smug.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.plots import (
@@ -30,7 +31,7 @@ _CROP_HALF = 8
 def _read_recon(path: Path, key: str) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"reconstruction {path} does not exist")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         return f[key][()]
 
 
@@ -127,7 +128,7 @@ def feature_crops(
     folder = recon_root / models[0] / "small_feature"
     if not (folder / "windows.h5").exists():
         return {"small features not measured (evaluation.small_features: null)": []}, [], {}, None
-    with h5py.File(folder / "windows.h5", "r") as f:
+    with open_hdf5(folder / "windows.h5") as f:
         fname = sorted(f.keys())[0]
         labels = f[fname][()]
     index = labels.shape[0] // 2

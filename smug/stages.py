@@ -37,7 +37,7 @@ from smug.data import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
 from smug.io import atomic_path, file_digest, files_digest
 from smug.metrics import psnr, ssim
-from smug.method_files import load_method
+from smug.method_files import load_method, record_kind
 from smug.methods import KINDS
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
 from smug.models.zero_filled import ZeroFilled
@@ -238,7 +238,12 @@ def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, de
     if init_path is None:
         raise ValueError(f"stage {spec['kind']!r} needs --init (a pre-trained denoiser or MoDL model.pt)")
     source, record = load_method(init_path, device)
-    source_kind = record["spec"]["kind"]
+    source_kind = record_kind(record)
+    if KINDS[source_kind].family not in ("denoiser", "unrolled"):
+        raise ValueError(
+            f"{spec['name']} starts from a trained denoiser or unrolled network, but --init {init_path} "
+            f"is a {source_kind!r} model"
+        )
     if distils and not _is_plain_unrolled(source_kind):
         raise ValueError(f"RS-E2E must start from a trained MoDL, but {init_path} is {source_kind!r}")
     if KINDS[source_kind].family == "denoiser":

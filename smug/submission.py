@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smug.data import SliceDataset, collate, select_slices
-from smug.fastmri_io import FastMRIFormatError, VolumeInfo, inspect_volume
+from smug.fastmri_io import FastMRIFormatError, VolumeInfo, check_recon_fits, inspect_volume
 from smug.io import atomic_path
 from smug.masks import load_mask
 from smug.method_files import load_method
@@ -68,21 +68,26 @@ def reconstruct_files(
     Raises:
         FastMRIFormatError: a file is not a valid fastMRI volume, mixes challenges, or does not suit
             the model (the other challenge, or a width the network cannot take).
-        ValueError: a file with a target but no ``mask``, or maps that cannot be estimated.
+        ValueError: a file with a target but no ``mask``, maps that cannot be estimated, or an
+            output that would replace an input or another output (checked before any file is read
+            beyond its metadata, so nothing is written).
     """
     net, record = load_method(model, device)
     infos = [inspect_volume(path) for path in files]
     _check_challenge(infos, record, model)
+    for info in infos:
+        check_recon_fits(info)
     out_dir = Path(out_dir)
     cache = Path(maps_cache) if maps_cache is not None else out_dir / ".sens_maps"
+    _check_outputs(_planned_outputs(infos, out_dir, cache, sens_dirs), [info.path for info in infos])
     column_mask = load_mask(mask) if mask is not None else None
     written = []
     for info in tqdm(infos, desc="volumes", disable=not sys.stderr.isatty()):
         if info.has_target and column_mask is None:
             raise ValueError(f"{info.path}: has a target, so it is undersampled retrospectively; give --mask")
         maps_dirs = list(sens_dirs)
-        if info.challenge == "multicoil" and not any((Path(d) / info.path.name).is_file() for d in maps_dirs):
-            maps_dirs.append(_cached_maps(info, cache / ("recon" if info.has_target else "stored"), espirit))
+        if _needs_estimated_maps(info, sens_dirs):
+            maps_dirs.append(_cached_maps(info, _maps_folder(info, cache), espirit))
         dataset = SliceDataset(
             select_slices([info.path], None),
             mask=column_mask if info.has_target else None,
@@ -98,6 +103,66 @@ def reconstruct_files(
         LOG.info("%s: %d slices -> %s", info.path.name, len(images), path)
         written.append(path)
     return written
+
+
+def _needs_estimated_maps(info: VolumeInfo, sens_dirs: Sequence[str | os.PathLike]) -> bool:
+    """Multicoil volumes without maps in ``sens_dirs`` get ESPIRiT maps in the cache."""
+    return info.challenge == "multicoil" and not any((Path(d) / info.path.name).is_file() for d in sens_dirs)
+
+
+def _maps_folder(info: VolumeInfo, cache: Path) -> Path:
+    """Cache folder of estimated maps: on the recon grid for files with a target, else the stored one."""
+    return cache / ("recon" if info.has_target else "stored")
+
+
+def _planned_outputs(
+    infos: list[VolumeInfo], out_dir: Path, cache: Path, sens_dirs: Sequence[str | os.PathLike]
+) -> list[tuple[Path, Path]]:
+    """Every file a run would write, as ``(output, the input it comes from)``: the reconstruction
+    and, for volumes that need them, the cached maps."""
+    planned = [(out_dir / info.path.name, info.path) for info in infos]
+    planned += [
+        (_maps_folder(info, cache) / info.path.name, info.path)
+        for info in infos
+        if _needs_estimated_maps(info, sens_dirs)
+    ]
+    return planned
+
+
+def _check_outputs(planned: list[tuple[Path, Path]], inputs: list[Path]) -> None:
+    """Refuse, before anything is written, an output that is an input or that two inputs share.
+
+    Outputs are named after their input, so ``--out-dir`` the input folder would replace raw k-space
+    by its reconstruction, and two inputs of one name (from two folders) would overwrite each other.
+    "The same file" covers symbolic and hard links (:func:`os.path.samefile`).
+
+    Raises:
+        ValueError: naming the output and the input(s) concerned.
+    """
+    for output, _ in planned:
+        for given in inputs:
+            if _same_file(output, given):
+                raise ValueError(
+                    f"{output}: writing it would replace the input file {given}; choose an --out-dir "
+                    "(and --maps-cache) that holds none of the input files"
+                )
+    for i, (output, source) in enumerate(planned):
+        for other_output, other_source in planned[:i]:
+            if _same_file(output, other_output):
+                raise ValueError(
+                    f"{other_source} and {source} would both be written to {output} (outputs are named "
+                    "after their input); reconstruct files of the same name into different --out-dir folders"
+                )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file, through symbolic or hard links; either may not exist yet."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_challenge(infos: list[VolumeInfo], record: dict, model: str | os.PathLike) -> None:

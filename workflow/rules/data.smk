@@ -57,6 +57,10 @@ rule fetch_fastmri:
         archive_dir=config["fastmri"]["archive_dir"],
         out_dir=output_folder,
         keep_archive=config["fastmri"]["keep_archives"],
+        max_download_bytes=config["fastmri"]["limits"]["max_download_bytes"],
+        max_members=config["fastmri"]["limits"]["max_members"],
+        max_member_bytes=config["fastmri"]["limits"]["max_member_bytes"],
+        max_expansion=config["fastmri"]["limits"]["max_expansion"],
     script:
         "../../scripts/fetch_fastmri.py"
 

@@ -3,6 +3,7 @@
 import csv
 import difflib
 import functools
+import math
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 from smug.ablations import apply_settings
 from smug.claims import check_claims
 from smug.methods import schema_names
+from smug.yaml_safety import UnsafeYAMLError, load_config_file, load_yaml_strict
 
 NESTED_CONFIG_HINT = (
     "Nested keys are set in a YAML file passed with --configfile (merged key by key into "
@@ -25,14 +27,51 @@ NESTED_CONFIG_HINT = (
 def resolved_schema(schema_path):
     """The config schema with the registry's names filled in (smug.methods.schema_names), read
     once (the config and every ablation variant are validated against it; nobody modifies it)."""
-    schema = yaml.safe_load((Path(workflow.basedir) / schema_path).read_text())
+    path = Path(workflow.basedir) / schema_path
+    schema = load_yaml_strict(path.read_text(), str(path))
     for name, names in schema_names().items():
         schema["$defs"][name]["enum"] = names
     return schema
 
 
+def check_config_files():
+    """Re-read every config file Snakemake loaded (workflow.configfiles: the Snakefile's configfile
+    and each --configfile) with smug.yaml_safety's strict reader. Snakemake's own loader keeps the
+    last of duplicate keys, expands aliases without limit and renders __use_yte__ templates; this
+    refuses all three, before anything walks the config (an alias bomb explodes only when walked)."""
+    for path in workflow.configfiles:
+        try:
+            load_config_file(path)
+        except UnsafeYAMLError as exc:
+            raise WorkflowError(f"config error: {exc}") from None
+
+
+def non_finite_number(value, path=""):
+    """(key path, value) of the first NaN or infinity in value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next(filter(None, (non_finite_number(item, where) for where, item in items)), None)
+
+
+def check_finite():
+    """NaN and infinity anywhere in the config (a file or --config) are refused, naming the key:
+    JSON Schema's minimum/maximum comparisons are false for NaN, so the schema lets them through."""
+    found = non_finite_number(config)
+    if found is not None:
+        raise WorkflowError(f"config error: config key {found[0]} is {found[1]}: numbers must be finite")
+
+
 def validate_config(schema_path):
-    """Snakemake's validate against the resolved schema, its error shortened to one line."""
+    """The config files read strictly, the numbers finite, then Snakemake's validate against the
+    resolved schema, its error shortened to one line."""
+    check_config_files()
+    check_finite()
     try:
         with tempfile.TemporaryDirectory() as folder:
             resolved = Path(folder) / "config.schema.yaml"
