@@ -487,22 +487,17 @@ def claim_kinds() -> dict[str, ClaimKind]:
                 f"({_names(c['a'])}: {_where(_spec(c, None))} - clean) - ({_names(c['b'])}: {_where(_spec(c, None))} - clean)"
             ),
         ),
-        "slope": ClaimKind(
-            fields={"models": "models", "x": "condition", "y": "condition"},
-            optional=(),
-            min_models=3,
-            conditions=across_tables,
-            statistic=across(_slope),
-            describe=across_text("slope"),
-        ),
-        "correlation": ClaimKind(
-            fields={"models": "models", "x": "condition", "y": "condition"},
-            optional=(),
-            min_models=3,
-            conditions=across_tables,
-            statistic=across(_correlation),
-            describe=across_text("correlation"),
-        ),
+        **{
+            word: ClaimKind(
+                fields={"models": "models", "x": "condition", "y": "condition"},
+                optional=(),
+                min_models=3,
+                conditions=across_tables,
+                statistic=across(function),
+                describe=across_text(word),
+            )
+            for word, function in (("slope", _slope), ("correlation", _correlation))
+        },
         "gap_closed": ClaimKind(
             fields={"models": "models"},
             optional=(),
