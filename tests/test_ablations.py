@@ -284,7 +284,7 @@ def test_default_ablations_dry_run_trains_each_variant_once(tmp_path):
     # 17 variants: 8 sigmas (5 per method, less 0.01, the main models), the 3 bounded ones (the
     # unbounded are the sigma experiment's), 2 starting points, 2 weightings and 2 targets (besides
     # the main models' own); and the 5 main models they start from or compare with.
-    assert int(counts["train"]) == 17 + 5
+    assert int(counts["train"]) == (17 + 5) * len(CONFIG["seeds"])
     assert int(counts["ablation_figure"]) == 5 and int(counts["ablations"]) == 1
 
 

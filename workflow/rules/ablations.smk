@@ -114,9 +114,11 @@ rule ablation_figure:
         "../../scripts/make_ablation_figure.py"
 
 
+# The claims on the ablations (source_table: ablations), on their models' scores alone, so that
+# `snakemake ablations` does not need the main tables.
 use rule claims as ablation_claims with:
     input:
-        scores="results/tables/scores.csv",
+        scores=ablation_scores(),
         ablation_scores=ablation_scores(),
     output:
         out=report(
@@ -136,6 +138,8 @@ use rule claims as ablation_claims with:
         "results/logs/ablations/claims.log",
     benchmark:
         "results/benchmarks/rules/ablation_claims.tsv"
+    params:
+        claims=ablation_claims(),
 
 
 rule ablations:

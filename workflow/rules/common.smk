@@ -354,6 +354,11 @@ def ablation_scores():
     return expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models())
 
 
+def ablation_claims():
+    """The claims made of the ablation experiments (source_table: ablations)."""
+    return [claim for claim in config["claims"] if claim.get("source_table") == "ablations"]
+
+
 def ablation_figure_kind(wildcards):
     return config["ablations"]["experiments"][wildcards.experiment]["figure"]
 
