@@ -16,6 +16,7 @@ from smug.ablation_tables import ABLATION_COLUMNS, ablation_table
 from smug.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
 from smug.data import Batch
 from smug.diagnostics import CommonNoise, diagnose, weight_spread
+from smug.evaluate import ROW_COLUMNS
 from smug.fftc import fft2c
 from smug.methods import spec_settings
 from smug.models.modl import MoDL, UnrollTrace
@@ -184,19 +185,21 @@ def test_weight_spread_is_one_for_uniform_weights_and_m_for_a_single_sample():
 def _scores(model, clean, attacked):
     rows = []
     for volume, offset in (("a.h5", 0.0), ("b.h5", 0.5)):
-        rows.append([model, "clean", 0.0, "PSNR", volume, clean + offset, 2])
+        rows.append([model, "clean", 0.0, "PSNR", 0, volume, clean + offset, 2])
         for level, drop in ((0.01, 1.0), (0.02, 2.0), (0.04, 4.0)):
-            rows.append([model, "pgd_kspace_linf", level, "PSNR", volume, attacked + offset - drop, 2])
-    return pd.DataFrame(rows, columns=["model", "perturbation", "level", "metric", "volume", "value", "n_slices"])
+            rows.append([model, "pgd_kspace_linf", level, "PSNR", 0, volume, attacked + offset - drop, 2])
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
-def _diagnostics(model):
+def _diagnostics(model, seed=0):
+    """One seed's diagnostics; the worst-case sensitivity's maximum is 2 + seed."""
     rows = [[model, "target_norm", 0.0, "max", 10.0, 4], [model, "denoiser_output_norm", 0.0, "max", 9.0, 4]]
     rows += [[model, "denoiser_output_norm", 0.05, "max", 9.5, 4]]
     for kind in ("sensitivity_random", "sensitivity_worst"):
-        rows += [[model, kind, 0.05, "mean", 1.5, 4], [model, kind, 0.05, "max", 2.0, 4]]
+        rows += [[model, kind, 0.05, "mean", 1.5, 4], [model, kind, 0.05, "max", 2.0 + seed, 4]]
     rows += [[model, "weight_max", 0.0, "mean", 1.3, 4]]
-    return pd.DataFrame(rows, columns=["model", "quantity", "level", "statistic", "value", "n_slices"])
+    frame = pd.DataFrame(rows, columns=["model", "quantity", "level", "statistic", "value", "n_slices"])
+    return frame.assign(seed=seed)
 
 
 EXPERIMENTS = {
@@ -221,7 +224,8 @@ EXPERIMENTS = {
 def _table():
     scores = [_scores("smug", 25.0, 22.0), _scores("smug@smoothing.sigma=0.02", 24.0, 22.5), _scores("modl", 26, 21)]
     health = pd.DataFrame({"model": ["smug", "smug@smoothing.sigma=0.02", "modl"], "healthy": [True, False, True]})
-    return ablation_table(EXPERIMENTS, scores, [_diagnostics("smug"), _diagnostics("modl")], health, "h", "c", 50)
+    diagnostics = [_diagnostics(model, seed) for model in ("smug", "modl") for seed in (0, 1)]
+    return ablation_table(EXPERIMENTS, scores, diagnostics, health, "h", "c")
 
 
 def test_ablation_table_names_each_rows_experiment_setting_and_health_and_diagnoses_only_where_asked():
@@ -234,10 +238,11 @@ def test_ablation_table_names_each_rows_experiment_setting_and_health_and_diagno
     bounded = table[(table["experiment"] == "bounded") & (table["protocol"] == "diagnostic")]
     assert set(bounded["model"]) == {"smug", "modl"} and len(bounded) == 2 * 8
     worst = bounded[(bounded["perturbation"] == "sensitivity_worst") & (bounded["metric"] == "max")]
-    assert set(worst["mean"]) == {2.0} and worst["ci_low"].isna().all()
+    # Averaged over the seeds it was measured on.
+    assert set(worst["mean"]) == {2.5} and set(worst["n_seeds"]) == {2} and worst["ci_low"].isna().all()
     with pytest.raises(ValueError, match="model 'rs_e2e' has no evaluation scores"):
         extra = {"x": [{"model": "rs_e2e", "method": "rs_e2e", "setting": "", "role": "reference", "diagnosed": False}]}
-        ablation_table(extra, [_scores("smug", 1, 1)], [], pd.DataFrame({"model": [], "healthy": []}), "h", "c", 10)
+        ablation_table(extra, [_scores("smug", 1, 1)], [], pd.DataFrame({"model": [], "healthy": []}), "h", "c")
 
 
 @pytest.mark.parametrize("experiment, kind", [("sigma", "tradeoff"), ("sigma", "bars"), ("bounded", "sensitivity")])

@@ -139,7 +139,7 @@ use rule claims as ablation_claims with:
     benchmark:
         "results/benchmarks/rules/ablation_claims.tsv"
     params:
-        claims=ablation_claims(),
+        claims=ablation_claims,
 
 
 rule ablations:

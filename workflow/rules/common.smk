@@ -354,9 +354,12 @@ def ablation_scores():
     return expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models())
 
 
-def ablation_claims():
-    """The claims made of the ablation experiments (source_table: ablations)."""
-    return [claim for claim in config["claims"] if claim.get("source_table") == "ablations"]
+def ablation_claims(wildcards):
+    """The claims made of the ablation experiments (source_table: ablations), checked against the
+    experiments when an ablation is built."""
+    check_ablation_attacks()
+    check_claims_config(ablations=True)
+    return [claim for claim in config["claims"] if is_ablation_claim(claim)]
 
 
 def ablation_figure_kind(wildcards):

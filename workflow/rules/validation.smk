@@ -163,13 +163,24 @@ def check_shift_anatomy():
         )
 
 
-def check_claims_config():
+def check_claims_config(ablations=False):
     """Each claim names models, perturbations, levels and metrics this config evaluates
-    (smug.claims.check_claims): one line naming the claim's id and key otherwise."""
+    (smug.claims.check_claims): one line naming the claim's id and key otherwise. The claims on the
+    ablations (source_table: ablations) are checked only when an ablation is built
+    (ablations=True), so the main pipeline never depends on the ablations' settings."""
+    claims = [c for c in config["claims"] if is_ablation_claim(c) == ablations]
+    ids = [c.get("id") for c in config["claims"] if isinstance(c, dict)]
+    repeated = sorted({i for i in ids if ids.count(i) > 1}, key=str)
     try:
-        check_claims(config["claims"], config)
+        if repeated:
+            raise ValueError(f"config error: claims: the id {repeated[0]!r} is given more than once")
+        check_claims(claims, config)
     except ValueError as exc:
         raise WorkflowError(str(exc)) from None
+
+
+def is_ablation_claim(claim):
+    return isinstance(claim, dict) and claim.get("source_table") == "ablations"
 
 
 def check_config_references():
