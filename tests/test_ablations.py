@@ -271,7 +271,7 @@ TINY_ABLATIONS = {
         "experiments": {
             "sigma": {"variants": [{"smoothing.sigma": 0.01}, {"smoothing.sigma": 0.03}], "methods": ["smug"]},
             "bounded_output": {"variants": [{"model.output_bound": 1.0}]},
-            "pretraining": {"variants": [{"init": None}, {"init": "modl"}], "references": []},
+            "pretraining": {"variants": [{"init": None}, {"init": "modl"}], "references": ["smug"]},
             "weighting": {
                 "variants": [{"smoothing.weight_scores": "noisy"}, {"smoothing.weight_normalisation": "softmax"}]
             },
@@ -370,3 +370,7 @@ def test_tiny_ablations_run_end_to_end(tmp_path):
     for experiment in TINY_ABLATIONS["ablations"]["experiments"]:
         assert (tmp_path / f"results/figures/ablations/{experiment}.png").stat().st_size > 10_000
         assert (tmp_path / f"results/benchmarks/rules/ablation_figure_{experiment}.tsv").exists()
+    # The pre-training claim, on the ablations' own scores (one seed: measured, but no verdict).
+    claims = pd.read_csv(tmp_path / "results/tables/ablation_claims.csv").set_index("id")
+    assert list(claims.index) == ["smug_pretraining"]
+    assert claims.loc["smug_pretraining", "verdict"] == "inconclusive" and pd.notna(claims.loc["smug_pretraining", "effect"])
