@@ -205,6 +205,6 @@ def test_a_yte_templated_configfile_stops_the_dag_build(workdir, tmp_path):
 
 
 def test_a_plain_json_configfile_still_runs(workdir):
-    path = config_file(workdir, "plain.json", json.dumps({"seed": 3, "training": {"lr": 0.01}}))
+    path = config_file(workdir, "plain.json", json.dumps({"seeds": [3], "training": {"lr": 0.01}}))
     result = snakemake(["-n", "--quiet", "rules", "--configfile", path], workdir, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]

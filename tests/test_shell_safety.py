@@ -9,7 +9,15 @@ import re
 import pytest
 import yaml
 
-from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
+from tests.workflow_utils import (
+    REPO,
+    TINY_CONFIG,
+    claims_without_shift,
+    copy_workflow,
+    deep_update,
+    snakemake,
+    write_config,
+)
 
 # Characters that an unquoted shell command would split on or interpret, all allowed by the schema.
 SPACED_ROOT = "my data (v1)/syn thetic"
@@ -134,6 +142,7 @@ def test_cheap_rule_runs_with_a_spaced_root_and_writes_there(tmp_path, root):
     overrides = {
         "synthetic": {"volumes": {"train": 1, "val": 1, "test": 1}, "slices_per_volume": 1, "anatomies": ["knee"]},
         "data": {"root": root, "shift_anatomy": None},
+        "claims": claims_without_shift(TINY_CONFIG["claims"]),
     }
     config = write_config(tmp_path, deep_update(TINY_CONFIG, overrides))
     before = {p.name for p in tmp_path.iterdir()}

@@ -22,7 +22,7 @@ GPU_RULES = ("train", "attack", "protocol_attack", "evaluate", "ttt")
 RESOURCE_ENTRIES = tuple(rule for rule in GPU_RULES if rule != "protocol_attack")
 CPU_RULES = (
     "masks", "tune_classical", "untrained_method", "zero_filled_method", "noise", "robustness_table", "figures",
-    "split_list",
+    "split_list", "claims",
 )
 # Rules that only one data source has: the synthetic dataset, or fastMRI's download and indexing (CPU)
 # and sensitivity-map estimation (GPU, multicoil only).
@@ -30,9 +30,9 @@ SOURCE_RULES = {
     "synthetic": {"synthetic_dataset": "cpu"},
     "fastmri": {"fetch_fastmri": "cpu", "index_fastmri": "cpu"},
 }
-# The tiny config cut to two models and one anatomy (no anatomy shift), so the cluster run is fifteen
+# The tiny config cut to two models and one anatomy (no anatomy shift), so the cluster run is a few
 # short jobs: data, three split lists, masks, the zero-filled method, two trainings, two attacks,
-# one noise file, two evaluations, table, figures.
+# one noise file, two evaluations, tables, claims, figures.
 SLURM_MODELS = ["zero_filled", "modl"]
 SLURM_OVERRIDES = {
     "synthetic": {"anatomies": ["knee"]},
@@ -44,6 +44,11 @@ SLURM_OVERRIDES = {
         "unrolls": [1],
         "figure": {"attack": "pgd_kspace_linf", "level": 0.02, "models": SLURM_MODELS},
     },
+    "claims": [
+        {"id": "modl_beats_zero_filled", "source": "test", "statement": "MoDL is more accurate than zero-filled.",
+         "kind": "difference", "a": "modl", "b": "zero_filled", "perturbation": "clean", "level": 0.0,
+         "metric": "PSNR", "direction": "greater"},
+    ],
 }
 # One ablation variant, so a model name with the variant's characters (@, =) goes through sbatch.
 SLURM_ABLATIONS = {
@@ -270,10 +275,10 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
     # Every job went through sbatch: the plugin's SLURM log of each rule, and its SLURM job id.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
-    assert len(submitted) == 18, output[-3000:]
+    assert len(submitted) == 19, output[-3000:]
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
     for rule in ("synthetic_dataset", "split_list", "masks", "zero_filled_method", "train", "attack", "noise",
-                 "evaluate", "robustness_table", "training_health", "html_tables", "figures"):
+                 "evaluate", "robustness_table", "training_health", "claims", "html_tables", "figures"):
         logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule} under {slurm_logs}"
         assert all(f"rule {rule}:" in log.read_text() for log in logs), rule
@@ -284,11 +289,11 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
         rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", job["comment"]).group(1)
         placed.append((rule, job["partition"], job["gres"]))
     print("\nSLURM jobs (rule, partition, generic resources):", *sorted(placed), sep="\n  ")
-    assert len(placed) == 18, placed
+    assert len(placed) == 19, placed
     for rule, partition, gres in placed:
         if rule in GPU_RULES:
             assert partition == running_cluster.gpu_partition and "gpu:1" in gres, (rule, partition, gres)
         else:
             assert partition == running_cluster.partition and "gpu" not in gres, (rule, partition, gres)
     # threads: 2 became --cpus-per-task=2 and reached torch through --threads.
-    assert "torch threads 2" in (tmp_path / "results/logs/train/modl.log").read_text()
+    assert "torch threads 2" in (tmp_path / "results/logs/train/modl_seed0.log").read_text()

@@ -75,6 +75,18 @@ def _tiny_claims(ttt_models: list[str]) -> list[dict]:
 TINY_CONFIG["claims"] = _tiny_claims(TINY_CONFIG["evaluation"]["ttt"]["models"])
 
 
+def claims_without_shift(claims: list[dict]) -> list[dict]:
+    """The claims a config with ``data.shift_anatomy: null`` can test: none on the anatomy shift."""
+    shifted = ("anatomy_shift", "ttt_anatomy_shift")
+    return [
+        claim
+        for claim in claims
+        if claim["kind"] != "gap_closed"
+        and claim.get("perturbation") not in shifted
+        and all(claim.get(axis, {}).get("perturbation") not in shifted for axis in ("x", "y"))
+    ]
+
+
 def deep_update(base: dict, overrides: dict) -> dict:
     """``base`` with ``overrides`` merged in, mappings key by key (as Snakemake merges configfiles)."""
     merged = copy.deepcopy(base)
