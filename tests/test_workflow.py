@@ -246,7 +246,7 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     one_seed = write_config(fresh, deep_update(tiny, {"seeds": [2]}), "one.yaml")
     from_nothing = scheduled_jobs(snakemake(["-n", "--configfile", str(one_seed)], fresh).stdout)
     assert _jobs_by_rule(seeded) == _jobs_by_rule([(r, w) for r, w in from_nothing if "seed" in w])
-    gathering = {"robustness_table", "training_health", "figures", "html_tables", "all"}
+    gathering = {"robustness_table", "training_health", "claims", "figures", "html_tables", "all"}
     assert {rule for rule, w in jobs if "seed" not in w} <= gathering
     fewer = write_config(tmp_path, deep_update(tiny, {"seeds": [0]}), "fewer.yaml")
     jobs = scheduled_jobs(snakemake(["-n", "--configfile", str(fewer)], tmp_path).stdout)
