@@ -116,11 +116,27 @@ def normal_operator_fn(
     device = mask.device
     signs = 1.0 - 2.0 * (torch.arange(width, device=device) % 2).to(dtype)
     modulated = signs.reshape(1, 1, 1, width) if sens_maps is None else sens_maps * signs
-    column_mask = broadcast_mask(mask, 4).to(dtype)
+    # Prepared once rather than on every call: the mask in the data's complex dtype (a real mask
+    # would be promoted by a copy at every product) and the conjugated maps, resolved (a lazy
+    # conjugate is materialised by a copy at every product).
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    column_mask = broadcast_mask(mask, 4).to(complex_dtype)
+    conjugated = modulated.conj().resolve_conj()
 
-    def apply(image: torch.Tensor) -> torch.Tensor:
-        coil_images = sens_expand(image, modulated)
+    def forward(image: torch.Tensor) -> torch.Tensor:
+        coil_images = modulated * image.unsqueeze(-3)
         columns = torch.fft.fft(coil_images, dim=-1, norm="ortho") * column_mask
-        return sens_combine(torch.fft.ifft(columns, dim=-1, norm="ortho"), modulated)
+        return (conjugated * torch.fft.ifft(columns, dim=-1, norm="ortho")).sum(-3)
 
-    return apply
+    class _Normal(torch.autograd.Function):
+        # A^H A is Hermitian, so its backward is itself: one more application, with nothing saved
+        # for autograd (the maps and the mask are data, never differentiated).
+        @staticmethod
+        def forward(ctx, image: torch.Tensor) -> torch.Tensor:
+            return forward(image)
+
+        @staticmethod
+        def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+            return _Normal.apply(grad)
+
+    return _Normal.apply

@@ -147,3 +147,22 @@ def test_prepared_normal_operator_equals_normal_operator(coils, per_sample_mask,
     torch.testing.assert_close(normal(x), normal_operator(x, mask, sens), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="mask width 10 does not match image width 12"):
         normal_operator_fn(torch.ones(10, dtype=torch.bool), sens, 12)
+
+
+@pytest.mark.parametrize("coils", [None, 4])
+@pytest.mark.parametrize("per_sample_mask", [False, True])
+def test_prepared_normal_operator_backward_is_the_operator_itself(coils, per_sample_mask, gen):
+    """The closure's backward (A^H A applied to the incoming gradient, as A^H A is Hermitian) equals
+    autograd through the unprepared operator, first and second order."""
+    b, h, width = 3, 6, 10
+    sens = None if coils is None else random_sens_maps(b, coils, h, width, gen)
+    mask = _random_mask(width, gen, b if per_sample_mask else None)
+    weight = random_complex((b, h, width), gen)
+    normal = normal_operator_fn(mask, sens, width)
+    x = random_complex((b, h, width), gen).requires_grad_(True)
+    (grad,) = torch.autograd.grad((weight.conj() * normal(x)).real.sum(), x)
+    x_ref = x.detach().clone().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad((weight.conj() * normal_operator(x_ref, mask, sens)).real.sum(), x_ref)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-12, atol=1e-12)
+    torch.autograd.gradcheck(lambda v: normal(v), (x.detach().clone().requires_grad_(True),))
+    torch.autograd.gradgradcheck(lambda v: normal(v), (x.detach().clone().requires_grad_(True),))
