@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import stats
 
 Tables = Mapping[str, np.ndarray]
 
@@ -120,6 +119,10 @@ def crossed_interval(
     if variance <= 0:
         return Estimate(effect, effect, effect, n_seeds, n_volumes, math.inf, level)
     df = variance**2 / sum(v**2 / d for v, d in zip(variances, dfs) if v > 0)
+    # Imported here: scipy.stats takes half a second to import, paid by every attack and
+    # evaluation job that only needs this module's types.
+    from scipy import stats
+
     half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(variance)
     return Estimate(effect, effect - half, effect + half, n_seeds, n_volumes, df, level)
 
