@@ -286,11 +286,12 @@ def test_default_ablations_dry_run_trains_each_variant_once(tmp_path):
     result = snakemake(["ablations", "-n", "--quiet", "rules"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
-    # 17 variants: 8 sigmas (5 per method, less 0.01, the main models), the 3 bounded ones (the
-    # unbounded are the sigma experiment's), 2 starting points, 2 weightings and 2 targets (besides
-    # the main models' own); and the 5 main models they start from or compare with.
-    assert int(counts["train"]) == (17 + 5) * len(CONFIG["seeds"])
-    assert int(counts["ablation_figure"]) == 5 and int(counts["ablations"]) == 1
+    # 19 variants: 8 sigmas (5 per method, less 0.01, the main models), the 3 bounded ones (the
+    # unbounded are the sigma experiment's), 2 starting points, 2 weightings, 2 targets and 2
+    # fine-tuning schedules (besides the main models' own); and the 5 main models they start from
+    # or compare with.
+    assert int(counts["train"]) == (19 + 5) * len(CONFIG["seeds"])
+    assert int(counts["ablation_figure"]) == 6 and int(counts["ablations"]) == 1
 
 
 @pytest.mark.parametrize(
