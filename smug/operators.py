@@ -124,7 +124,7 @@ def normal_operator_fn(
     conjugated = modulated.conj().resolve_conj()
 
     def forward(image: torch.Tensor) -> torch.Tensor:
-        coil_images = modulated * image.unsqueeze(-3)
+        coil_images = sens_expand(image, modulated)
         columns = torch.fft.fft(coil_images, dim=-1, norm="ortho") * column_mask
         return (conjugated * torch.fft.ifft(columns, dim=-1, norm="ortho")).sum(-3)
 
