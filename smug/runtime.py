@@ -111,8 +111,8 @@ def use_deterministic_algorithms() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN by default, a debugging aid against
-    # reads of uninitialised memory that changes no result of correct code; on CPU it cost a fifth
-    # of SMUG's training time (every activation buffer written twice).
+    # reads of uninitialised memory that changes no result of correct code; on CPU it cost 13 % of
+    # SMUG's training time (62.8 -> 54.5 s on one core: every activation buffer written twice).
     torch.utils.deterministic.fill_uninitialized_memory = False
 
 
