@@ -340,7 +340,7 @@ def test_cpu_runtime_settings_flush_denormals_and_keep_large_blocks():
 
 def test_deterministic_mode_does_not_fill_new_tensors():
     """Deterministic algorithms stay on, without the NaN fill of every new tensor (a debugging aid
-    that cost a fifth of SMUG's CPU training time and changes no result)."""
+    that cost 13 % of SMUG's CPU training time and changes no result)."""
     from smug.runtime import use_deterministic_algorithms
 
     before = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
