@@ -276,6 +276,7 @@ TINY_ABLATIONS = {
                 "variants": [{"smoothing.weight_scores": "noisy"}, {"smoothing.weight_normalisation": "softmax"}]
             },
             "ustab_target": {"variants": [{"training.ustab_target": "denoised_gt_grad"}]},
+            "fine_tuning": {"variants": [{"training.lr": 0.0005}]},
         },
     }
 }
