@@ -16,7 +16,7 @@ Example:
 import argparse
 import sys
 
-from smug.robustness import compute_attack
+from smug.attack_generation import compute_attack
 from smug.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
 from smug.runtime import select_device, setup_compute
 

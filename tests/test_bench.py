@@ -362,6 +362,20 @@ def test_attack_and_evaluation_jobs_do_not_import_scipy_stats():
     assert result.stdout.strip() == "False"
 
 
+def test_attack_jobs_import_neither_pandas_nor_scipy():
+    """An attack job (scripts/attack.py) imports what it runs: pandas and SciPy (the evaluation's
+    table and small-feature test, ~0.3 s of start-up) stay out of its ~140 jobs."""
+    import subprocess
+
+    code = (
+        "import runpy, sys; runpy.run_path('scripts/attack.py', run_name='not_main'); "
+        "print(sorted(m for m in ('pandas', 'scipy') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert result.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------------------------------------
 # The DIDN's memory format and torch.compile against the eager default layout
 
