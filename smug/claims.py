@@ -628,8 +628,9 @@ def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]
 
     Clean; each configured attack at its eps grid, for the models it names (all without
     ``models``), with its random-noise counterpart at every grid of that noise; for the untrained
-    network only ``untrained.attacks`` (transferred) and no generator; the min-max generators
-    (level 1); ``acceleration`` at the training and evaluation accelerations; ``unrolls`` for the
+    network only ``untrained.attacks`` (transferred), no generator, and ``acceleration`` only with
+    ``untrained.sampling_shift``; the min-max generators (level 1); ``acceleration`` at the
+    training and evaluation accelerations; ``unrolls`` for the
     unrolled networks; ``anatomy_shift`` with a shift anatomy, ``ttt_anatomy_shift`` for the
     adapted models; ``small_feature`` at the feature size when configured.
     """
@@ -657,7 +658,8 @@ def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]
                     conditions[noise] = tuple(sorted(noise_levels[noise]))
             for generator in evaluation["generators"]:
                 conditions[f"generator_{generator}"] = (1.0,)
-        conditions["acceleration"] = tuple(float(a) for a in accelerations)
+        if model != "untrained" or config["untrained"]["sampling_shift"]:
+            conditions["acceleration"] = tuple(float(a) for a in accelerations)
         if method_family(model) == "unrolled" and evaluation["unrolls"]:
             conditions["unrolls"] = tuple(float(n) for n in evaluation["unrolls"])
         if shift:

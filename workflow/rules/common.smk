@@ -182,14 +182,16 @@ def attack_files(model, seed):
 
 
 def evaluation_inputs(wildcards):
-    generators = [] if wildcards.model == "untrained" else config["evaluation"]["generators"]
+    untrained = wildcards.model == "untrained"
+    generators = [] if untrained else config["evaluation"]["generators"]
+    sampling_shift = not untrained or config["untrained"]["sampling_shift"]
     tests = test_inputs()
     inputs = {
         "test": tests["test"],
         "sens_maps": tests["sens_maps"],
         "train_mask": tests["mask"],
         "model": model_file(wildcards.model, wildcards.seed),
-        "masks": mask_files(),
+        "masks": mask_files() if sampling_shift else [],
         "attacks": attack_files(wildcards.model, wildcards.seed),
         "generators": [model_file(g, wildcards.seed) for g in generators],
         "shift_test": [],
