@@ -1,9 +1,8 @@
 """The robustness study's experiments, as functions the pipeline's scripts call.
 
-``compute_attack`` (re-exported from :mod:`smug.attack_generation`) writes an attack's
-perturbations for the test slices; ``evaluate_model`` scores one model under every condition:
-clean, each saved attack and its random-noise counterpart, the trained min-max generators replayed
-as transfer attacks, sampling-rate shift, unrolling shift, anatomy shift and small-feature
+``evaluate_model`` scores one model under every condition: clean, each saved attack (written by
+:mod:`smug.attack_generation`) and its random-noise counterpart, the trained min-max generators
+replayed as transfer attacks, sampling-rate shift, unrolling shift, anatomy shift and small-feature
 recovery; ``evaluate_test_time_training`` scores a trained network adapted to each
 shifted-anatomy test measurement (test-time training).
 """
@@ -25,7 +24,6 @@ from torch import nn
 from smug import attacks
 from smug.adversarial import perturb_input
 from smug.attack_files import load_attack
-from smug.attack_generation import compute_attack
 from smug.data import Batch, make_dataset
 from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.io import atomic_dir, atomic_path
@@ -308,4 +306,4 @@ def evaluate_test_time_training(
     return table
 
 
-__all__ = ["compute_attack", "evaluate_model", "evaluate_test_time_training", "feature_rows"]
+__all__ = ["evaluate_model", "evaluate_test_time_training", "feature_rows"]
