@@ -17,8 +17,8 @@ import argparse
 import sys
 
 from smug.attack_generation import compute_attack
-from smug.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
-from smug.runtime import select_device, setup_compute
+from smug.utils.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
+from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,8 +31,8 @@ from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_
 from benchmarks.report import format_summary, write_rows
 from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
 from smug.performance import AMP_MODES, PerformanceOptions
-from smug.cli import parse_args, setup_logging
-from smug.runtime import select_device, setup_compute
+from smug.utils.cli import parse_args, setup_logging
+from smug.utils.runtime import select_device, setup_compute
 
 LOG = logging.getLogger("smug.bench")
 

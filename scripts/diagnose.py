@@ -16,9 +16,9 @@ Example:
 import argparse
 import sys
 
-from smug.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
+from smug.utils.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
 from smug.diagnostics import diagnose_file
-from smug.runtime import select_device, setup_compute
+from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

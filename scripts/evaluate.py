@@ -24,7 +24,7 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_model
-from smug.cli import (
+from smug.utils.cli import (
     add_compute_arguments,
     add_config_option,
     add_test_data_options,
@@ -32,7 +32,7 @@ from smug.cli import (
     parse_args,
     setup_logging,
 )
-from smug.runtime import select_device, setup_compute
+from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

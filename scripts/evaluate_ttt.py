@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from smug.robustness import evaluate_test_time_training
-from smug.cli import (
+from smug.utils.cli import (
     add_compute_arguments,
     add_config_option,
     add_test_data_options,
@@ -26,7 +26,7 @@ from smug.cli import (
     parse_args,
     setup_logging,
 )
-from smug.runtime import select_device, setup_compute
+from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ from smug.download import (
     extracted_files,
     read_sha256_file,
 )
-from smug.cli import add_config_option, parse_args, setup_logging
+from smug.utils.cli import add_config_option, parse_args, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

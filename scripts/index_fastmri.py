@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
-from smug.io import atomic_path
-from smug.cli import parse_args, setup_logging
+from smug.utils.io import atomic_path
+from smug.utils.cli import parse_args, setup_logging
 from smug.splits import add_volume_limits_argument, index_volumes, volume_limits_from
 
 

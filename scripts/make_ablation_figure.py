@@ -12,8 +12,8 @@ import sys
 import pandas as pd
 
 from smug.ablation_plots import FIGURE_KINDS, plot_experiment
-from smug.cli import parse_args
-from smug.runtime import setup_compute
+from smug.utils.cli import parse_args
+from smug.utils.runtime import setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,9 @@ import sys
 import pandas as pd
 
 from smug.ablation_tables import ablation_table
-from smug.cli import load_spec, parse_args
-from smug.io import atomic_path
-from smug.runtime import git_commit, setup_compute
+from smug.utils.cli import load_spec, parse_args
+from smug.utils.io import atomic_path
+from smug.utils.runtime import git_commit, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

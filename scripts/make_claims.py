@@ -30,9 +30,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from smug.cli import parse_args
-from smug.io import atomic_path, write_text_atomic
-from smug.yaml_safety import load_json_strict, load_yaml_strict
+from smug.utils.cli import parse_args
+from smug.utils.io import atomic_path, write_text_atomic
+from smug.utils.yaml_safety import load_json_strict, load_yaml_strict
 
 
 def read_claims(words: list[str]) -> list[dict]:

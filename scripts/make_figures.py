@@ -22,8 +22,8 @@ import argparse
 import sys
 
 from smug.figures import draw_all_figures
-from smug.cli import parse_args
-from smug.runtime import setup_compute
+from smug.utils.cli import parse_args
+from smug.utils.runtime import setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:

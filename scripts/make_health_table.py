@@ -23,11 +23,11 @@ import sys
 import pandas as pd
 
 from smug.health import health_by_seed, health_summary, unhealthy
-from smug.io import atomic_path
-from smug.cli import parse_args, setup_logging
+from smug.utils.io import atomic_path
+from smug.utils.cli import parse_args, setup_logging
 from smug.method_files import read_record
-from smug.methods import model_name, seed_of_path
-from smug.runtime import setup_compute
+from smug.study.methods import model_name, seed_of_path
+from smug.utils.runtime import setup_compute
 
 # The weights are not needed, and the untrained/CS records hold no history: drop what is heavy.
 _HEAVY_KEYS = ("state_dict", "generator")

@@ -18,7 +18,7 @@ Example:
 import argparse
 import sys
 
-from smug.cli import parse_args
+from smug.utils.cli import parse_args
 from smug.html_tables import write_html_tables
 
 

@@ -4,7 +4,7 @@
 For each (acceleration, centre fraction) pair the mask function of ``--mask-type`` is called once
 with the k-space shape (H, W, 2) and ``--seed``; the same column mask then serves every slice.
 Each ``OUT_DIR/{acc}x.npz`` holds ``mask`` (W,) bool and how it was made (see
-``smug.masks.save_mask``); the figure shows the 2-D sampling patterns.
+``smug.mri.masks.save_mask``); the figure shows the 2-D sampling patterns.
 
 Example:
     make_masks.py --mask-type variable_density --accelerations 4 8 --center-fractions 0.08 0.04 \\
@@ -16,10 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from smug.masks import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
+from smug.mri.masks import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
 from smug.plots import plot_masks
-from smug.cli import parse_args
-from smug.runtime import setup_compute
+from smug.utils.cli import parse_args
+from smug.utils.runtime import setup_compute
 
 
 def _acceleration(text: str) -> int | float:

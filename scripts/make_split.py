@@ -17,7 +17,7 @@ import sys
 
 import pandas as pd
 
-from smug.cli import parse_args
+from smug.utils.cli import parse_args
 from smug.splits import (
     add_volume_limits_argument,
     select_volumes,

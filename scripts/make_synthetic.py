@@ -16,9 +16,9 @@ import sys
 
 from tqdm import tqdm
 
-from smug.cli import add_config_option, parse_args
+from smug.utils.cli import add_config_option, parse_args
 from smug.phantoms import PHANTOMS
-from smug.runtime import setup_compute
+from smug.utils.runtime import setup_compute
 from smug.synthetic import (
     CHALLENGES,
     SPLITS,

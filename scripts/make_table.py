@@ -21,9 +21,9 @@ import sys
 
 import pandas as pd
 
-from smug.io import atomic_path
-from smug.cli import parse_args
-from smug.runtime import git_commit, setup_compute
+from smug.utils.io import atomic_path
+from smug.utils.cli import parse_args
+from smug.utils.runtime import git_commit, setup_compute
 from smug.tables import robustness_by_seed, robustness_table, shift_summary, write_wide_tables
 
 

@@ -19,8 +19,8 @@ Examples:
 import argparse
 import sys
 
-from smug.cli import add_compute_arguments, add_config_option, add_espirit_options, parse_args, setup_logging
-from smug.runtime import select_device, setup_compute
+from smug.utils.cli import add_compute_arguments, add_config_option, add_espirit_options, parse_args, setup_logging
+from smug.utils.runtime import select_device, setup_compute
 from smug.submission import reconstruct_files
 
 

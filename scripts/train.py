@@ -20,9 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smug.cli import add_compute_arguments, argument_words, load_spec, parse_args, setup_logging
+from smug.utils.cli import add_compute_arguments, argument_words, load_spec, parse_args, setup_logging
 from smug.distributed import ranks_from_environment, start, stop
-from smug.runtime import select_device, setup_compute, use_deterministic_algorithms
+from smug.utils.runtime import select_device, setup_compute, use_deterministic_algorithms
 from smug.stages import NonFiniteLossError, train_stage
 
 

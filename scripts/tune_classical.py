@@ -31,12 +31,12 @@ from smug.classical import (
 )
 from smug.classical_tuning import tune_regularization
 from smug.data import SliceDataset, select_slices
-from smug.io import atomic_path, write_text_atomic
-from smug.masks import load_mask
-from smug.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
-from smug.runtime import provenance, select_device, setup_compute
+from smug.utils.io import atomic_path, write_text_atomic
+from smug.mri.masks import load_mask
+from smug.utils.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
+from smug.utils.runtime import provenance, select_device, setup_compute
 from smug.data import collate
-from smug.wavelets import WAVELETS
+from smug.mri.wavelets import WAVELETS
 
 LOG = logging.getLogger("smug")
 

@@ -13,9 +13,9 @@ import sys
 
 import torch
 
-from smug.io import atomic_path
-from smug.cli import load_spec, parse_args
-from smug.runtime import provenance, setup_compute
+from smug.utils.io import atomic_path
+from smug.utils.cli import load_spec, parse_args
+from smug.utils.runtime import provenance, setup_compute
 from smug.untrained import UntrainedNetwork
 
 

@@ -2,7 +2,7 @@
 
 The library follows fastMRI's layout: small modules that each do one thing, plain functions over
 tensors. Complex images are complex tensors; real/imaginary channels appear only at the network
-boundary (:mod:`smug.transforms`).
+boundary (:mod:`smug.mri.transforms`).
 """
 
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from smug.ablation_tables import DIAGNOSTIC, middle_levels, scored_rows
-from smug.methods import method_label, PERTURBATION_LEVELS
+from smug.study.methods import method_label, PERTURBATION_LEVELS
 from smug.plots import save_figure
 
 FIGURE_KINDS = ("tradeoff", "bars", "sensitivity")

@@ -33,7 +33,7 @@ def ablation_table(
 
     Args:
         experiments: experiment -> its models, each ``{model, method, setting, role, diagnosed}``
-            (:func:`smug.ablations.experiment_models`); ``diagnosed``: whether the experiment shows
+            (:func:`smug.study.ablations.experiment_models`); ``diagnosed``: whether the experiment shows
             the model's diagnostics.
         scores: per-volume evaluation rows of the models (``scripts/evaluate.py``).
         diagnostics: :mod:`smug.diagnostics` rows of the models that were diagnosed.

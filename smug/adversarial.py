@@ -27,9 +27,9 @@ from torch import nn
 from smug.attacks import DOMAINS, apply_perturbation, zero_filled_image
 from smug.data import Batch
 from smug.objectives import complex_mse
-from smug.operators import forward_operator
+from smug.mri.operators import forward_operator
 from smug.reconstruct import reconstruct
-from smug.transforms import channels_to_complex
+from smug.mri.transforms import channels_to_complex
 
 ImageLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from smug.fastmri_io import open_hdf5
-from smug.io import atomic_path
+from smug.utils.io import atomic_path
 
 # Attributes every saved attack carries, so a result file says how it was made.
 ATTACK_ATTRS = (

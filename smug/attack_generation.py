@@ -17,7 +17,7 @@ from smug import attacks
 from smug.attack_files import save_attack
 from smug.data import collate, make_dataset
 from smug.method_files import load_method
-from smug.methods import model_name
+from smug.study.methods import model_name
 from smug.models.modl import without_smoothing
 from smug.training import epoch_seed
 

@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from smug.data import Batch
-from smug.methods import NOISE_COUNTERPART, PROTOCOLS
-from smug.operators import adjoint_operator, apply_column_mask, broadcast_mask
+from smug.study.methods import NOISE_COUNTERPART, PROTOCOLS
+from smug.mri.operators import adjoint_operator, apply_column_mask, broadcast_mask
 from smug.reconstruct import reconstruct
-from smug.transforms import clamp_complex
+from smug.mri.transforms import clamp_complex
 
 NORMS = ("linf", "l2")
 DOMAINS = ("kspace", "image")
@@ -443,7 +443,7 @@ ATTACKS: dict[str, tuple[AttackFn, dict[str, Any]]] = {
 }
 
 
-# The SMUG papers' own attack protocols (smug.methods.PROTOCOLS) keep the authors' PGD settings, not
+# The SMUG papers' own attack protocols (smug.study.methods.PROTOCOLS) keep the authors' PGD settings, not
 # evaluation.pgd's, so a reviewer can tell a real robustness gain from a weak attack:
 # - journal: l_inf PGD on the sampled k-space through the smoothed model with ONE noise draw per
 #   step (no expectation over noise), 10 steps of eps/3 from a random start (uniform in the box

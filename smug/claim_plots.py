@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from smug.claims import NOT_RUN
 from smug.html_tables import html_page
-from smug.io import atomic_path, write_text_atomic
+from smug.utils.io import atomic_path, write_text_atomic
 from smug.plots import _PNG_DPI, save_figure
 
 _PALETTE = sns.color_palette("colorblind", 10)

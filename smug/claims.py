@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from smug.methods import NOISE_COUNTERPART, method_family
+from smug.study.methods import NOISE_COUNTERPART, method_family
 
 # The per-volume rows of every seed: smug.evaluate.ROW_COLUMNS (a test holds them equal), written
 # out so that building the DAG, which checks the claims, never imports torch.
@@ -197,7 +197,7 @@ def score_tables(
 def comparison_pairs(models: Iterable[str]) -> list[tuple[str, str]]:
     """The pairs the comparisons table holds, among ``models`` (those present): every method against
     MoDL (the unrolled baseline every study compares with), then SMUG against every other unrolled
-    network (:func:`smug.methods.method_family`); each pair once, in the order of ``models``."""
+    network (:func:`smug.study.methods.method_family`); each pair once, in the order of ``models``."""
     present = list(dict.fromkeys(models))
     pairs: list[tuple[str, str]] = []
     if "modl" in present:
@@ -678,7 +678,7 @@ def ablation_conditions(
     """Model -> perturbation -> levels of the ablation experiments' scores (of ``experiment``
     only, when given): clean, and ``ablations.attacks`` at their eps grids for every model but the
     untrained network (scored clean only)."""
-    from smug.ablations import experiment_models
+    from smug.study.ablations import experiment_models
 
     experiments = experiment_models(config)
     chosen = experiments if experiment is None else {experiment: experiments[experiment]}

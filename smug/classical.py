@@ -2,10 +2,10 @@
 
 Both solve ``min_x 0.5 ||A x - y||^2 + lam R(x)`` over complex images ``x`` ``(B, H, W)``, one
 problem per sample, with ``A = M F`` (single-coil) or ``A = M F S`` (SENSE) from
-:mod:`smug.operators`:
+:mod:`smug.mri.operators`:
 
 - l1-wavelet: ``R(x) = ||W x||_1``, ``W`` the orthonormal periodic wavelet transform of
-  :mod:`smug.wavelets`, ``|.|`` the complex modulus, every coefficient penalised (the coarse
+  :mod:`smug.mri.wavelets`, ``|.|`` the complex modulus, every coefficient penalised (the coarse
   approximation too). Solved by monotone FISTA (Beck & Teboulle's MFISTA).
 - TV: ``R(x) = sum_pixels sqrt(|D_h x|^2 + |D_v x|^2)``, isotropic TV of the complex image with
   forward differences and *periodic* boundaries (the same periodic image model as the FFT), so
@@ -35,9 +35,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from smug.data_consistency import data_consistency
-from smug.operators import adjoint_operator, forward_operator, normal_operator
-from smug.wavelets import WAVELETS, dwt2, idwt2
+from smug.mri.data_consistency import data_consistency
+from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
+from smug.mri.wavelets import WAVELETS, dwt2, idwt2
 
 METHODS = ("l1_wavelet", "tv")
 TV_SOLVERS = ("pdhg", "fista")

@@ -10,7 +10,7 @@ import torch
 from smug import metrics
 from smug.classical import CompressedSensing
 from smug.data import Batch
-from smug.operators import adjoint_operator
+from smug.mri.operators import adjoint_operator
 
 
 def slice_metrics(recon: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smug.coil_combine import sens_combine
-from smug.coil_combine import rss
+from smug.mri.coil_combine import sens_combine
+from smug.mri.coil_combine import rss
 from smug.fastmri_io import (
     EncodingInfo,
     VolumeInfo,
@@ -38,11 +38,11 @@ from smug.fastmri_io import (
     read_file_mask,
     zero_kspace_padding,
 )
-from smug.fftc import fft2c, ifft2c
-from smug.masks import load_mask
-from smug.operators import apply_column_mask
+from smug.mri.fftc import fft2c, ifft2c
+from smug.mri.masks import load_mask
+from smug.mri.operators import apply_column_mask
 from smug.sens_maps import read_sens_maps
-from smug.transforms import center_crop_or_pad
+from smug.mri.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
 MaskSource = torch.Tensor | Callable | None

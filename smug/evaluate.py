@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.io import atomic_path
+from smug.utils.io import atomic_path
 from smug.metrics import METRIC_FUNCS
 from smug.reconstruct import reconstruct
 from smug.data import Batch, collate

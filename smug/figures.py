@@ -12,8 +12,8 @@ import pandas as pd
 
 from smug.attack_files import load_attack
 from smug.fastmri_io import open_hdf5
-from smug.fftc import fft2c, ifft2c
-from smug.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
+from smug.mri.fftc import fft2c, ifft2c
+from smug.study.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.plots import (
     plot_feature_crops,
     plot_image_grid,

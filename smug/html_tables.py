@@ -20,8 +20,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from smug.io import atomic_path
-from smug.methods import ATTACKS, PERTURBATION_LEVELS, group_methods, method_label
+from smug.utils.io import atomic_path
+from smug.study.methods import ATTACKS, PERTURBATION_LEVELS, group_methods, method_label
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;

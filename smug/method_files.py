@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from smug import classical
-from smug.io import load_torch_file
-from smug.methods import KINDS
+from smug.utils.io import load_torch_file
+from smug.study.methods import KINDS
 from smug.models.factory import network_from_record
 from smug.models.registry import check_arguments
 from smug.models.zero_filled import ZeroFilled
@@ -48,7 +48,7 @@ def _untrained(record: dict[str, Any]) -> nn.Module:
     return UntrainedNetwork.from_record(record)
 
 
-# How a record of each family (smug.methods.Kind.family) becomes a model; each checks the record's
+# How a record of each family (smug.study.methods.Kind.family) becomes a model; each checks the record's
 # structure, types and sizes before it builds anything.
 _FROM_RECORD: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "denoiser": network_from_record,
@@ -92,7 +92,7 @@ def load_method(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
     Raises:
         ModelFileError: the record is not one this pipeline can rebuild; nothing was built (the
             record's structure, types, sizes and weights' shapes are checked first).
-        FileNotFoundError, ValueError: no file, or one :func:`smug.io.load_torch_file` refuses.
+        FileNotFoundError, ValueError: no file, or one :func:`smug.utils.io.load_torch_file` refuses.
     """
     record = read_record(path, device)
     kind = record_kind(record)

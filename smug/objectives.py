@@ -18,7 +18,7 @@ from smug.losses import SSIMLoss
 from smug.models.modl import UnrollTrace
 from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.reconstruct import reconstruct
-from smug.transforms import clamp_complex
+from smug.mri.transforms import clamp_complex
 
 
 def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

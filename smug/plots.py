@@ -1,7 +1,7 @@
 """Figures of the pipeline.
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot), so
-plotting touches no global backend or state, and are saved atomically (:mod:`smug.io`); the PDF
+plotting touches no global backend or state, and are saved atomically (:mod:`smug.utils.io`); the PDF
 carries no creation date, so re-running a job reproduces it byte for byte.
 """
 
@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from smug.io import atomic_path
-from smug.methods import group_methods, method_family, method_label
+from smug.utils.io import atomic_path
+from smug.study.methods import group_methods, method_family, method_label
 
 _PNG_DPI = 150
 
@@ -102,7 +102,7 @@ def _group_colors(models: list[str]) -> dict[str, tuple]:
 
 def model_styles(models) -> dict[str, tuple[tuple, str]]:
     """(colour, marker) per model: colours distinct within each family group, markers per family,
-    so no two models share both; in group order (:func:`smug.methods.group_methods`)."""
+    so no two models share both; in group order (:func:`smug.study.methods.group_methods`)."""
     styles = {}
     for _, members in group_methods(models):
         colors = _group_colors(members)

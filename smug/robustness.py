@@ -26,9 +26,9 @@ from smug.adversarial import perturb_input
 from smug.attack_files import load_attack
 from smug.data import Batch, make_dataset
 from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
-from smug.io import atomic_dir, atomic_path
+from smug.utils.io import atomic_dir, atomic_path
 from smug.method_files import load_method, read_record, record_kind
-from smug.methods import KINDS, model_name
+from smug.study.methods import KINDS, model_name
 from smug.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator
 from smug.test_time_training import ttt_reconstruct

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from smug.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, check_finite, load_slice, open_hdf5, open_volume
-from smug.io import atomic_path
-from smug.transforms import center_crop_or_pad
+from smug.utils.io import atomic_path
+from smug.mri.transforms import center_crop_or_pad
 
 SLICE_INDICES_KEY = "slice_indices"
 ESTIMATOR = "espirit"
@@ -34,7 +34,7 @@ def calibration_region(shape: Sequence[int], num_acs: int) -> tuple[slice, slice
     """Rows and columns of the calibration block of a ``(H, W)`` k-space grid.
 
     The block is ``min(H, num_acs)`` rows by ``num_acs`` columns centred on the DC sample, placed as
-    :mod:`smug.masks` places its fully sampled centre: the columns start at ``(W - num_acs + 1) // 2``
+    :mod:`smug.mri.masks` places its fully sampled centre: the columns start at ``(W - num_acs + 1) // 2``
     (the rows likewise). A square block is ESPIRiT's usual choice (BART's ``ecalib`` uses 24 x 24):
     the readout is fully sampled, but more rows add work without changing smooth maps.
     """
@@ -64,7 +64,7 @@ def espirit_maps(
     where that eigenvalue is below ``crop`` (no consistent signal: background).
 
     The per-pixel matrices are evaluated only on the centred ``out_shape`` crop of the ``(H, W)``
-    grid (the same pixels as ``smug.transforms.center_crop`` keeps), so the maps are those of the
+    grid (the same pixels as ``smug.mri.transforms.center_crop`` keeps), so the maps are those of the
     full grid, cropped, at a fraction of the cost when the recon region is smaller.
 
     Maps have unit norm, ``sum_c |S_c|^2 = 1``, where not zeroed. An eigenvector's phase is

@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from smug.data import Batch
 from smug.metrics import mean_std_match
-from smug.operators import adjoint_operator, forward_operator
+from smug.mri.operators import adjoint_operator, forward_operator
 
 Centre = tuple[int, int]
 

@@ -1,7 +1,7 @@
 """Which volumes make up each split: indexing a fastMRI folder and writing volume lists.
 
 A split (``train``, ``val``, ``test`` of one anatomy) is a plain text file with one volume path per
-line. The pipeline's scripts read it as ``@list.txt`` (:func:`smug.cli.parse_args`), so the
+line. The pipeline's scripts read it as ``@list.txt`` (:func:`smug.utils.cli.parse_args`), so the
 same scripts take explicit files on the command line and thousands of real fastMRI volumes from a
 list. The index of a fastMRI folder validates every volume once, so a corrupt download is named
 before any job reads it.
@@ -17,7 +17,7 @@ from typing import Sequence
 import pandas as pd
 
 from smug.fastmri_io import FastMRIFormatError, VolumeInfo, VolumeLimits, inspect_volume
-from smug.io import atomic_path
+from smug.utils.io import atomic_path
 
 INDEX_COLUMNS = [
     "fname", "path", "challenge", "anatomy", "acquisition", "num_slices", "num_coils", "height", "width",

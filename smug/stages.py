@@ -35,10 +35,10 @@ from torch.utils.data import DataLoader
 
 from smug.data import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
-from smug.io import atomic_path, file_digest, files_digest
+from smug.utils.io import atomic_path, file_digest, files_digest
 from smug.metrics import psnr, ssim
 from smug.method_files import load_method, record_kind
-from smug.methods import KINDS
+from smug.study.methods import KINDS
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
 from smug.models.zero_filled import ZeroFilled
 from smug.models.smoothing import complex_gaussian, denoise_complex
@@ -53,9 +53,9 @@ from smug.objectives import (
     unrolled_stability_loss,
 )
 from smug.reconstruct import reconstruct
-from smug.runtime import dump_json, provenance
+from smug.utils.runtime import dump_json, provenance
 from smug.training import LossFn, NonFiniteLossError, TrainSettings, epoch_seed, fit
-from smug.transforms import clamp_complex
+from smug.mri.transforms import clamp_complex
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def checkpoint_identity(
     """Everything that determines the weights a training run ends with, part by part.
 
     The spec (with its seed), the number of data-parallel ranks (the effective batch), and digests
-    (:func:`smug.io.file_digest`) of the starting weights, the training and validation volumes in
+    (:func:`smug.utils.io.file_digest`) of the starting weights, the training and validation volumes in
     their order, their sensitivity maps and the mask. A checkpoint is resumed only by a run whose
     identity equals the one that wrote it, so retraining a model because its starting denoiser,
     its data or its mask changed never picks up the weights of the run before.
@@ -167,7 +167,7 @@ def _minmax(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequen
     )
 
 
-# A stage's objective follows its registry entry (smug.methods.KINDS): adversarial training if it
+# A stage's objective follows its registry entry (smug.study.methods.KINDS): adversarial training if it
 # has an adversary, else what its smoothing asks for, else its family's loss.
 _ADVERSARY_LOSSES = {"modl_pgd": _pgd_training, "unet_adv": _minmax}
 _SMOOTHING_LOSSES = {"smug": _stability, "weighted": _stability, "e2e": _distillation}

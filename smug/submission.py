@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from smug.data import SliceDataset, collate, select_slices
 from smug.fastmri_io import FastMRIFormatError, VolumeInfo, check_recon_fits, inspect_volume
-from smug.io import atomic_path
-from smug.masks import load_mask
+from smug.utils.io import atomic_path
+from smug.mri.masks import load_mask
 from smug.method_files import load_method
 from smug.reconstruct import reconstruct
 from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
-from smug.transforms import center_crop_or_pad
+from smug.mri.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
 SUBMISSION_SIZE = (320, 320)  # fastMRI's leaderboard crop

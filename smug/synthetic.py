@@ -27,7 +27,7 @@ import numpy as np
 
 from smug.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
 from smug.fastmri_io import ISMRMRD_NAMESPACE, RECON_KEYS, SENS_MAPS_KEY
-from smug.io import atomic_path
+from smug.utils.io import atomic_path
 from smug.phantoms import PHANTOMS
 
 SPLITS = ("train", "val", "test")
@@ -75,13 +75,13 @@ class SyntheticVolume:
 
 
 def fft2c_np(image: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2-D FFT over the last two axes (numpy twin of :func:`smug.fftc.fft2c`)."""
+    """Centred orthonormal 2-D FFT over the last two axes (numpy twin of :func:`smug.mri.fftc.fft2c`)."""
     shifted = np.fft.ifftshift(image, axes=(-2, -1))
     return np.fft.fftshift(np.fft.fft2(shifted, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
 
 
 def ifft2c_np(kspace: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`fft2c_np` (numpy twin of :func:`smug.fftc.ifft2c`)."""
+    """Inverse of :func:`fft2c_np` (numpy twin of :func:`smug.mri.fftc.ifft2c`)."""
     shifted = np.fft.ifftshift(kspace, axes=(-2, -1))
     return np.fft.fftshift(np.fft.ifft2(shifted, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from smug.attacks import attack_protocol
 from smug.evaluate import TABLE_COLUMNS, summarize
-from smug.io import atomic_path
+from smug.utils.io import atomic_path
 
 # ``protocol`` says how each row's perturbation was made (smug.attacks.attack_protocol): white-box
 # PGD with EOT, a SMUG paper's own protocol, random noise, a generator's transfer, clean or shift.

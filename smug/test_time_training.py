@@ -3,7 +3,7 @@
 Following Darestani, Liu and Heckel's test-time training for deep-learning-based compressed sensing,
 a copy of the trained network is fine-tuned on the test measurement ``y`` alone, minimising the
 self-supervised k-space loss ``||M A f(y) - M y||_1 / ||M y||_1``
-(:func:`smug.self_supervised.kspace_consistency_loss`). A few sampled columns are held out: they
+(:func:`smug.mri.consistency.kspace_consistency_loss`). A few sampled columns are held out: they
 are removed from the network's input as well as from the loss, so the weights never depend on them,
 and their loss tells when the adaptation starts fitting noise (self-validation early stopping, as in
 :func:`smug.untrained.fit_untrained`).
@@ -29,9 +29,9 @@ from tqdm import tqdm
 
 from smug.data import Batch, collate
 from smug.evaluate import BatchTransform, VolumeStack
-from smug.operators import apply_column_mask
+from smug.mri.operators import apply_column_mask
 from smug.reconstruct import reconstruct
-from smug.self_supervised import kspace_consistency_loss, split_mask
+from smug.mri.consistency import kspace_consistency_loss, split_mask
 
 SETTINGS = ("steps", "lr", "holdout_fraction", "patience", "check_every")
 
@@ -89,7 +89,7 @@ def test_time_adapt(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Fine-tune a copy of ``model`` on ``batch``'s measurements alone; return it with the best weights.
 
-    The sampled columns are split by :func:`smug.self_supervised.split_mask` (generator seeded with
+    The sampled columns are split by :func:`smug.mri.consistency.split_mask` (generator seeded with
     ``seed``) into training and held-out columns. The network input is the k-space on the training
     columns only, with the training mask as the batch's mask, and Adam (``lr``, all parameters that
     require grad) minimises the consistency loss on the training columns, so the weights never

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from smug import distributed
 from smug.data import Batch, collate
 from smug.distributed import SINGLE, Ranks
-from smug.io import atomic_path, load_torch_file
+from smug.utils.io import atomic_path, load_torch_file
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
 LOG = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ natural images fills in the unmeasured columns. No training data are involved, w
 study's reference point for robustness: there is nothing learned to attack.
 
 Early stopping is self-supervised: a few sampled columns are held out of the fit, and the iterate
-that predicts them best is returned (:mod:`smug.self_supervised`).
+that predicts them best is returned (:mod:`smug.mri.consistency`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from smug.operators import adjoint_operator, forward_operator
-from smug.self_supervised import kspace_consistency_loss, split_mask
-from smug.transforms import channels_to_complex
+from smug.mri.operators import adjoint_operator, forward_operator
+from smug.mri.consistency import kspace_consistency_loss, split_mask
+from smug.mri.transforms import channels_to_complex
 
 
 class ConvDecoder(nn.Module):
@@ -112,8 +112,8 @@ def fit_untrained(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Fit a fresh :class:`ConvDecoder` to one slice's measured k-space; return the best iterate.
 
-    The sampled columns are split (:func:`smug.self_supervised.split_mask`) into training columns,
-    whose :func:`~smug.self_supervised.kspace_consistency_loss` Adam minimises, and held-out
+    The sampled columns are split (:func:`smug.mri.consistency.split_mask`) into training columns,
+    whose :func:`~smug.mri.consistency.kspace_consistency_loss` Adam minimises, and held-out
     columns, whose loss is checked every ``check_every`` iterations. The image with the lowest
     held-out loss is kept, and fitting stops after ``patience`` checks in a row without a new best.
     With ``holdout_fraction=0`` nothing is held out and the last iterate is returned.

@@ -28,8 +28,8 @@ class TinySlices(torch.utils.data.Dataset):
     """``n`` random single-coil 12x12 slices, every other column sampled, as SliceDataset gives them."""
 
     def __init__(self, n: int = 6, size: int = 12):
-        from smug.fftc import fft2c
-        from smug.operators import apply_column_mask
+        from smug.mri.fftc import fft2c
+        from smug.mri.operators import apply_column_mask
 
         gen = torch.Generator().manual_seed(0)
         self.mask = torch.zeros(size, dtype=torch.bool)

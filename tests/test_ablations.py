@@ -1,4 +1,4 @@
-"""The ablation experiments: variants from config (smug.ablations), the theorem's diagnostics
+"""The ablation experiments: variants from config (smug.study.ablations), the theorem's diagnostics
 (smug.diagnostics), the ablation table and figures, and `snakemake ablations` end to end."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import yaml
 
 from smug.ablation_plots import plot_experiment
 from smug.ablation_tables import ABLATION_COLUMNS, ablation_table
-from smug.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
+from smug.study.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
 from smug.data import Batch
 from smug.diagnostics import CommonNoise, diagnose, weight_spread
 from smug.evaluate import ROW_COLUMNS
-from smug.fftc import fft2c
-from smug.methods import spec_settings
+from smug.mri.fftc import fft2c
+from smug.study.methods import spec_settings
 from smug.models.modl import MoDL, UnrollTrace
 from smug.models.smoothing import SmoothingTrace
-from smug.operators import apply_column_mask
+from smug.mri.operators import apply_column_mask
 from tests.conftest import random_complex
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 

@@ -20,7 +20,7 @@ from smug.data import Batch
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
 from smug.objectives import complex_mse
-from smug.operators import adjoint_operator, forward_operator
+from smug.mri.operators import adjoint_operator, forward_operator
 from tests.conftest import random_complex, random_sens_maps
 
 SIZE = 32

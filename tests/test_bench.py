@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from smug.data_consistency import conjugate_gradient, data_consistency
+from smug.mri.data_consistency import conjugate_gradient, data_consistency
 from smug.models.factory import build_model
 from smug.objectives import end_to_end_loss
-from smug.operators import apply_column_mask, normal_operator
+from smug.mri.operators import apply_column_mask, normal_operator
 from smug.performance import PerformanceOptions, autocast, channel_networks, network_autocast
 from smug.training import TrainSettings, fit
 from tests.conftest import TinySlices, random_complex, random_sens_maps
@@ -325,7 +325,7 @@ def test_cpu_runtime_settings_flush_denormals_and_keep_large_blocks():
     times), and on glibc the allocator keeps multi-MB activation blocks instead of unmapping them."""
     import sys
 
-    from smug.runtime import tune_cpu_runtime
+    from smug.utils.runtime import tune_cpu_runtime
 
     try:
         changed = tune_cpu_runtime()
@@ -341,7 +341,7 @@ def test_cpu_runtime_settings_flush_denormals_and_keep_large_blocks():
 def test_deterministic_mode_does_not_fill_new_tensors():
     """Deterministic algorithms stay on, without the NaN fill of every new tensor (a debugging aid
     that cost 13 % of SMUG's CPU training time and changes no result)."""
-    from smug.runtime import use_deterministic_algorithms
+    from smug.utils.runtime import use_deterministic_algorithms
 
     before = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
     try:

@@ -29,7 +29,7 @@ from smug.claims import (
     evaluated_conditions,
     score_tables,
 )
-from smug.methods import schema_names
+from smug.study.methods import schema_names
 from tests.workflow_utils import REPO
 
 SEEDS = (0, 1, 2)

@@ -25,8 +25,8 @@ from smug.classical import (
 )
 from smug.classical_tuning import tune_regularization
 from smug.data import Batch
-from smug.operators import adjoint_operator, forward_operator, normal_operator
-from smug.wavelets import WAVELETS, analysis_matrix, dwt2, idwt2, wavelet_filters
+from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
+from smug.mri.wavelets import WAVELETS, analysis_matrix, dwt2, idwt2, wavelet_filters
 from tests.conftest import random_complex, random_sens_maps
 
 N = 32

@@ -1,4 +1,4 @@
-"""The scripts' command line (smug.cli): a rule's named files and params become the options of the
+"""The scripts' command line (smug.utils.cli): a rule's named files and params become the options of the
 same names, exactly as a person would type them; the pipeline's defaults come from config.yaml."""
 
 import argparse
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from smug import cli
+from smug.utils import cli
 from tests.workflow_utils import REPO
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from smug.coil_combine import sens_combine
+from smug.mri.coil_combine import sens_combine
 from smug.data import SliceDataset, central_slices, make_dataset, preprocess_slice, select_slices
 from smug.fastmri_io import read_file_mask, read_slice
-from smug.fftc import ifft2c
-from smug.masks import create_mask_for_mask_type, save_mask
+from smug.mri.fftc import ifft2c
+from smug.mri.masks import create_mask_for_mask_type, save_mask
 from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
-from smug.transforms import center_crop, center_crop_or_pad
+from smug.mri.transforms import center_crop, center_crop_or_pad
 from tests.fastmri_files import LAYOUTS, fill_padding_columns, write_layout
 
 

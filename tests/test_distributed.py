@@ -147,7 +147,7 @@ def test_train_script_starts_its_ranks_with_torchrun(tmp_path):
 
     import yaml
 
-    from smug.methods import spec_settings
+    from smug.study.methods import spec_settings
     from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 
     python = [sys.executable]

@@ -12,7 +12,7 @@ import pytest
 from smug.evaluate import VolumeStack, volume_rows
 from smug.health import COLUMNS as HEALTH_COLUMNS
 from smug.html_tables import health_html, robustness_html, shift_html, unhealthy_models
-from smug.methods import method_label
+from smug.study.methods import method_label
 from smug.tables import robustness_table, shift_summary
 
 

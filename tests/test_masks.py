@@ -1,4 +1,4 @@
-"""Tests of smug.masks, smug.plots.plot_masks and scripts/make_masks.py.
+"""Tests of smug.mri.masks, smug.plots.plot_masks and scripts/make_masks.py.
 
 Expected fastMRI masks are re-derived here, draw by draw, from the algorithm fastMRI v0.3
 documents (seed a RandomState, randint for the (fraction, acceleration) pair, then the
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.masks import (
+from smug.mri.masks import (
     EquiSpacedMaskFunc,
     MagicMaskFunc,
     MaskFunc,

@@ -1,4 +1,4 @@
-"""The one registry of methods, attacks and figures (smug.methods) and everything that must agree
+"""The one registry of methods, attacks and figures (smug.study.methods) and everything that must agree
 with it: the config schema, the model factory, the training stages, the method loader, the attack
 functions, and a DAG that builds without torch."""
 
@@ -14,7 +14,7 @@ import yaml
 from smug import attacks
 from smug.classical import CompressedSensing, to_record
 from smug.method_files import load_method, record_kind
-from smug.methods import (
+from smug.study.methods import (
     ATTACKS,
     FIGURES,
     KINDS,
@@ -36,7 +36,7 @@ WHITE_BOX = [name for name, attack in ATTACKS.items() if attack.noise is not Non
 
 def test_schema_takes_its_names_from_the_registry(tmp_path):
     """The schema lists no method or attack names of its own: the config is validated against the
-    registry's (smug.methods.schema_names), so a misspelt one is one line naming the closest."""
+    registry's (smug.study.methods.schema_names), so a misspelt one is one line naming the closest."""
     names = schema_names()
     assert names["evaluated_method"] == EVALUATED and names["white_box_attack"] == WHITE_BOX
     assert names["adaptable_method"] == [name for name in trained_methods() if name != "denoiser"]

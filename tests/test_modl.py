@@ -7,8 +7,8 @@ from smug.models import WeightEncoder, build_denoiser
 from smug.models.factory import build_model
 from smug.models.modl import RSE2E, MoDL, UnrollTrace
 from smug.models.smoothing import denoise_complex, smoothed_denoise
-from smug.operators import adjoint_operator, apply_column_mask
-from smug.transforms import clamp_complex
+from smug.mri.operators import adjoint_operator, apply_column_mask
+from smug.mri.transforms import clamp_complex
 from tests.conftest import random_complex, random_sens_maps
 
 H, W = 16, 20
@@ -148,8 +148,8 @@ def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
     """A loss that rewards a smaller lam drives the unconstrained MoDL weight negative (what the
     default run did before); the softplus parametrisation keeps it above the floor, so the DC system
     stays positive definite and CG still reaches its tolerance."""
-    from smug.data_consistency import conjugate_gradient
-    from smug.operators import normal_operator_fn
+    from smug.mri.data_consistency import conjugate_gradient
+    from smug.mri.operators import normal_operator_fn
 
     kspace, mask, sens = _problem(3, gen)
     floor = 0.01

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from smug.fastmri_io import FastMRIFormatError
-from smug.masks import save_mask
+from smug.mri.masks import save_mask
 from smug.metrics import psnr
 from smug.submission import SUBMISSION_SIZE, reconstruct_files
-from smug.transforms import center_crop
+from smug.mri.transforms import center_crop
 from tests.fastmri_files import write_fastmri_volume
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import torch
 
 from smug.data import make_dataset
 from smug.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
-from smug.io import UnsafeFileError, load_torch_file
-from smug.masks import save_mask
+from smug.utils.io import UnsafeFileError, load_torch_file
+from smug.mri.masks import save_mask
 from smug.method_files import load_method
 from smug.splits import validate_volume
 from smug.training import TrainSettings, fit

@@ -1,6 +1,6 @@
 """Config edge cases (the README's "Reliability" section): NaN and infinity, duplicate keys, alias
 bombs and YTE templates are refused with one line naming the key or the file, by the strict reader
-(smug.yaml_safety) and by the workflow's config validation when the DAG is built."""
+(smug.utils.yaml_safety) and by the workflow's config validation when the DAG is built."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smug.cli import config_value, load_spec
-from smug.yaml_safety import (
+from smug.utils.cli import config_value, load_spec
+from smug.utils.yaml_safety import (
     MAX_ALIAS_VALUES,
     UnsafeYAMLError,
     load_config_file,

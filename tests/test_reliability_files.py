@@ -25,8 +25,8 @@ from smug.fastmri_io import (
     read_file_mask,
     read_slice,
 )
-from smug.masks import save_mask
-from smug.runtime import provenance
+from smug.mri.masks import save_mask
+from smug.utils.runtime import provenance
 from smug.sens_maps import maps_file_matches, read_sens_maps
 from smug.splits import validate_volume
 from smug.submission import reconstruct_files

@@ -19,7 +19,7 @@ import yaml
 
 from smug.classical import CompressedSensing, to_record
 from smug.method_files import ModelFileError, load_method
-from smug.methods import METHODS, spec_settings
+from smug.study.methods import METHODS, spec_settings
 from smug.models import registry
 from smug.models.dncnn import DnCNN
 from smug.models.factory import build_model

@@ -14,7 +14,7 @@ import torch
 from smug.coil_sensitivities import birdcage_sensitivities
 from smug.data import select_slices
 from smug.fastmri_io import FastMRIFormatError
-from smug.fftc import fft2c, ifft2c
+from smug.mri.fftc import fft2c, ifft2c
 from smug.sens_maps import (
     calibration_region,
     espirit_maps,
@@ -24,7 +24,7 @@ from smug.sens_maps import (
     write_sens_maps,
 )
 from smug.synthetic import ismrmrd_header
-from smug.transforms import center_crop
+from smug.mri.transforms import center_crop
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "estimate_sens_maps.py"

@@ -32,7 +32,7 @@ def dry_run(tmp_path, overrides: dict, *targets: str):
 
 
 def test_no_rule_runs_a_shell_command():
-    """Every rule runs its script with `script:` (values reach it as Python objects, smug.cli), so
+    """Every rule runs its script with `script:` (values reach it as Python objects, smug.utils.cli), so
     no config value is ever parsed by a shell."""
     for path in sorted((REPO / "workflow").rglob("*.smk")) + [REPO / "workflow/Snakefile"]:
         text = path.read_text()

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from smug.runtime import limit_threads
+from smug.utils.runtime import limit_threads
 
 from tests import slurm_cluster
 from tests.slurm_cluster import ClusterUnavailable, start_cluster, stop_cluster

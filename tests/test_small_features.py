@@ -11,7 +11,7 @@ import torch
 from smug.data import Batch
 from smug.evaluate import reconstruct_volumes
 from smug.models.zero_filled import ZeroFilled
-from smug.operators import forward_operator
+from smug.mri.operators import forward_operator
 from smug.small_features import (
     feature_scores,
     feature_transform,

@@ -18,8 +18,8 @@ import yaml
 
 from smug.data import make_dataset
 from smug.distributed import SINGLE, Ranks
-from smug.io import file_digest
-from smug.methods import spec_settings
+from smug.utils.io import file_digest
+from smug.study.methods import spec_settings
 from smug.stages import checkpoint_identity, train_stage
 from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from smug.coil_combine import rss, sens_combine
+from smug.mri.coil_combine import rss, sens_combine
 from smug.fastmri_io import parse_ismrmrd_header
 from smug.sens_maps import read_sens_maps
-from smug.fftc import fft2c, ifft2c
+from smug.mri.fftc import fft2c, ifft2c
 from smug.synthetic import (
     SyntheticVolume,
     VolumeSpec,
@@ -27,7 +27,7 @@ from smug.synthetic import (
     volume_plan,
     write_synthetic_volume,
 )
-from smug.transforms import center_crop
+from smug.mri.transforms import center_crop
 
 REPO = Path(__file__).resolve().parents[1]
 RECON, KSPACE = (16, 16), (32, 16)

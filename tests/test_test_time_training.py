@@ -12,8 +12,8 @@ from smug.data import Batch
 from smug.evaluate import volume_rows
 from smug.models.factory import build_model
 from smug.models.zero_filled import ZeroFilled
-from smug.operators import forward_operator
-from smug.self_supervised import kspace_consistency_loss, split_mask
+from smug.mri.operators import forward_operator
+from smug.mri.consistency import kspace_consistency_loss, split_mask
 from tests.conftest import random_complex, random_sens_maps
 
 H, W, COILS = 16, 16, 2

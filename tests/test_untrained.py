@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from smug.fftc import fft2c
-from smug.operators import adjoint_operator, forward_operator
-from smug.self_supervised import kspace_consistency_loss, split_mask
+from smug.mri.fftc import fft2c
+from smug.mri.operators import adjoint_operator, forward_operator
+from smug.mri.consistency import kspace_consistency_loss, split_mask
 from smug.untrained import ConvDecoder, UntrainedNetwork, fit_untrained, slice_seed
 from tests.conftest import random_complex, random_sens_maps
 

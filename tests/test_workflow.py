@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from smug.attack_files import load_attack
-from smug.methods import FIGURES
+from smug.study.methods import FIGURES
 
 from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 

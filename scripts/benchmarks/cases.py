@@ -26,12 +26,12 @@ from benchmarks.harness import (
 )
 from smug.attacks import pgd_kspace_attack
 from smug.data import Batch, SliceDataset, collate, select_slices
-from smug.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
+from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
 from smug.models.smoothing import denoise_complex
 from smug.objectives import end_to_end_loss
-from smug.operators import adjoint_operator, forward_operator, normal_operator
+from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
 

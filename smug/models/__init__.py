@@ -1,7 +1,7 @@
 """Networks: the denoisers used inside the unrolled reconstructions and Weighted SMUG's scorer.
 
 All take and return real tensors ``(B, C, H, W)``; complex images cross into this form through
-:func:`smug.transforms.complex_to_channels`.
+:func:`smug.mri.transforms.complex_to_channels`.
 """
 
 from smug.models.didn import DIDN, DownUpBlock

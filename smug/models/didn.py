@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.transforms import center_crop
+from smug.mri.transforms import center_crop
 
 # head stride 2, then two stride-2 stages inside every down-up block
 _SIZE_MULTIPLE = 8
@@ -156,7 +156,7 @@ class DIDN(nn.Module):
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad ``(B, C, H, W)`` symmetrically (the extra pixel at the bottom/right) to multiples.
 
-    The split matches :func:`smug.transforms.center_crop`'s offsets, so cropping undoes it exactly.
+    The split matches :func:`smug.mri.transforms.center_crop`'s offsets, so cropping undoes it exactly.
     """
     height, width = x.shape[-2:]
     pad_h = -height % multiple

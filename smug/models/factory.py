@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from smug.methods import KINDS
+from smug.study.methods import KINDS
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
@@ -61,21 +61,21 @@ def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
     )
 
 
-# One builder per family of smug.methods.KINDS that trains a network: a new kind of these families
+# One builder per family of smug.study.methods.KINDS that trains a network: a new kind of these families
 # needs only its registry entry.
 _BUILDERS: dict[str, Builder] = {"denoiser": _denoiser, "unrolled": _unrolled, "unet": _unet}
 MODEL_KINDS = tuple(name for name, kind in KINDS.items() if kind.family in _BUILDERS)
 
 
 def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
-    """A fresh network of ``kind``, built by its family in :data:`smug.methods.KINDS`.
+    """A fresh network of ``kind``, built by its family in :data:`smug.study.methods.KINDS`.
 
     Args:
         kind: one of :data:`MODEL_KINDS`.
         model_cfg: denoiser and unrolled kinds: ``denoiser``, ``denoiser_args``; unrolled kinds also
             ``num_unrolls``, ``lam``, ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``,
             ``cg_tol``, ``output_bound`` (absent: unbounded); U-Net kinds: ZeroFilledUNet's arguments.
-        smoothing_cfg: smoothed kinds only (:data:`smug.methods.KINDS` lists each one's keys):
+        smoothing_cfg: smoothed kinds only (:data:`smug.study.methods.KINDS` lists each one's keys):
             ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), ``weight_scores``
             and ``weight_normalisation`` (Weighted SMUG; absent: MoDL's defaults), and for RS-E2E
             ``kspace_sigma``.
@@ -121,7 +121,7 @@ def check_spec(spec: Any) -> None:
     """Check a saved spec's structure, keys, types and sizes before anything is built from it.
 
     The keys a kind's ``model`` and ``smoothing`` sections may hold are its entry of
-    :data:`smug.methods.KINDS` (the U-Nets': ZeroFilledUNet's arguments); the type of each setting is
+    :data:`smug.study.methods.KINDS` (the U-Nets': ZeroFilledUNet's arguments); the type of each setting is
     the one the network it sets annotates; sizes are bounded by
     :data:`smug.models.registry.SIZE_LIMITS`.
 

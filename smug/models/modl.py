@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.data_consistency import data_consistency
+from smug.mri.data_consistency import data_consistency
 from smug.models.smoothing import SmoothingTrace, complex_gaussian, denoise_complex, smoothed_denoise
-from smug.operators import adjoint_operator
+from smug.mri.operators import adjoint_operator
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from smug.transforms import channels_to_complex, complex_to_channels
+from smug.mri.transforms import channels_to_complex, complex_to_channels
 
 WEIGHT_SCORES = ("denoised", "noisy")
 WEIGHT_NORMALISATIONS = ("sum", "softmax")

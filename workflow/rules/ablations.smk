@@ -1,5 +1,5 @@
 # The SMUG paper's open questions as experiments (target `ablations`, not part of `all`): each
-# experiment's variants are trained by rule train (smug.ablations), attacked by rule attack, then
+# experiment's variants are trained by rule train (smug.study.ablations), attacked by rule attack, then
 # scored clean and under ablations.attacks, health-checked and, where asked, diagnosed.
 
 

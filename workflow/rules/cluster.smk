@@ -1,6 +1,6 @@
 # Job resources of every rule: threads locally, and the sbatch options the SLURM executor plugin
 # reads under `--profile slurm`, all from config["cluster"].
-from smug.methods import KINDS, METHODS
+from smug.study.methods import KINDS, METHODS
 
 
 def job_spec(rule_name):
@@ -48,7 +48,7 @@ def job_resources(rule_name):
 
 def train_ranks(wildcards):
     """Data-parallel training processes: one per GPU of the train rule's job (at least one), or one
-    for the kinds that cannot be trained on several ranks (smug.methods.Kind.data_parallel)."""
+    for the kinds that cannot be trained on several ranks (smug.study.methods.Kind.data_parallel)."""
     method = model_setup(wildcards.model, config, ABLATION_MODELS)[0]
     if not KINDS[METHODS[method].kind].data_parallel:
         return 1

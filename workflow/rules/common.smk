@@ -1,13 +1,13 @@
 # Input functions of the models' stages (training, attacks, evaluation, tables, figures): each path
 # and setting a rule needs, derived from the config. A rule's script reads its named inputs,
-# outputs and params as its options of the same names (smug.cli), so nothing here builds a flag.
+# outputs and params as its options of the same names (smug.utils.cli), so nothing here builds a flag.
 import hashlib
 import json
 import re
 from pathlib import Path
 
-from smug.ablations import experiment_models, model_setup, variant_models
-from smug.methods import (
+from smug.study.ablations import experiment_models, model_setup, variant_models
+from smug.study.methods import (
     FIGURES,
     METHODS,
     NOISE_ATTACKS,
@@ -40,7 +40,7 @@ def final_outputs():
 
 
 # ---- seeds --------------------------------------------------------------------------------------
-# Every seeded model (smug.methods.Kind.seeded) is made once per seed under
+# Every seeded model (smug.study.methods.Kind.seeded) is made once per seed under
 # results/models/{model}/seed{seed}/; a method no seed changes (zero-filled, CS) once for all seeds.
 # Attacks and evaluations are per seed for every model: their random starts and noise draws follow it.
 SEEDS = config["seeds"]
@@ -66,8 +66,8 @@ def model_files(models, seeds=SEEDS):
 
 # ---- training ---------------------------------------------------------------------------------
 
-# Every trained model, its kind and the model it starts from: smug.methods.METHODS; and the
-# ablation experiments' variants of them (smug.ablations), trained by the same rule.
+# Every trained model, its kind and the model it starts from: smug.study.methods.METHODS; and the
+# ablation experiments' variants of them (smug.study.ablations), trained by the same rule.
 TRAINED_MODELS = trained_methods()
 ABLATION_MODELS = variant_models(config)
 TRAINABLE_PATTERN = "|".join(re.escape(name) for name in [*TRAINED_MODELS, *ABLATION_MODELS])
@@ -95,7 +95,7 @@ def training_inputs(wildcards):
 
 def training_spec(wildcards):
     """The spec scripts/train.py receives: exactly the settings that determine the model's weights
-    (smug.methods.spec_settings, with an ablation variant's settings applied) and the method it
+    (smug.study.methods.spec_settings, with an ablation variant's settings applied) and the method it
     starts from, so a setting change retrains only the models reading it."""
     name = wildcards.model
     method, settings, init = model_setup(name, config, ABLATION_MODELS)
@@ -262,7 +262,7 @@ def figure_inputs(wildcards):
     }
 
 
-# ---- ablations (target `ablations`, smug.ablations) -------------------------------------------
+# ---- ablations (target `ablations`, smug.study.ablations) -------------------------------------------
 
 ABLATION_EXPERIMENTS = experiment_models(config)
 # The health checks hold every model against these, evaluated clean on the same test slices.

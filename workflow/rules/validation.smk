@@ -12,10 +12,10 @@ import yaml
 
 from snakemake.exceptions import WorkflowError
 
-from smug.ablations import apply_settings
+from smug.study.ablations import apply_settings
 from smug.claims import check_claims
-from smug.methods import schema_names
-from smug.yaml_safety import UnsafeYAMLError, load_config_file, load_yaml_strict
+from smug.study.methods import schema_names
+from smug.utils.yaml_safety import UnsafeYAMLError, load_config_file, load_yaml_strict
 
 NESTED_CONFIG_HINT = (
     "Nested keys are set in a YAML file passed with --configfile (merged key by key into "
@@ -25,7 +25,7 @@ NESTED_CONFIG_HINT = (
 
 @functools.cache
 def resolved_schema(schema_path):
-    """The config schema with the registry's names filled in (smug.methods.schema_names), read
+    """The config schema with the registry's names filled in (smug.study.methods.schema_names), read
     once (the config and every ablation variant are validated against it; nobody modifies it)."""
     path = Path(workflow.basedir) / schema_path
     schema = load_yaml_strict(path.read_text(), str(path))
@@ -36,7 +36,7 @@ def resolved_schema(schema_path):
 
 def check_config_files():
     """Re-read every config file Snakemake loaded (workflow.configfiles: the Snakefile's configfile
-    and each --configfile) with smug.yaml_safety's strict reader. Snakemake's own loader keeps the
+    and each --configfile) with smug.utils.yaml_safety's strict reader. Snakemake's own loader keeps the
     last of duplicate keys, expands aliases without limit and renders __use_yte__ templates; this
     refuses all three, before anything walks the config (an alias bomb explodes only when walked)."""
     for path in workflow.configfiles:

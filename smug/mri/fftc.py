@@ -2,7 +2,7 @@
 
 fastMRI's ``fft2c`` is ``fftshift(fft2(ifftshift(x), norm="ortho"))`` over the last two axes, and
 ``ifft2c`` its inverse. Both are unitary, so the adjoint of ``fft2c`` is ``ifft2c``; the operators
-in :mod:`smug.operators` rely on that. Unlike fastMRI (which carries a trailing real/imag axis of
+in :mod:`smug.mri.operators` rely on that. Unlike fastMRI (which carries a trailing real/imag axis of
 size 2) these act on complex tensors directly.
 """
 
@@ -45,5 +45,5 @@ def _require_complex(x: torch.Tensor, name: str) -> None:
     if not torch.is_complex(x):
         raise TypeError(
             f"{name} expects a complex tensor, got dtype {x.dtype}; "
-            "convert real/imag channels with smug.transforms.channels_to_complex first"
+            "convert real/imag channels with smug.mri.transforms.channels_to_complex first"
         )

@@ -28,8 +28,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from smug.io import atomic_path
-from smug.operators import apply_column_mask
+from smug.utils.io import atomic_path
+from smug.mri.operators import apply_column_mask
 
 Seed = int | tuple[int, ...] | None
 

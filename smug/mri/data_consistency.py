@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch
 
-from smug.fftc import fft2c, ifft2c
-from smug.operators import broadcast_mask, normal_operator_fn
+from smug.mri.fftc import fft2c, ifft2c
+from smug.mri.operators import broadcast_mask, normal_operator_fn
 
 
 def closed_form_dc(

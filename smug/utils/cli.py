@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from smug.yaml_safety import load_json_strict, load_yaml_strict
+from smug.utils.yaml_safety import load_json_strict, load_yaml_strict
 
 # A rule input named for a volumes option and given as one ``.txt`` file is a volume list
 # (resources/splits/*.txt), read as ``@LIST``.
@@ -30,7 +30,7 @@ _LIST_SUFFIX = ".txt"
 
 
 # config/config.yaml of the checkout this package lives in: the one home of the pipeline's defaults.
-CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,7 +101,7 @@ def add_test_data_options(parser: argparse.ArgumentParser, mask_help: str | None
 
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda`` and ``--threads N``, the options of every script that runs a model
-    (read them with :func:`smug.runtime.select_device` and :func:`smug.runtime.setup_compute`)."""
+    (read them with :func:`smug.utils.runtime.select_device` and :func:`smug.utils.runtime.setup_compute`)."""
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
 
@@ -222,7 +222,7 @@ def load_spec(text_or_path: str) -> dict[str, Any]:
     """A spec given as inline JSON (as a rule passes it) or as a JSON/YAML file path (by hand).
 
     Inline text is parsed as JSON, not YAML: YAML 1.1 reads ``1e-06`` as a string. Both are read by
-    :mod:`smug.yaml_safety`'s strict readers: a duplicate key, an alias bomb or ``__use_yte__`` is a
+    :mod:`smug.utils.yaml_safety`'s strict readers: a duplicate key, an alias bomb or ``__use_yte__`` is a
     ValueError naming the spec.
     """
     inline = text_or_path.lstrip().startswith("{")

@@ -1,6 +1,6 @@
 """MRI forward operators and their adjoints.
 
-Single-coil: ``A = M F``. Multicoil SENSE: ``A = M F S``. ``F`` is :func:`smug.fftc.fft2c` (unitary),
+Single-coil: ``A = M F``. Multicoil SENSE: ``A = M F S``. ``F`` is :func:`smug.mri.fftc.fft2c` (unitary),
 ``M`` a binary column mask, ``S`` the coil sensitivities. k-space always carries a coil axis,
 ``(B, C, H, W)``, with ``C = 1`` for single-coil data, so one code path serves both; single-coil is
 ``sens_maps=None``.
@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from smug.coil_combine import sens_combine, sens_expand
-from smug.fftc import fft2c, ifft2c
+from smug.mri.coil_combine import sens_combine, sens_expand
+from smug.mri.fftc import fft2c, ifft2c
 
 
 def broadcast_mask(mask: torch.Tensor, kspace_ndim: int = 4) -> torch.Tensor:

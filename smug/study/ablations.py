@@ -2,7 +2,7 @@
 
 An experiment of ``ablations.experiments`` trains each of its ``methods`` once per entry of its
 ``variants``: a mapping of dotted config keys to values (``smoothing.sigma: 0.02``), applied to the
-run's config before the method's spec is taken (:func:`smug.methods.spec_settings`). The pseudo-key
+run's config before the method's spec is taken (:func:`smug.study.methods.spec_settings`). The pseudo-key
 ``init`` names the trained method a variant starts from instead of its registry's (null: random
 weights). A variant is thus a config value of an existing kind, trained and checked like the main
 models; nothing about it is a new script.
@@ -21,7 +21,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from smug.methods import KINDS, METHODS, spec_settings, trained_methods
+from smug.study.methods import KINDS, METHODS, spec_settings, trained_methods
 
 INIT_KEY = "init"
 # The roles of an experiment's models: trained for it, or a main model shown beside it.

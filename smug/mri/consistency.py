@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from smug.operators import apply_column_mask, forward_operator
+from smug.mri.operators import apply_column_mask, forward_operator
 
 
 def split_mask(
