@@ -20,11 +20,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from smug.data import select_slices
-from smug.fastmri_io import inspect_volume
+from smug.data.datasets import select_slices
+from smug.data.fastmri_io import inspect_volume
 from smug.utils.cli import add_compute_arguments, add_espirit_options, parse_args, setup_logging
 from smug.utils.runtime import select_device, setup_compute
-from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
+from smug.data.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 
 LOG = logging.getLogger("smug")
 

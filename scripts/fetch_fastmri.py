@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from smug.download import (
+from smug.data.download import (
     ArchiveLimits,
     DownloadError,
     download,

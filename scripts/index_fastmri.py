@@ -16,7 +16,7 @@ import sys
 
 from smug.utils.io import atomic_path
 from smug.utils.cli import parse_args, setup_logging
-from smug.splits import add_volume_limits_argument, index_volumes, volume_limits_from
+from smug.data.splits import add_volume_limits_argument, index_volumes, volume_limits_from
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import sys
 import pandas as pd
 
 from smug.utils.cli import parse_args
-from smug.splits import (
+from smug.data.splits import (
     add_volume_limits_argument,
     select_volumes,
     validate_volume,

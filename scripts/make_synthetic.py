@@ -17,9 +17,9 @@ import sys
 from tqdm import tqdm
 
 from smug.utils.cli import add_config_option, parse_args
-from smug.phantoms import PHANTOMS
+from smug.data.phantoms import PHANTOMS
 from smug.utils.runtime import setup_compute
-from smug.synthetic import (
+from smug.data.synthetic import (
     CHALLENGES,
     SPLITS,
     sens_map_path,

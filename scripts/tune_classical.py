@@ -30,12 +30,12 @@ from smug.classical import (
     to_record,
 )
 from smug.classical_tuning import tune_regularization
-from smug.data import SliceDataset, select_slices
+from smug.data.datasets import SliceDataset, select_slices
 from smug.utils.io import atomic_path, write_text_atomic
 from smug.mri.masks import load_mask
 from smug.utils.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
 from smug.utils.runtime import provenance, select_device, setup_compute
-from smug.data import collate
+from smug.data.datasets import collate
 from smug.mri.wavelets import WAVELETS
 
 LOG = logging.getLogger("smug")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from smug.attacks import DOMAINS, apply_perturbation, zero_filled_image
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.objectives import complex_mse
 from smug.mri.operators import forward_operator
 from smug.reconstruct import reconstruct

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import torch
 
-from smug.fastmri_io import open_hdf5
+from smug.data.fastmri_io import open_hdf5
 from smug.utils.io import atomic_path
 
 # Attributes every saved attack carries, so a result file says how it was made.

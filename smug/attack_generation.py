@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from smug import attacks
 from smug.attack_files import save_attack
-from smug.data import collate, make_dataset
+from smug.data.datasets import collate, make_dataset
 from smug.method_files import load_method
 from smug.study.methods import model_name
 from smug.models.modl import without_smoothing

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.study.methods import NOISE_COUNTERPART, PROTOCOLS
 from smug.mri.operators import adjoint_operator, apply_column_mask, broadcast_mask
 from smug.reconstruct import reconstruct

@@ -9,7 +9,7 @@ import torch
 
 from smug import metrics
 from smug.classical import CompressedSensing
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.mri.operators import adjoint_operator
 
 

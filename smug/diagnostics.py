@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from smug.attacks import apply_perturbation, pgd_kspace_attack, random_perturbation
-from smug.data import Batch, collate, make_dataset
+from smug.data.datasets import Batch, collate, make_dataset
 from smug.utils.io import atomic_path
 from smug.method_files import load_method
 from smug.study.methods import model_name

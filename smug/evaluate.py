@@ -26,7 +26,7 @@ from tqdm import tqdm
 from smug.utils.io import atomic_path
 from smug.metrics import METRIC_FUNCS
 from smug.reconstruct import reconstruct
-from smug.data import Batch, collate
+from smug.data.datasets import Batch, collate
 from smug.statistics import mean_interval
 
 BatchTransform = Callable[[Batch, int], Batch]
@@ -63,7 +63,7 @@ def reconstruct_volumes(
 
     Args:
         model: any reconstruction model (see :mod:`smug.models.modl` for the call signature).
-        dataset: a :class:`smug.data.SliceDataset`.
+        dataset: a :class:`smug.data.datasets.SliceDataset`.
         device: where to run.
         batch_size: slices per forward pass.
         seed: seeds the model's smoothing noise (repeatable scores for randomised models).

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from smug.attack_files import load_attack
-from smug.fastmri_io import open_hdf5
+from smug.data.fastmri_io import open_hdf5
 from smug.mri.fftc import fft2c, ifft2c
 from smug.study.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.plots import (

@@ -1,6 +1,6 @@
 """Training objectives of the study, one function per training stage.
 
-Each takes the model, a :class:`smug.data.Batch` and a noise generator, and
+Each takes the model, a :class:`smug.data.datasets.Batch` and a noise generator, and
 returns a scalar loss. Complex images are compared through their real/imaginary channels (the SMUG
 code's MSE), or through magnitudes for SSIM.
 """
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from smug.attacks import apply_perturbation, pgd_kspace_attack
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.losses import SSIMLoss
 from smug.models.modl import UnrollTrace
 from smug.models.smoothing import complex_gaussian, denoise_complex

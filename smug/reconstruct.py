@@ -2,7 +2,7 @@
 
 Every model (MoDL and its smoothed variants, U-Nets, compressed sensing, the untrained network,
 zero-filled) is called as ``model(kspace, mask, sens_maps, num_unrolls=..., generator=...,
-trace=..., zero_filled=...)``, with the fields of a :class:`smug.data.Batch`.
+trace=..., zero_filled=...)``, with the fields of a :class:`smug.data.datasets.Batch`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smug.data import Batch
+from smug.data.datasets import Batch
 
 
 def reconstruct(

@@ -24,7 +24,7 @@ from torch import nn
 from smug import attacks
 from smug.adversarial import perturb_input
 from smug.attack_files import load_attack
-from smug.data import Batch, make_dataset
+from smug.data.datasets import Batch, make_dataset
 from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.utils.io import atomic_dir, atomic_path
 from smug.method_files import load_method, read_record, record_kind

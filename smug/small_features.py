@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.metrics import mean_std_match
 from smug.mri.operators import adjoint_operator, forward_operator
 

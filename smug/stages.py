@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.data import SliceDataset, collate, make_dataset
+from smug.data.datasets import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
 from smug.utils.io import atomic_path, file_digest, files_digest
 from smug.metrics import psnr, ssim

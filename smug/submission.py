@@ -7,7 +7,7 @@ scale of the file's own data), so fastMRI's ``evaluate.py`` and leaderboard tool
 Files with a target (train/val) are undersampled retrospectively with the given column mask; test
 and challenge files are reconstructed from their own stored ``mask`` and k-space, and never scored.
 Multicoil files need sensitivity maps: given folders are searched first, missing maps are
-estimated with ESPIRiT (:mod:`smug.sens_maps`) and cached, on the recon grid for files with a target
+estimated with ESPIRiT (:mod:`smug.data.sens_maps`) and cached, on the recon grid for files with a target
 and on the stored k-space grid for test files.
 """
 
@@ -25,13 +25,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.data import SliceDataset, collate, select_slices
-from smug.fastmri_io import FastMRIFormatError, VolumeInfo, check_recon_fits, inspect_volume
+from smug.data.datasets import SliceDataset, collate, select_slices
+from smug.data.fastmri_io import FastMRIFormatError, VolumeInfo, check_recon_fits, inspect_volume
 from smug.utils.io import atomic_path
 from smug.mri.masks import load_mask
 from smug.method_files import load_method
 from smug.reconstruct import reconstruct
-from smug.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
+from smug.data.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 from smug.mri.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.data import Batch, collate
+from smug.data.datasets import Batch, collate
 from smug.evaluate import BatchTransform, VolumeStack
 from smug.mri.operators import apply_column_mask
 from smug.reconstruct import reconstruct
@@ -301,7 +301,7 @@ def ttt_reconstruct(
 
     Args:
         model: trained reconstruction model; not modified.
-        dataset: a :class:`smug.data.SliceDataset`.
+        dataset: a :class:`smug.data.datasets.SliceDataset`.
         device: where to run.
         batch_size: slices adapted together.
         seed: base seed of the column splits and smoothing noise.

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from smug import distributed
-from smug.data import Batch, collate
+from smug.data.datasets import Batch, collate
 from smug.distributed import SINGLE, Ranks
 from smug.utils.io import atomic_path, load_torch_file
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
@@ -210,7 +210,7 @@ def fit(
         model: the network (already on ``device``, initialised).
         loss_fn: ``(model, batch, generator) -> scalar loss``. A stateful objective (the min-max
             game's generator) exposes ``state_dict``/``load_state_dict`` and is checkpointed too.
-        train_set: items as :class:`smug.data.SliceDataset` gives them.
+        train_set: items as :class:`smug.data.datasets.SliceDataset` gives them.
         validate: ``model -> {"score": higher is better, ...}`` (run in eval mode, no grad); every
             entry becomes a column of the epoch's history row.
         settings: optimisation settings, with the speed options of :mod:`smug.performance`: bf16

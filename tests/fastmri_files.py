@@ -26,9 +26,9 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from smug.fastmri_io import FILE_MASK_KEY, RECON_KEYS, SENS_MAPS_KEY, parse_ismrmrd_header
+from smug.data.fastmri_io import FILE_MASK_KEY, RECON_KEYS, SENS_MAPS_KEY, parse_ismrmrd_header
 from smug.utils.io import atomic_path
-from smug.synthetic import fft2c_np, ifft2c_np, ismrmrd_header
+from smug.data.synthetic import fft2c_np, ifft2c_np, ismrmrd_header
 from smug.mri.transforms import center_crop_or_pad
 
 DEFAULT_ACQUISITION = {"knee": "CORPD_FBK", "brain": "AXT2"}

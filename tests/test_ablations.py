@@ -14,7 +14,7 @@ import yaml
 from smug.ablation_plots import plot_experiment
 from smug.ablation_tables import ABLATION_COLUMNS, ablation_table
 from smug.study.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.diagnostics import CommonNoise, diagnose, weight_spread
 from smug.evaluate import ROW_COLUMNS
 from smug.mri.fftc import fft2c

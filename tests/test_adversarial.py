@@ -16,7 +16,7 @@ from smug.adversarial import (
     perturb_input,
     reconstructor_objective,
 )
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
 from smug.objectives import complex_mse

@@ -24,7 +24,7 @@ from smug.classical import (
     tv_recon,
 )
 from smug.classical_tuning import tune_regularization
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
 from smug.mri.wavelets import WAVELETS, analysis_matrix, dwt2, idwt2, wavelet_filters
 from tests.conftest import random_complex, random_sens_maps
@@ -322,7 +322,7 @@ def test_gradients_reach_zero_filled(method, options, coils):
 
 
 def _load_script():
-    pytest.importorskip("smug.data", reason="smug.data (and smug.fastmri_io) not available")
+    pytest.importorskip("smug.data.datasets", reason="smug.data.datasets (and smug.data.fastmri_io) not available")
     spec = importlib.util.spec_from_file_location("tune_classical", REPO / "scripts" / "tune_classical.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from smug.mri.coil_combine import sens_combine
-from smug.data import SliceDataset, central_slices, make_dataset, preprocess_slice, select_slices
-from smug.fastmri_io import read_file_mask, read_slice
+from smug.data.datasets import SliceDataset, central_slices, make_dataset, preprocess_slice, select_slices
+from smug.data.fastmri_io import read_file_mask, read_slice
 from smug.mri.fftc import ifft2c
 from smug.mri.masks import create_mask_for_mask_type, save_mask
-from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
+from smug.data.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
 from smug.mri.transforms import center_crop, center_crop_or_pad
 from tests.fastmri_files import LAYOUTS, fill_padding_columns, write_layout
 
@@ -146,7 +146,7 @@ def test_padding_columns_are_zeroed_before_preprocessing(layouts, tmp_path, kind
 def test_flair_narrow_volume_is_padded_to_the_recon_size(layouts, caplog):
     fixed = torch.zeros(16, dtype=torch.bool)
     fixed[5:11] = True
-    with caplog.at_level(logging.INFO, logger="smug.data"):
+    with caplog.at_level(logging.INFO, logger="smug.data.datasets"):
         dataset = SliceDataset(
             select_slices([layouts["multicoil_brain"], layouts["flair_narrow"]], 2),
             mask=fixed,

@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
-import smug.download
-from smug.download import DownloadError, download, extract_archive, read_sha256_file, sha256_of
-from smug.fastmri_io import inspect_volume
-from smug.synthetic import ismrmrd_header
+import smug.data.download
+from smug.data.download import DownloadError, download, extract_archive, read_sha256_file, sha256_of
+from smug.data.fastmri_io import inspect_volume
+from smug.data.synthetic import ismrmrd_header
 
 REPO = Path(__file__).resolve().parents[1]
 _SPEC = importlib.util.spec_from_file_location("fetch_fastmri", REPO / "scripts" / "fetch_fastmri.py")
@@ -314,7 +314,7 @@ def test_interrupted_extraction_leaves_no_marker(tmp_path: Path, monkeypatch) ->
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(smug.download.os, "replace", failing_replace)
+    monkeypatch.setattr(smug.data.download.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         extract_archive(tmp_path / "full.tar.xz", out)
     assert not (out / ".complete").exists()

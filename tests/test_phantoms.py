@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smug.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
-from smug.phantoms import PHANTOMS
+from smug.data.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
+from smug.data.phantoms import PHANTOMS
 
 SHAPE = (48, 48)
 ANATOMIES = sorted(PHANTOMS)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.fastmri_io import FastMRIFormatError
+from smug.data.fastmri_io import FastMRIFormatError
 from smug.mri.masks import save_mask
 from smug.metrics import psnr
 from smug.submission import SUBMISSION_SIZE, reconstruct_files

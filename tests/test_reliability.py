@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data import make_dataset
-from smug.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
+from smug.data.datasets import make_dataset
+from smug.data.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
 from smug.utils.io import UnsafeFileError, load_torch_file
 from smug.mri.masks import save_mask
 from smug.method_files import load_method
-from smug.splits import validate_volume
+from smug.data.splits import validate_volume
 from smug.training import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume
 from tests.workflow_utils import TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config

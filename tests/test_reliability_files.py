@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data import SliceDataset, select_slices
-from smug.fastmri_io import (
+from smug.data.datasets import SliceDataset, select_slices
+from smug.data.fastmri_io import (
     FastMRIFormatError,
     VolumeLimits,
     inspect_volume,
@@ -27,8 +27,8 @@ from smug.fastmri_io import (
 )
 from smug.mri.masks import save_mask
 from smug.utils.runtime import provenance
-from smug.sens_maps import maps_file_matches, read_sens_maps
-from smug.splits import validate_volume
+from smug.data.sens_maps import maps_file_matches, read_sens_maps
+from smug.data.splits import validate_volume
 from smug.submission import reconstruct_files
 from tests.fastmri_files import write_fastmri_volume
 

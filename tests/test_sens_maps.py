@@ -1,4 +1,4 @@
-"""ESPIRiT sensitivity maps (smug.sens_maps) and scripts/estimate_sens_maps.py."""
+"""ESPIRiT sensitivity maps (smug.data.sens_maps) and scripts/estimate_sens_maps.py."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from smug.coil_sensitivities import birdcage_sensitivities
-from smug.data import select_slices
-from smug.fastmri_io import FastMRIFormatError
+from smug.data.coil_sensitivities import birdcage_sensitivities
+from smug.data.datasets import select_slices
+from smug.data.fastmri_io import FastMRIFormatError
 from smug.mri.fftc import fft2c, ifft2c
-from smug.sens_maps import (
+from smug.data.sens_maps import (
     calibration_region,
     espirit_maps,
     estimate_volume_maps,
@@ -23,7 +23,7 @@ from smug.sens_maps import (
     read_sens_maps,
     write_sens_maps,
 )
-from smug.synthetic import ismrmrd_header
+from smug.data.synthetic import ismrmrd_header
 from smug.mri.transforms import center_crop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -305,7 +305,7 @@ def test_script_help() -> None:
 def test_narrow_flair_volume_gets_maps_padded_like_its_images(tmp_path: Path) -> None:
     """fastMRI's FLAIR case: the image is narrower than the recon width; maps are estimated on the
     grid the data have and zero-padded as the slice dataset pads the coil images."""
-    from smug.data import SliceDataset, select_slices
+    from smug.data.datasets import SliceDataset, select_slices
     from tests.fastmri_files import write_layout
 
     volume = write_layout(tmp_path, "flair_narrow")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.evaluate import reconstruct_volumes
 from smug.models.zero_filled import ZeroFilled
 from smug.mri.operators import forward_operator

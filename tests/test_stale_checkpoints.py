@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from smug.data import make_dataset
+from smug.data.datasets import make_dataset
 from smug.distributed import SINGLE, Ranks
 from smug.utils.io import file_digest
 from smug.study.methods import spec_settings

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from smug.mri.coil_combine import rss, sens_combine
-from smug.fastmri_io import parse_ismrmrd_header
-from smug.sens_maps import read_sens_maps
+from smug.data.fastmri_io import parse_ismrmrd_header
+from smug.data.sens_maps import read_sens_maps
 from smug.mri.fftc import fft2c, ifft2c
-from smug.synthetic import (
+from smug.data.synthetic import (
     SyntheticVolume,
     VolumeSpec,
     fft2c_np,
@@ -252,5 +252,5 @@ def test_script_rejects_bad_arguments(tmp_path: Path, args: list[str], message: 
 
 
 def test_generator_does_not_import_torch() -> None:
-    code = "import sys, smug.synthetic; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, smug.data.synthetic; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import smug.test_time_training as ttt
-from smug.data import Batch
+from smug.data.datasets import Batch
 from smug.evaluate import volume_rows
 from smug.models.factory import build_model
 from smug.models.zero_filled import ZeroFilled

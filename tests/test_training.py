@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-from smug.data import collate
+from smug.data.datasets import collate
 from smug.models.factory import build_model
 from smug.objectives import end_to_end_loss, unrolled_stability_loss
 from smug.training import NonFiniteLossError, TrainSettings, fit

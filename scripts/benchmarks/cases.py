@@ -25,7 +25,7 @@ from benchmarks.harness import (
     time_sized,
 )
 from smug.attacks import pgd_kspace_attack
-from smug.data import Batch, SliceDataset, collate, select_slices
+from smug.data.datasets import Batch, SliceDataset, collate, select_slices
 from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
 from smug.models.modl import RSE2E, MoDL
 from smug.models.registry import build_denoiser
@@ -33,7 +33,7 @@ from smug.models.smoothing import denoise_complex
 from smug.objectives import end_to_end_loss
 from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
 from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
-from smug.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
+from smug.data.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
 
 LOG = logging.getLogger("smug.bench")
 
@@ -43,7 +43,7 @@ _SEED = 0
 
 
 def make_problem(size: BenchSize, device: torch.device, multicoil: bool = True) -> Batch:
-    """A random undersampled batch like :class:`smug.data.SliceDataset` gives: ``C = 1`` coil unless
+    """A random undersampled batch like :class:`smug.data.datasets.SliceDataset` gives: ``C = 1`` coil unless
     ``multicoil``, one ``(W,)`` mask (every 4th column plus the central 8 %), targets of magnitude
     at most 1, no file names."""
     gen = torch.Generator().manual_seed(_SEED)

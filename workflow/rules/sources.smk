@@ -3,7 +3,7 @@
 # their indexes, splits and sensitivity maps; and the undersampling masks.
 from pathlib import Path
 
-from smug.synthetic import sens_map_path, volume_paths, volume_plan
+from smug.data.synthetic import sens_map_path, volume_paths, volume_plan
 
 
 def synthetic_plan():
@@ -143,7 +143,7 @@ def volume_limits():
 
 def split_slices(split):
     """Slices each consumer of a split uses; sensitivity maps are estimated for the largest count,
-    whose central-slice selection contains every smaller one (smug.data.select_slices)."""
+    whose central-slice selection contains every smaller one (smug.data.datasets.select_slices)."""
     counts = {
         "train": [config["training"]["train_slices"]],
         "val": [config["training"]["val_slices"], config["classical"]["val_slices"]],

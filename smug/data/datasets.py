@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from smug.mri.coil_combine import sens_combine
 from smug.mri.coil_combine import rss
-from smug.fastmri_io import (
+from smug.data.fastmri_io import (
     EncodingInfo,
     VolumeInfo,
     check_recon_fits,
@@ -41,7 +41,7 @@ from smug.fastmri_io import (
 from smug.mri.fftc import fft2c, ifft2c
 from smug.mri.masks import load_mask
 from smug.mri.operators import apply_column_mask
-from smug.sens_maps import read_sens_maps
+from smug.data.sens_maps import read_sens_maps
 from smug.mri.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class SliceDataset(Dataset):
             or None for fully sampled k-space.
         sens_dir: folder, or folders searched in order, of ``{fname}`` sensitivity-map files (a
             map file given instead stands for its folder)
-            (:mod:`smug.sens_maps`) for multicoil volumes.
+            (:mod:`smug.data.sens_maps`) for multicoil volumes.
         recon_size: crop ``(h, w)``; default: the file header's reconSpace.
         cache: keep decoded slices in memory (after the first epoch reading costs nothing).
         allow_no_target: accept test files (no reconstruction dataset, a stored ``mask``).

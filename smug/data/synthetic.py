@@ -1,7 +1,7 @@
 """The embedded synthetic dataset: deterministic phantom volumes written in fastMRI's exact HDF5 layout.
 
 fastMRI itself needs a data-use agreement, so the default pipeline run uses these volumes; they go
-through the same reader (:mod:`smug.fastmri_io`) as the real files. A volume is fully determined by
+through the same reader (:mod:`smug.data.fastmri_io`) as the real files. A volume is fully determined by
 its :class:`VolumeSpec` and the generation arguments, down to the bytes of the file.
 
 Forward model per slice: a phantom image ``x`` on the k-space grid ``(H, W)`` whose object is framed
@@ -25,10 +25,10 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from smug.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
-from smug.fastmri_io import ISMRMRD_NAMESPACE, RECON_KEYS, SENS_MAPS_KEY
+from smug.data.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
+from smug.data.fastmri_io import ISMRMRD_NAMESPACE, RECON_KEYS, SENS_MAPS_KEY
 from smug.utils.io import atomic_path
-from smug.phantoms import PHANTOMS
+from smug.data.phantoms import PHANTOMS
 
 SPLITS = ("train", "val", "test")
 CHALLENGES = tuple(RECON_KEYS)

@@ -6,7 +6,7 @@ multicoil, with ``H`` the readout (x) and ``W`` the phase-encode (y) axis; the t
 absent from test files; ``ismrmrd_header`` the ISMRMRD XML; attributes such as ``acquisition``,
 ``max``, ``norm`` and ``patient_id``. Test and challenge files hold k-space that is already
 undersampled, a ``mask`` ``(W,)`` of the sampled columns and the attributes ``acceleration`` and
-``num_low_frequency``. Sensitivity-map files are read and written by :mod:`smug.sens_maps`.
+``num_low_frequency``. Sensitivity-map files are read and written by :mod:`smug.data.sens_maps`.
 
 Real files come as single-coil knee (``(S, 640, 368)`` k-space, ``reconstruction_esc``
 ``(S, 320, 320)``, acquisitions ``CORPD_FBK`` / ``CORPDFS_FBK``, names like ``file1000001.h5``) and
@@ -33,7 +33,7 @@ import numpy as np
 
 ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
 RECON_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
-# Dataset of a sensitivity-map file (read and written by smug.sens_maps, also by smug.synthetic).
+# Dataset of a sensitivity-map file (read and written by smug.data.sens_maps, also by smug.data.synthetic).
 SENS_MAPS_KEY = "sens_maps"
 FILE_MASK_KEY = "mask"
 # Acquisition prefixes and file-name patterns of fastMRI's two anatomies.

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from smug.fastmri_io import FastMRIFormatError, VolumeInfo, VolumeLimits, inspect_volume
+from smug.data.fastmri_io import FastMRIFormatError, VolumeInfo, VolumeLimits, inspect_volume
 from smug.utils.io import atomic_path
 
 INDEX_COLUMNS = [
@@ -99,7 +99,7 @@ def select_volumes(index: pd.DataFrame, start: int, count: int | None, anatomy: 
 
 
 def validate_volume(path: str | os.PathLike, limits: VolumeLimits | None = None) -> VolumeInfo:
-    """Validate one volume from its metadata alone (see :func:`smug.fastmri_io.inspect_volume`) and
+    """Validate one volume from its metadata alone (see :func:`smug.data.fastmri_io.inspect_volume`) and
     check its declared shapes against ``limits`` before any job reads its arrays."""
     info = inspect_volume(path)
     if limits is not None:

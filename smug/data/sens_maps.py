@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import torch
 
-from smug.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, check_finite, load_slice, open_hdf5, open_volume
+from smug.data.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, check_finite, load_slice, open_hdf5, open_volume
 from smug.utils.io import atomic_path
 from smug.mri.transforms import center_crop_or_pad
 
@@ -163,7 +163,7 @@ def estimate_volume_maps(
     Args:
         volume_path: fastMRI HDF5 volume with multicoil ``kspace`` ``(S, C, H, W)``.
         slice_indices: slices to estimate, in the order of the output rows.
-        recon_size: ``(h, w)`` crop, as :func:`smug.data.preprocess_slice` crops the coil images.
+        recon_size: ``(h, w)`` crop, as :func:`smug.data.datasets.preprocess_slice` crops the coil images.
         num_acs: calibration columns (see :func:`espirit_maps`).
         device: where the eigen-decompositions run.
         **espirit_kw: ``kernel_size``, ``threshold``, ``crop`` of :func:`espirit_maps`.
