@@ -25,7 +25,7 @@ import pandas as pd
 from smug.health import health_by_seed, health_summary, unhealthy
 from smug.utils.io import atomic_path
 from smug.utils.cli import parse_args, setup_logging
-from smug.method_files import read_record
+from smug.models.method_files import read_record
 from smug.study.methods import model_name, seed_of_path
 from smug.utils.runtime import setup_compute
 

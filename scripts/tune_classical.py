@@ -3,7 +3,7 @@
 
 Reconstructs the validation slices with every candidate ``lam``, keeps the one with the best mean
 PSNR (fastMRI PSNR of magnitudes, per slice), and writes MODEL (a ``model.pt`` record that
-``smug.classical.from_record`` turns back into a model) and TABLE (CSV: lam, psnr, ssim), both
+``smug.models.classical.from_record`` turns back into a model) and TABLE (CSV: lam, psnr, ssim), both
 atomically.
 
 Example:
@@ -22,7 +22,7 @@ import sys
 import torch
 from torch.utils.data import DataLoader
 
-from smug.classical import (
+from smug.models.classical import (
     METHODS,
     TV_SOLVERS,
     CompressedSensing,

@@ -16,7 +16,7 @@ import torch
 from smug.utils.io import atomic_path
 from smug.utils.cli import load_spec, parse_args
 from smug.utils.runtime import provenance, setup_compute
-from smug.untrained import UntrainedNetwork
+from smug.models.untrained import UntrainedNetwork
 
 
 def main(argv: list[str] | None = None) -> None:

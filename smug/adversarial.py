@@ -28,7 +28,7 @@ from smug.attacks import DOMAINS, apply_perturbation, zero_filled_image
 from smug.data.datasets import Batch
 from smug.objectives import complex_mse
 from smug.mri.operators import forward_operator
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 from smug.mri.transforms import channels_to_complex
 
 ImageLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

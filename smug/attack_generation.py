@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from smug import attacks
 from smug.attack_files import save_attack
 from smug.data.datasets import collate, make_dataset
-from smug.method_files import load_method
+from smug.models.method_files import load_method
 from smug.study.methods import model_name
 from smug.models.modl import without_smoothing
 from smug.training import epoch_seed

@@ -30,7 +30,7 @@ from torch import nn
 from smug.data.datasets import Batch
 from smug.study.methods import NOISE_COUNTERPART, PROTOCOLS
 from smug.mri.operators import adjoint_operator, apply_column_mask, broadcast_mask
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 from smug.mri.transforms import clamp_complex
 
 NORMS = ("linf", "l2")

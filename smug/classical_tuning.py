@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from smug import metrics
-from smug.classical import CompressedSensing
+from smug.models.classical import CompressedSensing
 from smug.data.datasets import Batch
 from smug.mri.operators import adjoint_operator
 

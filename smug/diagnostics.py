@@ -33,10 +33,10 @@ from torch.utils.data import DataLoader
 from smug.attacks import apply_perturbation, pgd_kspace_attack, random_perturbation
 from smug.data.datasets import Batch, collate, make_dataset
 from smug.utils.io import atomic_path
-from smug.method_files import load_method
+from smug.models.method_files import load_method
 from smug.study.methods import model_name
 from smug.models.modl import MoDL, RSE2E, UnrollTrace
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 
 LOG = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from smug.utils.io import atomic_path
 from smug.metrics import METRIC_FUNCS
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 from smug.data.datasets import Batch, collate
 from smug.statistics import mean_interval
 

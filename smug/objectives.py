@@ -17,7 +17,7 @@ from smug.data.datasets import Batch
 from smug.losses import SSIMLoss
 from smug.models.modl import UnrollTrace
 from smug.models.smoothing import complex_gaussian, denoise_complex
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 from smug.mri.transforms import clamp_complex
 
 

@@ -27,7 +27,7 @@ from smug.attack_files import load_attack
 from smug.data.datasets import Batch, make_dataset
 from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.utils.io import atomic_dir, atomic_path
-from smug.method_files import load_method, read_record, record_kind
+from smug.models.method_files import load_method, read_record, record_kind
 from smug.study.methods import KINDS, model_name
 from smug.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator

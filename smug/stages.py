@@ -37,7 +37,7 @@ from smug.data.datasets import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
 from smug.utils.io import atomic_path, file_digest, files_digest
 from smug.metrics import psnr, ssim
-from smug.method_files import load_method, record_kind
+from smug.models.method_files import load_method, record_kind
 from smug.study.methods import KINDS
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
 from smug.models.zero_filled import ZeroFilled
@@ -52,7 +52,7 @@ from smug.objectives import (
     reconstruction_loss,
     unrolled_stability_loss,
 )
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 from smug.utils.runtime import dump_json, provenance
 from smug.training import LossFn, NonFiniteLossError, TrainSettings, epoch_seed, fit
 from smug.mri.transforms import clamp_complex

@@ -29,8 +29,8 @@ from smug.data.datasets import SliceDataset, collate, select_slices
 from smug.data.fastmri_io import FastMRIFormatError, VolumeInfo, check_recon_fits, inspect_volume
 from smug.utils.io import atomic_path
 from smug.mri.masks import load_mask
-from smug.method_files import load_method
-from smug.reconstruct import reconstruct
+from smug.models.method_files import load_method
+from smug.models.reconstruct import reconstruct
 from smug.data.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 from smug.mri.transforms import center_crop_or_pad
 

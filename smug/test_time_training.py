@@ -6,7 +6,7 @@ self-supervised k-space loss ``||M A f(y) - M y||_1 / ||M y||_1``
 (:func:`smug.mri.consistency.kspace_consistency_loss`). A few sampled columns are held out: they
 are removed from the network's input as well as from the loss, so the weights never depend on them,
 and their loss tells when the adaptation starts fitting noise (self-validation early stopping, as in
-:func:`smug.untrained.fit_untrained`).
+:func:`smug.models.untrained.fit_untrained`).
 
 The trained model is never modified; every call adapts a fresh deep copy.
 """
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from smug.data.datasets import Batch, collate
 from smug.evaluate import BatchTransform, VolumeStack
 from smug.mri.operators import apply_column_mask
-from smug.reconstruct import reconstruct
+from smug.models.reconstruct import reconstruct
 from smug.mri.consistency import kspace_consistency_loss, split_mask
 
 SETTINGS = ("steps", "lr", "holdout_fraction", "patience", "check_every")

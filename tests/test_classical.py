@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from smug import metrics
-from smug.classical import (
+from smug.models.classical import (
     CompressedSensing,
     from_record,
     l1_wavelet_objective,

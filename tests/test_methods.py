@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from smug import attacks
-from smug.classical import CompressedSensing, to_record
-from smug.method_files import load_method, record_kind
+from smug.models.classical import CompressedSensing, to_record
+from smug.models.method_files import load_method, record_kind
 from smug.study.methods import (
     ATTACKS,
     FIGURES,

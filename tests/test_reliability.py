@@ -18,7 +18,7 @@ from smug.data.datasets import make_dataset
 from smug.data.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
 from smug.utils.io import UnsafeFileError, load_torch_file
 from smug.mri.masks import save_mask
-from smug.method_files import load_method
+from smug.models.method_files import load_method
 from smug.data.splits import validate_volume
 from smug.training import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume

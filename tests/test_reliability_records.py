@@ -17,10 +17,10 @@ import pytest
 import torch
 import yaml
 
-from smug.classical import CompressedSensing, to_record
-from smug.method_files import ModelFileError, load_method
+from smug.models.classical import CompressedSensing, to_record
+from smug.models.method_files import ModelFileError, load_method
 from smug.study.methods import METHODS, spec_settings
-from smug.models import registry
+from smug.models import denoisers
 from smug.models.dncnn import DnCNN
 from smug.models.factory import build_model
 from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
@@ -232,7 +232,7 @@ def test_oversized_network_is_refused_before_any_weight_is_allocated(tmp_path, m
             devices.append(torch.empty(0).device.type)  # where its weights are about to be made
             super().__init__(in_chans, out_chans, num_chans, num_layers)
 
-    monkeypatch.setitem(registry.DENOISERS, "dncnn", Spy)
+    monkeypatch.setitem(denoisers.DENOISERS, "dncnn", Spy)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     with pytest.raises(ModelFileError, match=re.escape(message)):
@@ -255,17 +255,17 @@ def test_records_within_the_limits_load_their_own_weights(tmp_path):
 def test_limits_leave_room_for_the_configured_networks():
     """The study's configured sizes are at least 4 times below the limits a record is held to."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    sections = [config["model"][name] for name in registry.DENOISERS] + [
+    sections = [config["model"][name] for name in denoisers.DENOISERS] + [
         config["model"],
         config["smoothing"],
         config["smoothing"]["weight_encoder"],
         config["baselines"]["unet"]["model"],
     ]
     sizes = [
-        (key, value) for section in sections for key, value in section.items() if key in registry.SIZE_LIMITS
+        (key, value) for section in sections for key, value in section.items() if key in denoisers.SIZE_LIMITS
     ]
     assert {key for key, _ in sizes} >= {"num_chans", "num_layers", "num_dubs", "num_unrolls", "num_samples"}
-    assert all(4 * value <= registry.SIZE_LIMITS[key][0] for key, value in sizes), sizes
+    assert all(4 * value <= denoisers.SIZE_LIMITS[key][0] for key, value in sizes), sizes
 
 
 # The script end to end: the issue's cases, a record that is no dict and an unknown kind.

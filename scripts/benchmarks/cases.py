@@ -28,7 +28,7 @@ from smug.attacks import pgd_kspace_attack
 from smug.data.datasets import Batch, SliceDataset, collate, select_slices
 from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
 from smug.models.modl import RSE2E, MoDL
-from smug.models.registry import build_denoiser
+from smug.models.denoisers import build_denoiser
 from smug.models.smoothing import denoise_complex
 from smug.objectives import end_to_end_loss
 from smug.mri.operators import adjoint_operator, forward_operator, normal_operator

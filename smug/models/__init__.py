@@ -6,7 +6,7 @@ All take and return real tensors ``(B, C, H, W)``; complex images cross into thi
 
 from smug.models.didn import DIDN, DownUpBlock
 from smug.models.dncnn import DnCNN
-from smug.models.registry import DENOISERS, build_denoiser, count_parameters
+from smug.models.denoisers import DENOISERS, build_denoiser, count_parameters
 from smug.models.unet import UNet
 from smug.models.weight_encoder import WeightEncoder
 

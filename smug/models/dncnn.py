@@ -17,7 +17,7 @@ class DnCNN(nn.Module):
     Args:
         in_chans: image channels (2: real and imaginary parts).
         out_chans: output channels; must equal ``in_chans`` because of the skip connection (kept
-            as an argument so every denoiser of :mod:`smug.models.registry` takes the same ones).
+            as an argument so every denoiser of :mod:`smug.models.denoisers` takes the same ones).
         num_chans: feature channels of the hidden layers.
         num_layers: number of 3x3 convolutions, at least 2.
 

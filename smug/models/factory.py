@@ -10,7 +10,7 @@ from torch import nn
 from smug.study.methods import KINDS
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.modl import RSE2E, MoDL
-from smug.models.registry import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
+from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
 from smug.models.weight_encoder import WeightEncoder
 
 Builder = Callable[[str, dict[str, Any], dict[str, Any] | None], nn.Module]
@@ -123,7 +123,7 @@ def check_spec(spec: Any) -> None:
     The keys a kind's ``model`` and ``smoothing`` sections may hold are its entry of
     :data:`smug.study.methods.KINDS` (the U-Nets': ZeroFilledUNet's arguments); the type of each setting is
     the one the network it sets annotates; sizes are bounded by
-    :data:`smug.models.registry.SIZE_LIMITS`.
+    :data:`smug.models.denoisers.SIZE_LIMITS`.
 
     Raises:
         ValueError: naming the offending key, e.g. ``spec.model.denoiser_args.num_layers``.
@@ -221,7 +221,7 @@ def network_from_record(record: dict[str, Any]) -> nn.Module:
 
     Nothing is allocated before the record is checked: the spec (:func:`check_spec`), then the size of
     the network it describes, built on the ``meta`` device (at most
-    :data:`smug.models.registry.MAX_PARAMETERS` parameters), then the weights' keys and shapes
+    :data:`smug.models.denoisers.MAX_PARAMETERS` parameters), then the weights' keys and shapes
     against that network's (:func:`check_state_dict`).
 
     Raises:

@@ -14,13 +14,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from smug import classical
+from smug.models import classical
 from smug.utils.io import load_torch_file
 from smug.study.methods import KINDS
 from smug.models.factory import network_from_record
-from smug.models.registry import check_arguments
+from smug.models.denoisers import check_arguments
 from smug.models.zero_filled import ZeroFilled
-from smug.untrained import UntrainedNetwork
+from smug.models.untrained import UntrainedNetwork
 
 
 class ModelFileError(ValueError):
