@@ -4,7 +4,7 @@
 White-box PGD attacks differentiate through the model (data consistency included; randomised
 models with expectation over transformation). Random-noise "attacks" need no model and are
 computed once for all models (omit --model). The output HDF5 holds one group per eps with the
-perturbations of every test slice and the attack's settings as attributes (smug.attack_files.save_attack).
+perturbations of every test slice and the attack's settings as attributes (smug.attacks.files.save_attack).
 
 Example:
   python scripts/attack.py --attack pgd_kspace_linf --eps 0.005 0.01 0.02 --steps 10 \
@@ -16,14 +16,14 @@ Example:
 import argparse
 import sys
 
-from smug.attack_generation import compute_attack
+from smug.attacks.generation import compute_attack
 from smug.utils.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
 from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--attack", required=True, help="name in smug.attacks.ATTACKS")
+    parser.add_argument("--attack", required=True, help="name in smug.attacks.perturbations.ATTACKS")
     parser.add_argument("--eps", type=float, nargs="+", required=True, help="attack strengths")
     parser.add_argument("--model", help="model.pt to attack (not needed for random noise)")
     add_test_data_options(parser)

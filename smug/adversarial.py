@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from smug.attacks import DOMAINS, apply_perturbation, zero_filled_image
+from smug.attacks.perturbations import DOMAINS, apply_perturbation, zero_filled_image
 from smug.data.datasets import Batch
 from smug.objectives import complex_mse
 from smug.mri.operators import forward_operator

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.attacks import apply_perturbation, pgd_kspace_attack, random_perturbation
+from smug.attacks.perturbations import apply_perturbation, pgd_kspace_attack, random_perturbation
 from smug.data.datasets import Batch, collate, make_dataset
 from smug.utils.io import atomic_path
 from smug.models.method_files import load_method

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from smug.attack_files import load_attack
+from smug.attacks.files import load_attack
 from smug.data.fastmri_io import open_hdf5
 from smug.mri.fftc import fft2c, ifft2c
 from smug.study.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS

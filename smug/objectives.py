@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from smug.attacks import apply_perturbation, pgd_kspace_attack
+from smug.attacks.perturbations import apply_perturbation, pgd_kspace_attack
 from smug.data.datasets import Batch
 from smug.losses import SSIMLoss
 from smug.models.modl import UnrollTrace

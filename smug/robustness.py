@@ -1,7 +1,7 @@
 """The robustness study's experiments, as functions the pipeline's scripts call.
 
 ``evaluate_model`` scores one model under every condition: clean, each saved attack (written by
-:mod:`smug.attack_generation`) and its random-noise counterpart, the trained min-max generators
+:mod:`smug.attacks.generation`) and its random-noise counterpart, the trained min-max generators
 replayed as transfer attacks, sampling-rate shift, unrolling shift, anatomy shift and small-feature
 recovery; ``evaluate_test_time_training`` scores a trained network adapted to each
 shifted-anatomy test measurement (test-time training).
@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from smug import attacks
+from smug.attacks import perturbations as attacks
 from smug.adversarial import perturb_input
-from smug.attack_files import load_attack
+from smug.attacks.files import load_attack
 from smug.data.datasets import Batch, make_dataset
 from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.utils.io import atomic_dir, atomic_path

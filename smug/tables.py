@@ -7,11 +7,11 @@ from typing import Iterable
 
 import pandas as pd
 
-from smug.attacks import attack_protocol
+from smug.attacks.perturbations import attack_protocol
 from smug.evaluate import TABLE_COLUMNS, summarize
 from smug.utils.io import atomic_path
 
-# ``protocol`` says how each row's perturbation was made (smug.attacks.attack_protocol): white-box
+# ``protocol`` says how each row's perturbation was made (smug.attacks.perturbations.attack_protocol): white-box
 # PGD with EOT, a SMUG paper's own protocol, random noise, a generator's transfer, clean or shift.
 ROBUSTNESS_COLUMNS = [*TABLE_COLUMNS[:2], "protocol", *TABLE_COLUMNS[2:], "config_hash", "git_commit"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.attacks import (
+from smug.attacks.perturbations import (
     is_randomised,
     ATTACKS,
     apply_perturbation,
@@ -350,7 +350,7 @@ def test_deterministic_models_are_attacked_with_one_pass_per_step():
 
 
 def test_paper_protocols_fix_the_authors_settings_and_are_labelled():
-    from smug.attacks import NOISE_COUNTERPART, PROTOCOLS, attack_protocol
+    from smug.attacks.perturbations import NOISE_COUNTERPART, PROTOCOLS, attack_protocol
 
     journal, conference = PROTOCOLS["pgd_kspace_linf_journal"], PROTOCOLS["pgd_image_linf_conference"]
     assert journal["steps"] == conference["steps"] == 10

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from smug import attacks
+from smug.attacks import perturbations as attacks
 from smug.models.classical import CompressedSensing, to_record
 from smug.models.method_files import load_method, record_kind
 from smug.study.methods import (

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from smug.attack_files import load_attack
+from smug.attacks.files import load_attack
 from smug.study.methods import FIGURES
 
 from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config

@@ -24,7 +24,7 @@ from benchmarks.harness import (
     time_interleaved,
     time_sized,
 )
-from smug.attacks import pgd_kspace_attack
+from smug.attacks.perturbations import pgd_kspace_attack
 from smug.data.datasets import Batch, SliceDataset, collate, select_slices
 from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
 from smug.models.modl import RSE2E, MoDL

@@ -259,7 +259,7 @@ class Attack:
         noise: the random-noise attack of the same norm ball (its average-case counterpart), or
             None for a random-noise attack itself.
         protocol: the PGD settings of a SMUG paper's own protocol, fixed here rather than taken
-            from ``evaluation.pgd`` (see :mod:`smug.attacks`), or None for a white-box attack.
+            from ``evaluation.pgd`` (see :mod:`smug.attacks.perturbations`), or None for a white-box attack.
     """
 
     noise: str | None = None

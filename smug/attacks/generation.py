@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from smug import attacks
-from smug.attack_files import save_attack
+from smug.attacks import perturbations as attacks
+from smug.attacks.files import save_attack
 from smug.data.datasets import collate, make_dataset
 from smug.models.method_files import load_method
 from smug.study.methods import model_name
