@@ -4,7 +4,7 @@
 Writes per-model rows (model, quantity, level, statistic, value, n_slices) to OUT: the largest
 denoiser output norm on the clean test slices and under worst-case perturbations, the sensitivity
 ||f(y + e) - f(y)|| / ||e|| for random and worst-case (l2 PGD) e at each relative radius, and
-Weighted SMUG's weight spread. See smug.diagnostics.
+Weighted SMUG's weight spread. See smug.evaluation.diagnostics.
 
 Example:
   python scripts/diagnose.py --model results/models/smug/model.pt \
@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from smug.utils.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
-from smug.diagnostics import diagnose_file
+from smug.evaluation.diagnostics import diagnose_file
 from smug.utils.runtime import select_device, setup_compute
 
 

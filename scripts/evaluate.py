@@ -23,7 +23,7 @@ Example:
 import argparse
 import sys
 
-from smug.robustness import evaluate_model
+from smug.evaluation.robustness import evaluate_model
 from smug.utils.cli import (
     add_compute_arguments,
     add_config_option,

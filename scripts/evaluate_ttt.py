@@ -4,7 +4,7 @@
 For every batch of test slices (one slice per batch in the study), a copy of the network is
 fine-tuned on that measurement alone with the self-supervised k-space loss ||y - A f(y)||_1 / ||y||_1
 on part of the sampled columns; the rest are held out and the weights that predict them best are
-kept (smug.test_time_training). Run on the other anatomy's test volumes, the rows (perturbation
+kept (smug.evaluation.ttt). Run on the other anatomy's test volumes, the rows (perturbation
 ttt_anatomy_shift) show how much of the anatomy-shift gap TTT closes.
 
 Example:
@@ -17,7 +17,7 @@ Example:
 import argparse
 import sys
 
-from smug.robustness import evaluate_test_time_training
+from smug.evaluation.robustness import evaluate_test_time_training
 from smug.utils.cli import (
     add_compute_arguments,
     add_config_option,

@@ -2,7 +2,7 @@
 """Collect every model's per-volume scores, of every seed, into results/tables/robustness.csv and wide tables.
 
 robustness.csv is tidy: one row per (model, perturbation, level, metric) with the mean and std over
-seeds and test volumes, a 95 % interval accounting for both (smug.statistics), the slice count, the
+seeds and test volumes, a 95 % interval accounting for both (smug.evaluation.statistics), the slice count, the
 number of seeds, the config hash and the git commit. robustness_by_seed.csv holds each seed's own
 row; scores.csv every per-volume score (the claims and comparisons read it). The markdown/LaTeX
 files hold the paper-style tables (models x levels) per perturbation; the shift summary compares in-

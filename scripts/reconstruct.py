@@ -21,7 +21,7 @@ import sys
 
 from smug.utils.cli import add_compute_arguments, add_config_option, add_espirit_options, parse_args, setup_logging
 from smug.utils.runtime import select_device, setup_compute
-from smug.submission import reconstruct_files
+from smug.evaluation.submission import reconstruct_files
 
 
 def main(argv: list[str] | None = None) -> None:

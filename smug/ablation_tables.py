@@ -2,7 +2,7 @@
 
 One tidy table: per (experiment, model, perturbation, level, metric) the mean, std and 95 %
 interval over seeds and test volumes of the clean and attacked scores (as ``robustness.csv``), and
-the :mod:`smug.diagnostics` measurements as rows of protocol ``diagnostic`` (their ``mean`` is the
+the :mod:`smug.evaluation.diagnostics` measurements as rows of protocol ``diagnostic`` (their ``mean`` is the
 measured value averaged over the seeds; no interval). Each row names the model's method, its setting (``sigma=0.02``), its
 role (variant or reference) and whether it passed the training-health checks.
 """
@@ -36,7 +36,7 @@ def ablation_table(
             (:func:`smug.study.ablations.experiment_models`); ``diagnosed``: whether the experiment shows
             the model's diagnostics.
         scores: per-volume evaluation rows of the models (``scripts/evaluate.py``).
-        diagnostics: :mod:`smug.diagnostics` rows of the models that were diagnosed.
+        diagnostics: :mod:`smug.evaluation.diagnostics` rows of the models that were diagnosed.
         health: the ablation models' training-health table (:func:`smug.health.health_table`);
             a model absent from it (a classical reference) is marked healthy if it has no checks.
         config_hash, git_commit: provenance, on every row.

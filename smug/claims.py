@@ -9,7 +9,7 @@ adds a claim with a config entry and a kind with one entry there.
 
 Every score is measured on a crossed design (each training seed's model on the same test volumes),
 so each condition is a ``(seeds, volumes)`` table (:func:`score_tables`) and each effect gets the
-crossed jackknife interval of :mod:`smug.statistics`, whose verdict is ``supported`` when the
+crossed jackknife interval of :mod:`smug.evaluation.statistics`, whose verdict is ``supported`` when the
 interval lies wholly on the claimed side of the threshold, ``contradicted`` when wholly on the
 other, else ``inconclusive``. In- and out-of-distribution conditions are scored on different
 volumes (the shift anatomy's), and each table is told its volume set.
@@ -22,7 +22,7 @@ Besides the claims, :func:`comparisons` lists the paired differences the design 
 method against MoDL, SMUG against every other unrolled network, under every shared condition).
 
 Only pandas and numpy at import (the workflow imports this module to check the config); scipy
-comes with :mod:`smug.statistics` when an interval is computed.
+comes with :mod:`smug.evaluation.statistics` when an interval is computed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import pandas as pd
 
 from smug.study.methods import NOISE_COUNTERPART, method_family
 
-# The per-volume rows of every seed: smug.evaluate.ROW_COLUMNS (a test holds them equal), written
+# The per-volume rows of every seed: smug.evaluation.scoring.ROW_COLUMNS (a test holds them equal), written
 # out so that building the DAG, which checks the claims, never imports torch.
 SCORE_COLUMNS = ["model", "perturbation", "level", "metric", "seed", "volume", "value", "n_slices"]
 KEY_COLUMNS = ["model", "perturbation", "level", "metric"]
@@ -214,16 +214,16 @@ def comparison_pairs(models: Iterable[str]) -> list[tuple[str, str]]:
 def comparisons(scores: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """The paired difference ``a - b`` of each pair under every (perturbation, level, metric) both
     are scored under: the same seed's and the same volume's scores subtracted, then the mean of the
-    ``(seeds, volumes)`` differences with its crossed interval (:func:`smug.statistics.mean_interval`).
+    ``(seeds, volumes)`` differences with its crossed interval (:func:`smug.evaluation.statistics.mean_interval`).
 
     ``decided`` says the interval excludes 0 with at least two seeds (with one, the interval leaves
-    the training noise out and decides nothing, as :func:`smug.statistics.verdict` has it);
+    the training noise out and decides nothing, as :func:`smug.evaluation.statistics.verdict` has it);
     ``half_width`` is about the smallest difference this run could have decided.
 
     Raises:
         ValueError: a pair whose seeds or volumes differ under one condition (not a crossed design).
     """
-    from smug.statistics import mean_interval
+    from smug.evaluation.statistics import mean_interval
 
     scores = check_scores(scores)
     by_model = dict(tuple(scores.groupby("model", sort=False)))
@@ -624,7 +624,7 @@ def validate_claims(claims: Any) -> list[dict]:
 
 def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]]:
     """Model -> perturbation -> levels: every score the config's evaluation writes (as
-    ``workflow/rules/common.smk`` and :func:`smug.robustness.evaluate_model` make them).
+    ``workflow/rules/common.smk`` and :func:`smug.evaluation.robustness.evaluate_model` make them).
 
     Clean; each configured attack at its eps grid, for the models it names (all without
     ``models``), with its random-noise counterpart at every grid of that noise; for the untrained
@@ -865,7 +865,7 @@ def evaluate_claims(
     Raises:
         ValueError: a malformed claim, or a condition missing from the scores, naming the claim.
     """
-    from smug.statistics import crossed_interval, verdict
+    from smug.evaluation.statistics import crossed_interval, verdict
 
     validate_claims(list(claims))
     kinds = claim_kinds()
@@ -979,7 +979,7 @@ def claims_markdown(claims_table: pd.DataFrame, comparison_table: pd.DataFrame) 
             "## The studies' claims, tested",
             "",
             "Each claim's effect with a 95 % interval over training seeds and test volumes together (crossed "
-            "jackknife, smug/statistics.py): supported when the interval lies wholly on the claimed side of the "
+            "jackknife, smug/evaluation/statistics.py): supported when the interval lies wholly on the claimed side of the "
             "threshold, contradicted when wholly on the other, else inconclusive. The half-width is about the "
             "smallest effect this run could decide.",
             "",

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from smug import metrics
+from smug.evaluation import metrics
 from smug.models.classical import CompressedSensing
 from smug.data.datasets import Batch
 from smug.mri.operators import adjoint_operator

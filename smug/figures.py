@@ -21,7 +21,7 @@ from smug.plots import (
     plot_perturbations,
     plot_shift_scatter,
 )
-from smug.small_features import feature_scores
+from smug.evaluation.small_features import feature_scores
 from smug.tables import shift_summary
 
 # Half-width of the zoomed crops around small features, in pixels.
@@ -123,7 +123,7 @@ def feature_crops(
 ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray], dict[str, list[dict]], float | None]:
     """Crops around the small features of the first test volume's middle slice: the target and
     each model's reconstruction (from ``{model}/small_feature/``), each feature's window, each
-    model's :func:`smug.small_features.feature_scores` of every feature on that slice (the
+    model's :func:`smug.evaluation.small_features.feature_scores` of every feature on that slice (the
     evaluation's own criterion, on the whole image as it scores), and the feature size drawn."""
     folder = recon_root / models[0] / "small_feature"
     if not (folder / "windows.h5").exists():

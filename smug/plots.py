@@ -325,9 +325,9 @@ def plot_metric_curves(
 
 def tile_scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
     """PSNR, SSIM and NMSE of one shown image against the target shown beside it, with the project's
-    metrics (:mod:`smug.metrics`) on exactly those pixels; the peak and data range are the shown
+    metrics (:mod:`smug.evaluation.metrics`) on exactly those pixels; the peak and data range are the shown
     target's maximum, as fastMRI uses the volume's."""
-    from smug.metrics import nmse, psnr, ssim
+    from smug.evaluation.metrics import nmse, psnr, ssim
 
     target, image = np.asarray(target, dtype=np.float64), np.asarray(image, dtype=np.float64)
     if not np.isfinite(image).all():
@@ -392,7 +392,7 @@ def plot_image_grid(
     note.text(
         0.04,
         0.5,
-        "Numbers on each tile (smug.metrics), against the ground truth on the pixels shown\n"
+        "Numbers on each tile (smug.evaluation.metrics), against the ground truth on the pixels shown\n"
         "(peak and SSIM data range: its maximum): reconstructions PSNR and SSIM, error maps NMSE.",
         transform=note.transAxes,
         fontsize=7,
@@ -533,7 +533,7 @@ def plot_feature_crops(
     Args:
         crops: label -> one magnitude crop per feature, the target first.
         windows: per feature, the bool window within its crop.
-        scores: model -> per feature, :func:`smug.small_features.feature_scores` (``detected``,
+        scores: model -> per feature, :func:`smug.evaluation.small_features.feature_scores` (``detected``,
             ``recovered_fraction``); tiles unmarked where missing.
         rates: model -> share of features detected over the test set (the table's ``feature_detected``).
         size: the feature size drawn, in pixels, for the title.

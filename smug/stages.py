@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from smug.data.datasets import SliceDataset, collate, make_dataset
 from smug.distributed import SINGLE, Ranks
 from smug.utils.io import atomic_path, file_digest, files_digest
-from smug.metrics import psnr, ssim
+from smug.evaluation.metrics import psnr, ssim
 from smug.models.method_files import load_method, record_kind
 from smug.study.methods import KINDS
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core

@@ -8,7 +8,7 @@ from typing import Iterable
 import pandas as pd
 
 from smug.attacks.perturbations import attack_protocol
-from smug.evaluate import TABLE_COLUMNS, summarize
+from smug.evaluation.scoring import TABLE_COLUMNS, summarize
 from smug.utils.io import atomic_path
 
 # ``protocol`` says how each row's perturbation was made (smug.attacks.perturbations.attack_protocol): white-box

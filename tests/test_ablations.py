@@ -1,5 +1,5 @@
 """The ablation experiments: variants from config (smug.study.ablations), the theorem's diagnostics
-(smug.diagnostics), the ablation table and figures, and `snakemake ablations` end to end."""
+(smug.evaluation.diagnostics), the ablation table and figures, and `snakemake ablations` end to end."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from smug.ablation_plots import plot_experiment
 from smug.ablation_tables import ABLATION_COLUMNS, ablation_table
 from smug.study.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
 from smug.data.datasets import Batch
-from smug.diagnostics import CommonNoise, diagnose, weight_spread
-from smug.evaluate import ROW_COLUMNS
+from smug.evaluation.diagnostics import CommonNoise, diagnose, weight_spread
+from smug.evaluation.scoring import ROW_COLUMNS
 from smug.mri.fftc import fft2c
 from smug.study.methods import spec_settings
 from smug.models.modl import MoDL, UnrollTrace

@@ -357,7 +357,7 @@ def test_attack_and_evaluation_jobs_do_not_import_scipy_stats():
     """scipy.stats (half a second of every job's start) is imported only where an interval is taken."""
     import subprocess
 
-    code = "import sys, smug.robustness, smug.evaluate; print('scipy.stats' in sys.modules)"
+    code = "import sys, smug.evaluation.robustness, smug.evaluation.scoring; print('scipy.stats' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

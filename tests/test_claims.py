@@ -106,7 +106,7 @@ def config() -> dict:
 
 
 def test_score_columns_are_the_evaluation_rows_plus_the_seed():
-    from smug.evaluate import ROW_COLUMNS
+    from smug.evaluation.scoring import ROW_COLUMNS
 
     assert SCORE_COLUMNS == ROW_COLUMNS
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug import metrics
+from smug.evaluation import metrics
 from smug.models.classical import (
     CompressedSensing,
     from_record,

@@ -10,7 +10,7 @@ import pytest
 
 from smug.figures import detection_rates, feature_crops
 from smug.study.methods import NOISE_COUNTERPART, PERTURBATION_LEVELS
-from smug.metrics import nmse, psnr, ssim
+from smug.evaluation.metrics import nmse, psnr, ssim
 from smug.plots import curve_y_range, plot_feature_crops, plot_image_grid, plot_metric_curves
 
 

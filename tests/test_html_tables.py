@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.evaluate import VolumeStack, volume_rows
+from smug.evaluation.scoring import VolumeStack, volume_rows
 from smug.health import COLUMNS as HEALTH_COLUMNS
 from smug.html_tables import health_html, robustness_html, shift_html, unhealthy_models
 from smug.study.methods import method_label

@@ -1,4 +1,4 @@
-"""Tests for smug.metrics and smug.losses against independent formulas and skimage."""
+"""Tests for smug.evaluation.metrics and smug.losses against independent formulas and skimage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from smug.losses import SSIMLoss, get_loss, l1_loss, mse_loss, ssim_loss
-from smug.metrics import METRIC_FUNCS, mean_std_match, mse, nmse, psnr, ssim
+from smug.evaluation.metrics import METRIC_FUNCS, mean_std_match, mse, nmse, psnr, ssim
 
 
 def _volume_pair(seed: int, shape=(3, 16, 20)) -> tuple[np.ndarray, np.ndarray]:

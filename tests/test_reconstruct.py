@@ -16,8 +16,8 @@ import torch
 
 from smug.data.fastmri_io import FastMRIFormatError
 from smug.mri.masks import save_mask
-from smug.metrics import psnr
-from smug.submission import SUBMISSION_SIZE, reconstruct_files
+from smug.evaluation.metrics import psnr
+from smug.evaluation.submission import SUBMISSION_SIZE, reconstruct_files
 from smug.mri.transforms import center_crop
 from tests.fastmri_files import write_fastmri_volume
 

@@ -29,7 +29,7 @@ from smug.mri.masks import save_mask
 from smug.utils.runtime import provenance
 from smug.data.sens_maps import maps_file_matches, read_sens_maps
 from smug.data.splits import validate_volume
-from smug.submission import reconstruct_files
+from smug.evaluation.submission import reconstruct_files
 from tests.fastmri_files import write_fastmri_volume
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from smug.data.datasets import Batch
-from smug.evaluate import reconstruct_volumes
+from smug.evaluation.scoring import reconstruct_volumes
 from smug.models.zero_filled import ZeroFilled
 from smug.mri.operators import forward_operator
-from smug.small_features import (
+from smug.evaluation.small_features import (
     feature_scores,
     feature_transform,
     feature_window,

@@ -1,9 +1,9 @@
-"""The crossed seeds-by-volumes interval and the verdict logic (smug.statistics)."""
+"""The crossed seeds-by-volumes interval and the verdict logic (smug.evaluation.statistics)."""
 
 import numpy as np
 import pytest
 
-from smug.statistics import Estimate, crossed_interval, mean_interval, verdict
+from smug.evaluation.statistics import Estimate, crossed_interval, mean_interval, verdict
 
 # The variance mixes of a (seeds, volumes) score table: seed effect, volume effect, interaction.
 MIXES = [(1.0, 0.3, 0.3), (0.3, 1.0, 0.3), (0.3, 0.3, 1.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.1), (0.0, 1.0, 0.1)]

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.evaluate import VolumeStack, save_reconstructions, volume_rows
-from smug.metrics import psnr
+from smug.evaluation.scoring import VolumeStack, save_reconstructions, volume_rows
+from smug.evaluation.metrics import psnr
 from smug.tables import ROBUSTNESS_COLUMNS, robustness_by_seed, robustness_table, wide_table, write_wide_tables
 
 

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-import smug.test_time_training as ttt
+import smug.evaluation.ttt as ttt
 from smug.data.datasets import Batch
-from smug.evaluate import volume_rows
+from smug.evaluation.scoring import volume_rows
 from smug.models.factory import build_model
 from smug.models.zero_filled import ZeroFilled
 from smug.mri.operators import forward_operator

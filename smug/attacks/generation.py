@@ -1,6 +1,6 @@
 """Attack generation: one attack's perturbations of every test slice, at each strength of its grid.
 
-Kept apart from :mod:`smug.robustness` (evaluation) so that an attack job imports only what it
+Kept apart from :mod:`smug.evaluation.robustness` (evaluation) so that an attack job imports only what it
 runs: pandas and the small-feature test's SciPy cost each of the ~140 attack jobs of the default
 run about 0.3 s of start-up.
 """

@@ -20,7 +20,7 @@ but is absent from every training image. Here a feature is a window of a few pix
   images ``S (x + f)``, i.e. the feature was in the object when it was scanned.
 - Scores (:func:`feature_scores`), on magnitudes: the target is first brought to the
   reconstruction's mean and standard deviation over the whole image
-  (:func:`smug.metrics.mean_std_match`), as the study does for all its metrics. Then
+  (:func:`smug.evaluation.metrics.mean_std_match`), as the study does for all its metrics. Then
   ``feature_error = ||recon - target||_2 / ||target||_2`` over the window pixels; the contrast of an
   image is the mean over the window minus the mean over the surrounding ring (the window dilated by
   ``ring`` pixels in the max-norm, minus the window); the feature counts as ``detected`` when the
@@ -38,7 +38,7 @@ import torch
 from scipy import ndimage
 
 from smug.data.datasets import Batch
-from smug.metrics import mean_std_match
+from smug.evaluation.metrics import mean_std_match
 from smug.mri.operators import adjoint_operator, forward_operator
 
 Centre = tuple[int, int]
@@ -290,7 +290,7 @@ def feature_transform(
     spacing: int = DEFAULT_RING,
     record: dict[tuple[str, int], list[np.ndarray]] | None = None,
 ) -> Callable[[Batch, int], Batch]:
-    """A ``transform(batch, first_index) -> batch`` for :func:`smug.evaluate.reconstruct_volumes`.
+    """A ``transform(batch, first_index) -> batch`` for :func:`smug.evaluation.scoring.reconstruct_volumes`.
 
     Each slice gets ``num_features`` features placed by :func:`place_features` on its own target
     magnitude with ``numpy.random.default_rng(feature_seed(fname, slice, seed))``, then inserted by
@@ -389,7 +389,7 @@ def score_features(
     """One row per inserted feature: :func:`feature_scores` of every window in ``record``.
 
     Args:
-        volumes: ``{fname: VolumeStack}`` from :func:`smug.evaluate.reconstruct_volumes` run with a
+        volumes: ``{fname: VolumeStack}`` from :func:`smug.evaluation.scoring.reconstruct_volumes` run with a
             :func:`feature_transform` that filled ``record``.
         record: ``{(fname, slice): [window, ...]}``.
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smug.data.datasets import Batch, collate
-from smug.evaluate import BatchTransform, VolumeStack
+from smug.evaluation.scoring import BatchTransform, VolumeStack
 from smug.mri.operators import apply_column_mask
 from smug.models.reconstruct import reconstruct
 from smug.mri.consistency import kspace_consistency_loss, split_mask
@@ -293,8 +293,8 @@ def ttt_reconstruct(
 ) -> dict[str, VolumeStack]:
     """Reconstruct every slice of ``dataset`` with test-time training, grouped by volume.
 
-    The test-time counterpart of :func:`smug.evaluate.reconstruct_volumes`, with the same return
-    structure, so :func:`smug.evaluate.volume_rows` scores it. Every batch adapts its own copy of
+    The test-time counterpart of :func:`smug.evaluation.scoring.reconstruct_volumes`, with the same return
+    structure, so :func:`smug.evaluation.scoring.volume_rows` scores it. Every batch adapts its own copy of
     ``model`` (:func:`test_time_train`); ``batch_size=1`` adapts each slice separately, as the study
     does. The adaptation seed of a batch is derived from ``seed`` and the batch's (fname, slice)
     pairs.

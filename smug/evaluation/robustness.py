@@ -25,13 +25,13 @@ from smug.attacks import perturbations as attacks
 from smug.adversarial import perturb_input
 from smug.attacks.files import load_attack
 from smug.data.datasets import Batch, make_dataset
-from smug.evaluate import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
+from smug.evaluation.scoring import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
 from smug.utils.io import atomic_dir, atomic_path
 from smug.models.method_files import load_method, read_record, record_kind
 from smug.study.methods import KINDS, model_name
-from smug.small_features import feature_transform, score_features
+from smug.evaluation.small_features import feature_transform, score_features
 from smug.stages import perturbation_generator
-from smug.test_time_training import ttt_reconstruct
+from smug.evaluation.ttt import ttt_reconstruct
 
 LOG = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def evaluate_model(
     reconstruction of data unlike any training image. ``small_features`` (``num_features``,
     ``size``, ``contrast``, ``kind``) adds the ``small_feature`` rows at level ``size``: image metrics
     of the test slices with the features inserted, plus ``feature_error`` and ``feature_detected``
-    (the fraction of a volume's features detected), see :mod:`smug.small_features`.
+    (the fraction of a volume's features detected), see :mod:`smug.evaluation.small_features`.
 
     Returns the per-volume rows.
     """

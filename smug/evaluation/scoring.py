@@ -3,7 +3,7 @@
 Reconstructions and targets are magnitudes grouped per volume; NMSE, PSNR and SSIM follow
 fastMRI's ``evaluate.py`` (per volume, PSNR/SSIM with the volume maximum as data range). Every row
 carries the training seed of the model it scores; summaries give the mean and standard deviation
-over seeds and volumes and a 95 % interval accounting for both (:mod:`smug.statistics`).
+over seeds and volumes and a 95 % interval accounting for both (:mod:`smug.evaluation.statistics`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smug.utils.io import atomic_path
-from smug.metrics import METRIC_FUNCS
+from smug.evaluation.metrics import METRIC_FUNCS
 from smug.models.reconstruct import reconstruct
 from smug.data.datasets import Batch, collate
-from smug.statistics import mean_interval
+from smug.evaluation.statistics import mean_interval
 
 BatchTransform = Callable[[Batch, int], Batch]
 
@@ -116,7 +116,7 @@ def volume_rows(volumes: dict[str, VolumeStack], model: str, perturbation: str, 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """Per condition: the mean over seeds and test volumes, their std (ddof=1, 0 for one score), the
-    crossed seeds-by-volumes 95 % interval (:func:`smug.statistics.mean_interval`), the slices of
+    crossed seeds-by-volumes 95 % interval (:func:`smug.evaluation.statistics.mean_interval`), the slices of
     one seed and the number of seeds.
 
     Args:
