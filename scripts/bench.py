@@ -30,7 +30,7 @@ from benchmarks.cases import run_benchmarks
 from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_size
 from benchmarks.report import format_summary, write_rows
 from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
-from smug.performance import AMP_MODES, PerformanceOptions
+from smug.training.accelerator import AMP_MODES, PerformanceOptions
 from smug.utils.cli import parse_args, setup_logging
 from smug.utils.runtime import select_device, setup_compute
 

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 from smug.utils.cli import add_compute_arguments, argument_words, load_spec, parse_args, setup_logging
-from smug.distributed import ranks_from_environment, start, stop
+from smug.training.distributed import ranks_from_environment, start, stop
 from smug.utils.runtime import select_device, setup_compute, use_deterministic_algorithms
-from smug.stages import NonFiniteLossError, train_stage
+from smug.training.stages import NonFiniteLossError, train_stage
 
 
 def main(argv: list[str] | None = None) -> None:

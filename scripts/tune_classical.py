@@ -29,7 +29,7 @@ from smug.models.classical import (
     check_solver_options,
     to_record,
 )
-from smug.classical_tuning import tune_regularization
+from smug.training.cs_tuning import tune_regularization
 from smug.data.datasets import SliceDataset, select_slices
 from smug.utils.io import atomic_path, write_text_atomic
 from smug.mri.masks import load_mask

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from smug.adversarial import (
+from smug.training.minmax import (
     MinMaxObjective,
     generator_ascent_step,
     hinge_penalty,
@@ -19,7 +19,7 @@ from smug.adversarial import (
 from smug.data.datasets import Batch
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
-from smug.objectives import complex_mse
+from smug.training.objectives import complex_mse
 from smug.mri.operators import adjoint_operator, forward_operator
 from tests.conftest import random_complex, random_sens_maps
 

@@ -23,7 +23,7 @@ from smug.data.datasets import Batch
 from smug.mri.fftc import fft2c
 from smug.models import DnCNN
 from smug.models.modl import RSE2E, MoDL
-from smug.objectives import complex_mse
+from smug.training.objectives import complex_mse
 from smug.mri.operators import adjoint_operator, forward_operator
 from smug.data.phantoms import knee_phantom, sample_knee_params
 from tests.conftest import random_sens_maps

@@ -1,4 +1,4 @@
-"""Benchmarks (scripts/bench.py and its scripts/benchmarks/) and accelerator options (smug.performance, in fit).
+"""Benchmarks (scripts/bench.py and its scripts/benchmarks/) and accelerator options (smug.training.accelerator, in fit).
 
 No assertion here is about how fast anything runs: the benchmarks are measurements, and these tests
 check that they run, write what they promise and count what they claim to count.
@@ -17,10 +17,10 @@ import torch
 
 from smug.mri.data_consistency import conjugate_gradient, data_consistency
 from smug.models.factory import build_model
-from smug.objectives import end_to_end_loss
+from smug.training.objectives import end_to_end_loss
 from smug.mri.operators import apply_column_mask, normal_operator
-from smug.performance import PerformanceOptions, autocast, channel_networks, network_autocast
-from smug.training import TrainSettings, fit
+from smug.training.accelerator import PerformanceOptions, autocast, channel_networks, network_autocast
+from smug.training.loop import TrainSettings, fit
 from tests.conftest import TinySlices, random_complex, random_sens_maps
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from smug.models.classical import (
     tv_objective,
     tv_recon,
 )
-from smug.classical_tuning import tune_regularization
+from smug.training.cs_tuning import tune_regularization
 from smug.data.datasets import Batch
 from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
 from smug.mri.wavelets import WAVELETS, analysis_matrix, dwt2, idwt2, wavelet_filters

@@ -1,4 +1,4 @@
-"""Data-parallel training (smug.distributed): two gloo ranks on CPU with batch b end with the weights
+"""Data-parallel training (smug.training.distributed): two gloo ranks on CPU with batch b end with the weights
 of one process with batch 2b, and a killed two-rank run resumes to the uninterrupted weights."""
 
 import functools
@@ -10,11 +10,11 @@ import socket
 import pytest
 import torch
 
-from smug import distributed
-from smug.distributed import Ranks, ShardSampler, shard
+from smug.training import distributed
+from smug.training.distributed import Ranks, ShardSampler, shard
 from smug.models.factory import build_model
-from smug.objectives import end_to_end_loss
-from smug.training import TrainSettings, fit
+from smug.training.objectives import end_to_end_loss
+from smug.training.loop import TrainSettings, fit
 from tests.conftest import TinySlices
 
 # DIDN, the default denoiser, has no batch normalisation: its step depends on the union batch only.
@@ -132,7 +132,7 @@ def test_killed_two_rank_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
 
 def test_min_max_training_is_refused_on_several_ranks():
-    from smug.stages import train_stage
+    from smug.training.stages import train_stage
 
     spec = {"name": "unet_adv", "kind": "unet_adv"}
     with pytest.raises(ValueError, match="train it on one GPU"):

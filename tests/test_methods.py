@@ -25,7 +25,7 @@ from smug.study.methods import (
     trained_methods,
 )
 from smug.models.factory import MODEL_KINDS, build_model, denoiser_of
-from smug.stages import initialise, loss_for
+from smug.training.stages import initialise, loss_for
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())

@@ -1,4 +1,4 @@
-"""Tests for smug.evaluation.metrics and smug.losses against independent formulas and skimage."""
+"""Tests for smug.evaluation.metrics and smug.training.losses against independent formulas and skimage."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from smug.losses import SSIMLoss, get_loss, l1_loss, mse_loss, ssim_loss
+from smug.training.losses import SSIMLoss, get_loss, l1_loss, mse_loss, ssim_loss
 from smug.evaluation.metrics import METRIC_FUNCS, mean_std_match, mse, nmse, psnr, ssim
 
 

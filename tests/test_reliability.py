@@ -20,7 +20,7 @@ from smug.utils.io import UnsafeFileError, load_torch_file
 from smug.mri.masks import save_mask
 from smug.models.method_files import load_method
 from smug.data.splits import validate_volume
-from smug.training import TrainSettings, fit
+from smug.training.loop import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume
 from tests.workflow_utils import TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 

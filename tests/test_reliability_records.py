@@ -306,7 +306,7 @@ def test_a_script_reports_a_crafted_record_in_one_line(tmp_path, case):
 def test_a_stage_starting_from_a_record_that_is_no_network_is_named(tmp_path):
     """--init naming a zero-filled (or CS, untrained) record: one message naming the file, not
     a KeyError on its missing spec."""
-    from smug.stages import initialise
+    from smug.training.stages import initialise
 
     path = tmp_path / "zero_filled.pt"
     torch.save({"kind": "zero_filled"}, path)

@@ -17,10 +17,10 @@ import torch
 import yaml
 
 from smug.data.datasets import make_dataset
-from smug.distributed import SINGLE, Ranks
+from smug.training.distributed import SINGLE, Ranks
 from smug.utils.io import file_digest
 from smug.study.methods import spec_settings
-from smug.stages import checkpoint_identity, train_stage
+from smug.training.stages import checkpoint_identity, train_stage
 from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 
 

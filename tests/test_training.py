@@ -10,8 +10,8 @@ import torch
 
 from smug.data.datasets import collate
 from smug.models.factory import build_model
-from smug.objectives import end_to_end_loss, unrolled_stability_loss
-from smug.training import NonFiniteLossError, TrainSettings, fit
+from smug.training.objectives import end_to_end_loss, unrolled_stability_loss
+from smug.training.loop import NonFiniteLossError, TrainSettings, fit
 from tests.conftest import TinySlices
 
 MODEL_CFG = dict(

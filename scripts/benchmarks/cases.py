@@ -30,9 +30,9 @@ from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_c
 from smug.models.modl import RSE2E, MoDL
 from smug.models.denoisers import build_denoiser
 from smug.models.smoothing import denoise_complex
-from smug.objectives import end_to_end_loss
+from smug.training.objectives import end_to_end_loss
 from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
-from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
+from smug.training.accelerator import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 from smug.data.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
 
 LOG = logging.getLogger("smug.bench")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from smug.performance import PerformanceOptions
+from smug.training.accelerator import PerformanceOptions
 
 Row = dict[str, Any]
 

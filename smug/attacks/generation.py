@@ -19,7 +19,7 @@ from smug.data.datasets import collate, make_dataset
 from smug.models.method_files import load_method
 from smug.study.methods import model_name
 from smug.models.modl import without_smoothing
-from smug.training import epoch_seed
+from smug.training.loop import epoch_seed
 
 LOG = logging.getLogger(__name__)
 

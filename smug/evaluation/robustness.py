@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from smug.attacks import perturbations as attacks
-from smug.adversarial import perturb_input
+from smug.training.minmax import perturb_input
 from smug.attacks.files import load_attack
 from smug.data.datasets import Batch, make_dataset
 from smug.evaluation.scoring import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
@@ -30,7 +30,7 @@ from smug.utils.io import atomic_dir, atomic_path
 from smug.models.method_files import load_method, read_record, record_kind
 from smug.study.methods import KINDS, model_name
 from smug.evaluation.small_features import feature_transform, score_features
-from smug.stages import perturbation_generator
+from smug.training.stages import perturbation_generator
 from smug.evaluation.ttt import ttt_reconstruct
 
 LOG = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ class ZeroFilledUNet(nn.Module):
     ``input_mode="magnitude"`` is fastMRI's baseline: one input channel ``|A^H y|`` and one real
     output channel, returned as a complex tensor with zero imaginary part (its phase is meaningless;
     the study's metrics compare magnitudes, so this is harmless there, but a complex loss such as
-    :func:`smug.objectives.complex_mse` against a complex target also penalises the target's phase,
+    :func:`smug.training.objectives.complex_mse` against a complex target also penalises the target's phase,
     so train the magnitude variant against ``target.abs()`` or with a magnitude loss).
     ``input_mode="complex"`` feeds and predicts real and imaginary parts as two channels, each
     normalised separately as fastMRI's ``NormUnet`` does.

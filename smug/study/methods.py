@@ -53,7 +53,7 @@ class Kind:
         smoothing_keys: keys of the ``smoothing`` section the spec carries.
         training: keys of the ``training`` section beyond :data:`COMMON_TRAINING`.
         adversarial: the ``baselines`` section of its adversary, or None.
-        data_parallel: whether several ranks may train it (:mod:`smug.distributed`); not the
+        data_parallel: whether several ranks may train it (:mod:`smug.training.distributed`); not the
             min-max game, whose generator takes its own optimiser steps inside the objective.
         seeded: whether its ``model.pt`` follows the training seed (initialisation, data order,
             noise draws, the untrained network's fit): one per seed under

@@ -14,7 +14,7 @@ from torch import nn
 
 from smug.attacks.perturbations import apply_perturbation, pgd_kspace_attack
 from smug.data.datasets import Batch
-from smug.losses import SSIMLoss
+from smug.training.losses import SSIMLoss
 from smug.models.modl import UnrollTrace
 from smug.models.smoothing import complex_gaussian, denoise_complex
 from smug.models.reconstruct import reconstruct

@@ -25,11 +25,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from smug import distributed
+from smug.training import distributed
 from smug.data.datasets import Batch, collate
-from smug.distributed import SINGLE, Ranks
+from smug.training.distributed import SINGLE, Ranks
 from smug.utils.io import atomic_path, load_torch_file
-from smug.performance import PerformanceOptions, configure_backends, network_autocast, to_channels_last
+from smug.training.accelerator import PerformanceOptions, configure_backends, network_autocast, to_channels_last
 
 LOG = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class TrainSettings:
     grad_clip: float | None = None
     seed: int = 0
     num_workers: int = 0
-    # Speed options (see smug.performance); all off reproduces the plain float32 run exactly.
+    # Speed options (see smug.training.accelerator); all off reproduces the plain float32 run exactly.
     amp: str = "off"
     channels_last: bool = False
     cudnn_benchmark: bool = False
@@ -165,7 +165,7 @@ def _load_checkpoint(path: Path, identity: Mapping[str, str], device: torch.devi
 
     Read with ``weights_only=True`` (tensors, numbers, strings and containers only): a checkpoint
     that needs anything else, such as a crafted pickle, is refused unopened and training starts over.
-    A checkpoint is resumed only when its identity (:func:`smug.stages.checkpoint_identity`: the
+    A checkpoint is resumed only when its identity (:func:`smug.training.stages.checkpoint_identity`: the
     spec with its seed, the starting weights, the data, the mask, the number of ranks) equals this
     run's in every part; otherwise the parts that differ are logged and training starts over.
     """
@@ -213,7 +213,7 @@ def fit(
         train_set: items as :class:`smug.data.datasets.SliceDataset` gives them.
         validate: ``model -> {"score": higher is better, ...}`` (run in eval mode, no grad); every
             entry becomes a column of the epoch's history row.
-        settings: optimisation settings, with the speed options of :mod:`smug.performance`: bf16
+        settings: optimisation settings, with the speed options of :mod:`smug.training.accelerator`: bf16
             autocast confined to the model's convolutional networks during the training steps
             (validation stays float32), channels-last weights (converted in place), cuDNN autotuning
             and pinned batches on CUDA.
@@ -224,7 +224,7 @@ def fit(
         trainable: parameters to optimise (default: all of ``model``'s).
         on_epoch_end: called with the epoch number after its checkpoint is written (tests use it to
             simulate a kill).
-        ranks: this process's place among data-parallel processes (:mod:`smug.distributed`): each
+        ranks: this process's place among data-parallel processes (:mod:`smug.training.distributed`): each
             takes its share of every epoch's order with ``settings.batch_size`` slices per step,
             gradients are averaged over the ranks, and rank 0 alone validates and writes the
             checkpoint. Without it, one process.

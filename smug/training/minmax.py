@@ -13,7 +13,7 @@ detached). The perturbation acts on the image (``domain="image"``, the report) o
 scanner measures).
 
 :func:`minmax_step` is a self-contained training step; :class:`MinMaxObjective` packages the
-generator's half so the shared :func:`smug.training.fit` loop can drive the reconstructor's half.
+generator's half so the shared :func:`smug.training.loop.fit` loop can drive the reconstructor's half.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from smug.attacks.perturbations import DOMAINS, apply_perturbation, zero_filled_image
 from smug.data.datasets import Batch
-from smug.objectives import complex_mse
+from smug.training.objectives import complex_mse
 from smug.mri.operators import forward_operator
 from smug.models.reconstruct import reconstruct
 from smug.mri.transforms import channels_to_complex
@@ -239,7 +239,7 @@ def minmax_step(
 
 
 class MinMaxObjective:
-    """The min-max game as a ``loss_fn(model, batch, noise_gen)`` for :func:`smug.training.fit`.
+    """The min-max game as a ``loss_fn(model, batch, noise_gen)`` for :func:`smug.training.loop.fit`.
 
     Each call first takes the generator's ascent step with its own AdamW optimiser, then returns
     the reconstructor's loss ``clean + alpha * adv`` (generator output detached) for ``fit`` to

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from smug.data.datasets import SliceDataset, collate, make_dataset
-from smug.distributed import SINGLE, Ranks
+from smug.training.distributed import SINGLE, Ranks
 from smug.utils.io import atomic_path, file_digest, files_digest
 from smug.evaluation.metrics import psnr, ssim
 from smug.models.method_files import load_method, record_kind
@@ -42,9 +42,9 @@ from smug.study.methods import KINDS
 from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
 from smug.models.zero_filled import ZeroFilled
 from smug.models.smoothing import complex_gaussian, denoise_complex
-from smug.adversarial import MinMaxObjective
+from smug.training.minmax import MinMaxObjective
 from smug.models.generator import PerturbationGenerator
-from smug.objectives import (
+from smug.training.objectives import (
     denoiser_pretraining_loss,
     distillation_loss,
     end_to_end_loss,
@@ -54,7 +54,7 @@ from smug.objectives import (
 )
 from smug.models.reconstruct import reconstruct
 from smug.utils.runtime import dump_json, provenance
-from smug.training import LossFn, NonFiniteLossError, TrainSettings, epoch_seed, fit
+from smug.training.loop import LossFn, NonFiniteLossError, TrainSettings, epoch_seed, fit
 from smug.mri.transforms import clamp_complex
 
 LOG = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ def train_stage(
 ) -> dict[str, Any]:
     """Train one stage end to end and write ``model.pt`` and ``metrics.csv`` atomically.
 
-    With several data-parallel ``ranks`` (:mod:`smug.distributed`), each trains on its share of
+    With several data-parallel ``ranks`` (:mod:`smug.training.distributed`), each trains on its share of
     every batch of ``training.batch_size`` slices per rank, and rank 0 alone writes the checkpoint,
     the metrics and the model. Returns the saved record (without the weights) for logging.
     """
