@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draw one ablation experiment's figure from results/tables/ablations.csv (smug.ablation_plots).
+"""Draw one ablation experiment's figure from results/tables/ablations.csv (smug.reporting.ablation_figures).
 
 Example:
   python scripts/make_ablation_figure.py --table results/tables/ablations.csv --experiment sigma \
@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 
-from smug.ablation_plots import FIGURE_KINDS, plot_experiment
+from smug.reporting.ablation_figures import FIGURE_KINDS, plot_experiment
 from smug.utils.cli import parse_args
 from smug.utils.runtime import setup_compute
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Collect the ablation experiments into results/tables/ablations.csv (smug.ablation_tables).
+"""Collect the ablation experiments into results/tables/ablations.csv (smug.reporting.ablation_tables).
 
 Reads every ablation model's per-volume scores, the diagnostics of the models that were diagnosed
 and the ablation health table; writes one tidy row per (experiment, model, perturbation, level,
@@ -16,7 +16,7 @@ import sys
 
 import pandas as pd
 
-from smug.ablation_tables import ablation_table
+from smug.reporting.ablation_tables import ablation_table
 from smug.utils.cli import load_spec, parse_args
 from smug.utils.io import atomic_path
 from smug.utils.runtime import git_commit, setup_compute

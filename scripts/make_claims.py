@@ -4,7 +4,7 @@ comparisons, a forest plot, an HTML page and the README's claims section.
 
 Reads the per-volume long table (columns model, perturbation, level, metric, seed, volume, value,
 n_slices; every seed's model scored on the same volumes) and the claims (the config's `claims:`
-list, smug/claims.py). Writes the paired differences of every method against MoDL and of SMUG
+list, smug/study/claims.py). Writes the paired differences of every method against MoDL and of SMUG
 against every other unrolled network under each shared condition (--comparisons), one row per
 claim with its effect, 95 % interval over seeds and volumes and verdict (--out), the forest plot
 (--figure, and --figure-pdf when given), the HTML page (--html) and the markdown section (--markdown)
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(parser, argv)
     try:
         # Imported here so that --help and argument errors stay fast.
-        from smug.claim_plots import plot_claims, write_claims_html
-        from smug.claims import claims_markdown, comparison_pairs, comparisons, decided_line, evaluate_claims
+        from smug.reporting.claim_figures import plot_claims, write_claims_html
+        from smug.study.claims import claims_markdown, comparison_pairs, comparisons, decided_line, evaluate_claims
 
         claims = read_claims(args.claims)
         scores = read_scores(args.scores, "--scores")

@@ -21,7 +21,7 @@ Example:
 import argparse
 import sys
 
-from smug.figures import draw_all_figures
+from smug.reporting.figures import draw_all_figures
 from smug.utils.cli import parse_args
 from smug.utils.runtime import setup_compute
 

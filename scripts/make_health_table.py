@@ -5,7 +5,7 @@
 Reads every method's saved record of every seed (optimiser steps, final lam, validation PSNR per
 epoch and the references it was validated against) and every evaluated model's per-volume scores,
 and decides whether each model is a working reconstruction on every seed, and whether its seeds
-agree (see smug.health for the checks). A model's name and seed come from where its model.pt lies
+agree (see smug.reporting.health for the checks). A model's name and seed come from where its model.pt lies
 (results/models/{model}/seed{seed}/model.pt; a method no seed changes: .../{model}/model.pt, used
 for every seed); an evaluation's from its rows.
 
@@ -22,7 +22,7 @@ import sys
 
 import pandas as pd
 
-from smug.health import health_by_seed, health_summary, unhealthy
+from smug.reporting.health import health_by_seed, health_summary, unhealthy
 from smug.utils.io import atomic_path
 from smug.utils.cli import parse_args, setup_logging
 from smug.models.method_files import read_record

@@ -2,7 +2,7 @@
 """Render the results tables as self-contained HTML pages, which `snakemake --report` shows inline.
 
 Reads results/tables/robustness.csv, distribution_shift.csv and training_health.csv and writes one
-page for each (smug.html_tables): the robustness scores per perturbation with models grouped by
+page for each (smug.reporting.html): the robustness scores per perturbation with models grouped by
 family, the in- vs out-of-distribution summary, and the health table with every unhealthy model
 marked (the robustness page flags those models too). Each page is written atomically.
 
@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from smug.utils.cli import parse_args
-from smug.html_tables import write_html_tables
+from smug.reporting.html import write_html_tables
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from smug.mri.masks import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
-from smug.plots import plot_masks
+from smug.reporting.plots import plot_masks
 from smug.utils.cli import parse_args
 from smug.utils.runtime import setup_compute
 

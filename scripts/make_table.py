@@ -24,7 +24,7 @@ import pandas as pd
 from smug.utils.io import atomic_path
 from smug.utils.cli import parse_args
 from smug.utils.runtime import git_commit, setup_compute
-from smug.tables import robustness_by_seed, robustness_table, shift_summary, write_wide_tables
+from smug.reporting.tables import robustness_by_seed, robustness_table, shift_summary, write_wide_tables
 
 
 def main(argv: list[str] | None = None) -> None:

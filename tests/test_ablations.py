@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from smug.ablation_plots import plot_experiment
-from smug.ablation_tables import ABLATION_COLUMNS, ablation_table
+from smug.reporting.ablation_figures import plot_experiment
+from smug.reporting.ablation_tables import ABLATION_COLUMNS, ablation_table
 from smug.study.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
 from smug.data.datasets import Batch
 from smug.evaluation.diagnostics import CommonNoise, diagnose, weight_spread

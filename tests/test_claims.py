@@ -1,4 +1,4 @@
-"""The claims table (smug.claims): score tables, paired comparisons, every claim kind on data with a
+"""The claims table (smug.study.claims): score tables, paired comparisons, every claim kind on data with a
 known answer, the config check of every claim, the forest plot, the HTML page and the script."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from smug.claims import (
+from smug.study.claims import (
     CLAIM_COLUMNS,
     COMPARISON_COLUMNS,
     SCORE_COLUMNS,
@@ -666,7 +666,7 @@ def claims_table() -> pd.DataFrame:
 
 
 def test_forest_plot_draws_every_claim(tmp_path, claims_table):
-    from smug.claim_plots import plot_claims
+    from smug.reporting.claim_figures import plot_claims
 
     figure = plot_claims(claims_table, tmp_path / "claims.png", tmp_path / "claims.pdf")
     assert (tmp_path / "claims.png").stat().st_size > 0 and (tmp_path / "claims.pdf").stat().st_size > 0
@@ -703,7 +703,7 @@ class _Cells(HTMLParser):
 
 
 def test_html_page_escapes_text_and_classes_each_verdict(claims_table):
-    from smug.claim_plots import claims_html
+    from smug.reporting.claim_figures import claims_html
 
     page = claims_html(claims_table, "3 of 4 paired comparisons decided")
     assert "<script>" not in page and "&lt;script&gt;" in page

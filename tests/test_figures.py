@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.figures import detection_rates, feature_crops
+from smug.reporting.figures import detection_rates, feature_crops
 from smug.study.methods import NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.evaluation.metrics import nmse, psnr, ssim
-from smug.plots import curve_y_range, plot_feature_crops, plot_image_grid, plot_metric_curves
+from smug.reporting.plots import curve_y_range, plot_feature_crops, plot_image_grid, plot_metric_curves
 
 
 def _texts(figure) -> list[str]:

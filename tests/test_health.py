@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from smug.health import COLUMNS, SEED_COLUMNS, health_by_seed, health_summary, health_table, unhealthy
+from smug.reporting.health import COLUMNS, SEED_COLUMNS, health_by_seed, health_summary, health_table, unhealthy
 
 VOLUMES = ["a.h5", "b.h5"]
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from smug.evaluation.scoring import VolumeStack, volume_rows
-from smug.health import COLUMNS as HEALTH_COLUMNS
-from smug.html_tables import health_html, robustness_html, shift_html, unhealthy_models
+from smug.reporting.health import COLUMNS as HEALTH_COLUMNS
+from smug.reporting.html import health_html, robustness_html, shift_html, unhealthy_models
 from smug.study.methods import method_label
-from smug.tables import robustness_table, shift_summary
+from smug.reporting.tables import robustness_table, shift_summary
 
 
 class _Rows(HTMLParser):

@@ -1,4 +1,4 @@
-"""Tests of smug.mri.masks, smug.plots.plot_masks and scripts/make_masks.py.
+"""Tests of smug.mri.masks, smug.reporting.plots.plot_masks and scripts/make_masks.py.
 
 Expected fastMRI masks are re-derived here, draw by draw, from the algorithm fastMRI v0.3
 documents (seed a RandomState, randint for the (fraction, acceleration) pair, then the

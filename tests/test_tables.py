@@ -6,7 +6,7 @@ import pytest
 
 from smug.evaluation.scoring import VolumeStack, save_reconstructions, volume_rows
 from smug.evaluation.metrics import psnr
-from smug.tables import ROBUSTNESS_COLUMNS, robustness_by_seed, robustness_table, wide_table, write_wide_tables
+from smug.reporting.tables import ROBUSTNESS_COLUMNS, robustness_by_seed, robustness_table, wide_table, write_wide_tables
 
 
 def _volumes(rng, n_volumes=4, noise=0.05):

@@ -167,7 +167,7 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     # The training-health table: every evaluated model and the denoiser, with a verdict and, for an
     # unhealthy model (expected at this size), the checks it failed, each with its seed.
     health = pd.read_csv(tmp_path / "results/tables/training_health.csv")
-    from smug.health import COLUMNS as HEALTH_COLUMNS, SEED_COLUMNS
+    from smug.reporting.health import COLUMNS as HEALTH_COLUMNS, SEED_COLUMNS
 
     assert list(health.columns) == [*HEALTH_COLUMNS[:-2], *SEED_COLUMNS, *HEALTH_COLUMNS[-2:]]
     assert set(health["model"]) == set(TINY_CONFIG_MODELS) | {"denoiser"}

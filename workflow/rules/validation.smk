@@ -13,7 +13,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from smug.study.ablations import apply_settings
-from smug.claims import check_claims
+from smug.study.claims import check_claims
 from smug.study.methods import schema_names
 from smug.utils.yaml_safety import UnsafeYAMLError, load_config_file, load_yaml_strict
 
@@ -165,7 +165,7 @@ def check_shift_anatomy():
 
 def check_claims_config(ablations=False):
     """Each claim names models, perturbations, levels and metrics this config evaluates
-    (smug.claims.check_claims): one line naming the claim's id and key otherwise. The claims on the
+    (smug.study.claims.check_claims): one line naming the claim's id and key otherwise. The claims on the
     ablations (source_table: ablations) are checked only when an ablation is built
     (ablations=True), so the main pipeline never depends on the ablations' settings."""
     claims = [c for c in config["claims"] if is_ablation_claim(c) == ablations]

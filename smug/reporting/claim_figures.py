@@ -17,10 +17,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from smug.claims import NOT_RUN
-from smug.html_tables import html_page
+from smug.study.claims import NOT_RUN
+from smug.reporting.html import html_page
 from smug.utils.io import atomic_path, write_text_atomic
-from smug.plots import _PNG_DPI, save_figure
+from smug.reporting.plots import _PNG_DPI, save_figure
 
 _PALETTE = sns.color_palette("colorblind", 10)
 # Verdict colours from the colour-blind palette the other figures use; grey for undecided.
@@ -44,7 +44,7 @@ def _x_range(row: dict) -> tuple[float, float]:
 def plot_claims(
     claims_table: pd.DataFrame, path: str | os.PathLike, pdf: str | os.PathLike | None = None
 ) -> Figure:
-    """Draw the forest plot of ``claims_table`` (:func:`smug.claims.evaluate_claims`) to ``path``
+    """Draw the forest plot of ``claims_table`` (:func:`smug.study.claims.evaluate_claims`) to ``path``
     (PNG), and to ``pdf`` too when given.
 
     One row per claim, labelled by its id: the effect (dot) and its 95 % interval (bar) coloured by

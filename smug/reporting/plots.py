@@ -144,7 +144,7 @@ def plot_metric_curves(
     values below it are drawn as ▼ on the bottom edge with the curve's lowest value printed.
 
     Args:
-        table: robustness table (columns of :data:`smug.tables.ROBUSTNESS_COLUMNS`).
+        table: robustness table (columns of :data:`smug.reporting.tables.ROBUSTNESS_COLUMNS`).
         panels: perturbation drawn solid -> its random-noise counterpart drawn dashed (or None).
         path_png, path_pdf: output files.
         xlabel: perturbation -> x-axis label.
@@ -458,7 +458,7 @@ def plot_shift_scatter(
     score to its score after test-time training.
 
     Args:
-        summary: rows of :func:`smug.tables.shift_summary`; an empty one draws a note instead.
+        summary: rows of :func:`smug.reporting.tables.shift_summary`; an empty one draws a note instead.
     """
     with sns.axes_style("whitegrid"):
         figure = Figure(figsize=(3.6 * len(metrics) + 1.6, 3.4), layout="constrained")

@@ -1,4 +1,4 @@
-"""The robustness figures, assembled from the pipeline's outputs (drawing lives in smug.plots)."""
+"""The robustness figures, assembled from the pipeline's outputs (drawing lives in smug.reporting.plots)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from smug.attacks.files import load_attack
 from smug.data.fastmri_io import open_hdf5
 from smug.mri.fftc import fft2c, ifft2c
 from smug.study.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
-from smug.plots import (
+from smug.reporting.plots import (
     plot_feature_crops,
     plot_image_grid,
     plot_metric_curves,
@@ -22,7 +22,7 @@ from smug.plots import (
     plot_shift_scatter,
 )
 from smug.evaluation.small_features import feature_scores
-from smug.tables import shift_summary
+from smug.reporting.tables import shift_summary
 
 # Half-width of the zoomed crops around small features, in pixels.
 _CROP_HALF = 8

@@ -233,7 +233,7 @@ def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
     SSIM (and of the small-feature scores), the best of each column in bold.
 
     Args:
-        table: rows of :data:`smug.tables.ROBUSTNESS_COLUMNS`.
+        table: rows of :data:`smug.reporting.tables.ROBUSTNESS_COLUMNS`.
         unhealthy: models the training-health table found unhealthy; their rows are flagged.
     """
     if table.empty:
@@ -320,7 +320,7 @@ _SHIFT_DIGITS = {"PSNR": 2, "SSIM": 4, "NMSE": 4}
 
 def shift_html(summary: pd.DataFrame) -> str:
     """The distribution-shift summary (``results/tables/distribution_shift.csv``, rows of
-    :func:`smug.tables.shift_summary`) as one page: per model and metric the score on the training
+    :func:`smug.reporting.tables.shift_summary`) as one page: per model and metric the score on the training
     anatomy, on the shifted one, after test-time training, the gap and the fraction of it closed."""
     title = "Distribution shift: training vs shifted anatomy"
     if summary.empty:
@@ -391,7 +391,7 @@ def _health_value(column: str, value: object) -> str:
 
 
 def health_html(health: pd.DataFrame) -> str:
-    """The training-health table (``results/tables/training_health.csv``, :data:`smug.health.COLUMNS`)
+    """The training-health table (``results/tables/training_health.csv``, :data:`smug.reporting.health.COLUMNS`)
     as one page: a summary line naming the unhealthy models, then one row per model, unhealthy rows
     marked in red with a ✗ and each failed check listed; – where a check does not apply."""
     if health.empty:

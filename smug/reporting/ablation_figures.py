@@ -21,9 +21,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from smug.ablation_tables import DIAGNOSTIC, middle_levels, scored_rows
+from smug.reporting.ablation_tables import DIAGNOSTIC, middle_levels, scored_rows
 from smug.study.methods import method_label, PERTURBATION_LEVELS
-from smug.plots import save_figure
+from smug.reporting.plots import save_figure
 
 FIGURE_KINDS = ("tradeoff", "bars", "sensitivity")
 

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from smug.tables import ROBUSTNESS_COLUMNS, robustness_table
+from smug.reporting.tables import ROBUSTNESS_COLUMNS, robustness_table
 
 MODEL_COLUMNS = ["experiment", "model", "method", "setting", "role", "healthy"]
 ABLATION_COLUMNS = [*MODEL_COLUMNS, *ROBUSTNESS_COLUMNS[1:]]
@@ -37,7 +37,7 @@ def ablation_table(
             the model's diagnostics.
         scores: per-volume evaluation rows of the models (``scripts/evaluate.py``).
         diagnostics: :mod:`smug.evaluation.diagnostics` rows of the models that were diagnosed.
-        health: the ablation models' training-health table (:func:`smug.health.health_table`);
+        health: the ablation models' training-health table (:func:`smug.reporting.health.health_table`);
             a model absent from it (a classical reference) is marked healthy if it has no checks.
         config_hash, git_commit: provenance, on every row.
 
