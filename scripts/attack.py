@@ -16,13 +16,22 @@ Example:
 import argparse
 import sys
 
-from smug.attacks.generation import compute_attack
-from smug.utils.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
-from smug.utils.runtime import select_device, setup_compute
+from smug.attacks import compute_attack
+from smug.utils import (
+    add_compute_arguments,
+    add_config_option,
+    add_test_data_options,
+    parse_args,
+    setup_logging,
+    select_device,
+    setup_compute,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--attack", required=True, help="name in smug.attacks.perturbations.ATTACKS")
     parser.add_argument("--eps", type=float, nargs="+", required=True, help="attack strengths")
     parser.add_argument("--model", help="model.pt to attack (not needed for random noise)")

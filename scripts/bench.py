@@ -30,20 +30,28 @@ from benchmarks.cases import run_benchmarks
 from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_size
 from benchmarks.report import format_summary, write_rows
 from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
-from smug.training.accelerator import AMP_MODES, PerformanceOptions
-from smug.utils.cli import parse_args, setup_logging
-from smug.utils.runtime import select_device, setup_compute
+from smug.training import AMP_MODES, PerformanceOptions
+from smug.utils import parse_args, setup_logging, select_device, setup_compute
 
 LOG = logging.getLogger("smug.bench")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--size", "--shape", dest="size", default="default", choices=list(SIZES), help="size preset (default: default)"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--compile", action="store_true", help="also time the DIDN through torch.compile (skipped where it cannot)"
+        "--size",
+        "--shape",
+        dest="size",
+        default="default",
+        choices=list(SIZES),
+        help="size preset (default: default)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the DIDN through torch.compile (skipped where it cannot)",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out-dir", default="results/benchmarks", help="folder for the three CSV files")
@@ -52,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         default="results/benchmarks/rules",
         help="Snakemake benchmark TSVs to summarise (a missing folder gives an empty rules.csv)",
     )
-    parser.add_argument("--amp", default="off", choices=list(AMP_MODES), help="mixed precision in the networks")
+    parser.add_argument(
+        "--amp", default="off", choices=list(AMP_MODES), help="mixed precision in the networks"
+    )
     parser.add_argument("--channels-last", action="store_true", help="NHWC convolutions")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuning (CUDA)")
     parser.add_argument("--pin-memory", action="store_true", help="pinned DataLoader batches (CUDA)")

@@ -16,19 +16,35 @@ Example:
 import argparse
 import sys
 
-from smug.utils.cli import add_compute_arguments, add_config_option, add_test_data_options, parse_args, setup_logging
-from smug.evaluation.diagnostics import diagnose_file
-from smug.utils.runtime import select_device, setup_compute
+from smug.utils import (
+    add_compute_arguments,
+    add_config_option,
+    add_test_data_options,
+    parse_args,
+    setup_logging,
+    select_device,
+    setup_compute,
+)
+from smug.evaluation import diagnose_file
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="model.pt of an unrolled network")
     add_test_data_options(parser)
     add_config_option(
-        parser, "--radii", "ablations.diagnostics.radii", type=float, nargs="+", help="relative radii ||e|| / ||y||"
+        parser,
+        "--radii",
+        "ablations.diagnostics.radii",
+        type=float,
+        nargs="+",
+        help="relative radii ||e|| / ||y||",
     )
-    add_config_option(parser, "--steps", "ablations.diagnostics.steps", type=int, help="PGD steps of the worst case")
+    add_config_option(
+        parser, "--steps", "ablations.diagnostics.steps", type=int, help="PGD steps of the worst case"
+    )
     add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
     add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="output CSV")

@@ -20,19 +20,35 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from smug.data.datasets import select_slices
-from smug.data.fastmri_io import inspect_volume
-from smug.utils.cli import add_compute_arguments, add_espirit_options, parse_args, setup_logging
-from smug.utils.runtime import select_device, setup_compute
-from smug.data.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
+from smug.data import (
+    select_slices,
+    inspect_volume,
+    ESTIMATOR,
+    estimate_volume_maps,
+    maps_file_matches,
+    write_sens_maps,
+)
+from smug.utils import (
+    add_compute_arguments,
+    add_espirit_options,
+    parse_args,
+    setup_logging,
+    select_device,
+    setup_compute,
+)
 
 LOG = logging.getLogger("smug")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--volumes", nargs="+", required=True, help="multicoil fastMRI HDF5 volumes, or @LIST: one path per line"
+        "--volumes",
+        nargs="+",
+        required=True,
+        help="multicoil fastMRI HDF5 volumes, or @LIST: one path per line",
     )
     parser.add_argument("--out-dir", required=True, help="folder for the map files, one per volume")
     parser.add_argument("--slices", type=int, help="total central slices as selected for training")
@@ -64,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         if single:
             raise ValueError(f"single-coil volumes {single}: sensitivity maps are for multicoil data")
 
-        by_volume = [(path, [ref.slice_idx for ref in group]) for path, group in groupby(refs, key=lambda r: r.path)]
+        by_volume = [
+            (path, [ref.slice_idx for ref in group]) for path, group in groupby(refs, key=lambda r: r.path)
+        ]
         progress = tqdm(by_volume, desc="sensitivity maps", unit="vol", disable=not sys.stderr.isatty())
         for path, slice_indices in progress:
             recon_size = tuple(args.recon_size or infos[path].encoding.recon_size[:2])

@@ -23,20 +23,23 @@ Example:
 import argparse
 import sys
 
-from smug.evaluation.robustness import evaluate_model
-from smug.utils.cli import (
+from smug.evaluation import evaluate_model
+from smug.utils import (
     add_compute_arguments,
     add_config_option,
     add_test_data_options,
     load_spec,
     parse_args,
     setup_logging,
+    select_device,
+    setup_compute,
 )
-from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="model.pt of any reconstruction method")
     add_test_data_options(parser, mask_help=None)
     parser.add_argument("--train-mask", required=True, help="mask of the training acceleration")
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unrolls", type=int, nargs="*", default=[], help="unroll counts (unrolled models)")
     parser.add_argument("--shift-test", nargs="*", default=[], help="volumes of the other anatomy, or @LIST")
     parser.add_argument(
-        "--small-features", type=load_spec, help="JSON {num_features, size, contrast, kind} of the feature test"
+        "--small-features",
+        type=load_spec,
+        help="JSON {num_features, size, contrast, kind} of the feature test",
     )
     add_config_option(parser, "--batch-size", "evaluation.batch_size", type=int)
     add_config_option(parser, "--seed", "seeds.0", type=int)

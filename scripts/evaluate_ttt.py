@@ -17,26 +17,34 @@ Example:
 import argparse
 import sys
 
-from smug.evaluation.robustness import evaluate_test_time_training
-from smug.utils.cli import (
+from smug.evaluation import evaluate_test_time_training
+from smug.utils import (
     add_compute_arguments,
     add_config_option,
     add_test_data_options,
     load_spec,
     parse_args,
     setup_logging,
+    select_device,
+    setup_compute,
 )
-from smug.utils.runtime import select_device, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="model.pt of a trained network")
     add_test_data_options(parser, mask_help="column mask .npz of the measurements")
     parser.add_argument(
-        "--settings", required=True, type=load_spec, help="JSON {steps, lr, holdout_fraction, patience[, check_every]}"
+        "--settings",
+        required=True,
+        type=load_spec,
+        help="JSON {steps, lr, holdout_fraction, patience[, check_every]}",
     )
-    add_config_option(parser, "--batch-size", "evaluation.ttt.batch_size", type=int, help="slices adapted together")
+    add_config_option(
+        parser, "--batch-size", "evaluation.ttt.batch_size", type=int, help="slices adapted together"
+    )
     add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="per-volume metrics CSV")
     add_compute_arguments(parser)

@@ -28,11 +28,13 @@ from smug.data.download import (
     extracted_files,
     read_sha256_file,
 )
-from smug.utils.cli import add_config_option, parse_args, setup_logging
+from smug.utils import add_config_option, parse_args, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="signed download URL of the archive")
     parser.add_argument("--sha256-file", required=True, help="file of SHA256 hashes of the fastMRI archives")
     parser.add_argument("--name", required=True, help="archive name without .tar.xz, e.g. knee_multicoil_val")

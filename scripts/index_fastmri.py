@@ -14,13 +14,14 @@ import argparse
 import logging
 import sys
 
-from smug.utils.io import atomic_path
-from smug.utils.cli import parse_args, setup_logging
-from smug.data.splits import add_volume_limits_argument, index_volumes, volume_limits_from
+from smug.utils import atomic_path, parse_args, setup_logging
+from smug.data import add_volume_limits_argument, index_volumes, volume_limits_from
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--folder", required=True, help="folder of fastMRI .h5 volumes")
     parser.add_argument("--challenge", required=True, choices=["singlecoil", "multicoil"])
     add_volume_limits_argument(parser)

@@ -11,13 +11,14 @@ import sys
 
 import pandas as pd
 
-from smug.reporting.ablation_figures import FIGURE_KINDS, plot_experiment
-from smug.utils.cli import parse_args
-from smug.utils.runtime import setup_compute
+from smug.reporting import FIGURE_KINDS, plot_experiment
+from smug.utils import parse_args, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--table", required=True, help="results/tables/ablations.csv")
     parser.add_argument("--experiment", required=True, help="an experiment of ablations.experiments")
     parser.add_argument("--kind", required=True, choices=FIGURE_KINDS, help="the figure's kind")

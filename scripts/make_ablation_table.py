@@ -16,14 +16,14 @@ import sys
 
 import pandas as pd
 
-from smug.reporting.ablation_tables import ablation_table
-from smug.utils.cli import load_spec, parse_args
-from smug.utils.io import atomic_path
-from smug.utils.runtime import git_commit, setup_compute
+from smug.reporting import ablation_table
+from smug.utils import load_spec, parse_args, atomic_path, git_commit, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--experiments",
         type=load_spec,

@@ -30,9 +30,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from smug.utils.cli import parse_args
-from smug.utils.io import atomic_path, write_text_atomic
-from smug.utils.yaml_safety import load_json_strict, load_yaml_strict
+from smug.utils import parse_args, atomic_path, write_text_atomic, load_json_strict, load_yaml_strict
 
 
 def read_claims(words: list[str]) -> list[dict]:
@@ -101,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(parser, argv)
     try:
         # Imported here so that --help and argument errors stay fast.
-        from smug.reporting.claim_figures import plot_claims, write_claims_html
-        from smug.study.claims import claims_markdown, comparison_pairs, comparisons, decided_line, evaluate_claims
+        from smug.reporting import plot_claims, write_claims_html
+        from smug.reporting import claims_markdown, decided_line
+        from smug.evaluation import comparison_pairs, comparisons, evaluate_claims
 
         claims = read_claims(args.claims)
         scores = read_scores(args.scores, "--scores")

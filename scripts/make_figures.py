@@ -21,22 +21,29 @@ Example:
 import argparse
 import sys
 
-from smug.reporting.figures import draw_all_figures
-from smug.utils.cli import parse_args
-from smug.utils.runtime import setup_compute
+from smug.reporting import draw_all_figures
+from smug.utils import parse_args, setup_compute
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--table", required=True, help="results/tables/robustness.csv")
     parser.add_argument("--recon-root", required=True, help="folder with {model}/{condition}/{level}/ recons")
     parser.add_argument("--models", nargs="+", required=True, help="models shown in the image grid, in order")
     parser.add_argument("--grid-attack", required=True, help="attack shown in the image grid")
     parser.add_argument("--grid-level", type=float, required=True, help="its eps")
-    parser.add_argument("--attack-files", nargs="*", default=[], help="attack files whose strongest level is drawn")
+    parser.add_argument(
+        "--attack-files", nargs="*", default=[], help="attack files whose strongest level is drawn"
+    )
     parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--train-acceleration", type=float, help="training acceleration, marked on acceleration_shift")
-    parser.add_argument("--train-unrolls", type=int, help="training number of unrolls, marked on unroll_shift")
+    parser.add_argument(
+        "--train-acceleration", type=float, help="training acceleration, marked on acceleration_shift"
+    )
+    parser.add_argument(
+        "--train-unrolls", type=int, help="training number of unrolls, marked on unroll_shift"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parse_args(parser, argv)
     try:

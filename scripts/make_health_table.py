@@ -22,27 +22,32 @@ import sys
 
 import pandas as pd
 
-from smug.reporting.health import health_by_seed, health_summary, unhealthy
-from smug.utils.io import atomic_path
-from smug.utils.cli import parse_args, setup_logging
-from smug.models.method_files import read_record
-from smug.study.methods import model_name, seed_of_path
-from smug.utils.runtime import setup_compute
+from smug.reporting import health_by_seed, health_summary, unhealthy
+from smug.utils import atomic_path, parse_args, setup_logging, setup_compute
+from smug.models import read_record
+from smug.study import model_name, seed_of_path
 
 # The weights are not needed, and the untrained/CS records hold no history: drop what is heavy.
 _HEAVY_KEYS = ("state_dict", "generator")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", nargs="+", required=True, help="model.pt of every method and seed (and the denoiser)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records", nargs="+", required=True, help="model.pt of every method and seed (and the denoiser)"
+    )
     parser.add_argument("--scores", nargs="+", required=True, help="per-volume CSVs from scripts/evaluate.py")
     parser.add_argument("--train-acceleration", type=float, required=True, help="acceleration of training")
     parser.add_argument(
         "--max-gap-to-cs-tv", type=float, required=True, help="dB an unrolled model may score below CS-TV"
     )
     parser.add_argument(
-        "--max-seed-gap", type=float, required=True, help="dB a seed may lie below the median of the model's seeds"
+        "--max-seed-gap",
+        type=float,
+        required=True,
+        help="dB a seed may lie below the median of the model's seeds",
     )
     parser.add_argument("--out", required=True, help="output CSV, one row per model")
     parser.add_argument("--by-seed", required=True, help="output CSV, one row per model and seed")

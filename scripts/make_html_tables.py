@@ -18,12 +18,14 @@ Example:
 import argparse
 import sys
 
-from smug.utils.cli import parse_args
-from smug.reporting.html import write_html_tables
+from smug.utils import parse_args
+from smug.reporting import write_html_tables
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--robustness", required=True, help="results/tables/robustness.csv")
     parser.add_argument("--distribution-shift", required=True, help="results/tables/distribution_shift.csv")
     parser.add_argument("--training-health", required=True, help="results/tables/training_health.csv")

@@ -16,10 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from smug.mri.masks import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
-from smug.reporting.plots import plot_masks
-from smug.utils.cli import parse_args
-from smug.utils.runtime import setup_compute
+from smug.mri import MASK_TYPES, column_mask, create_mask_for_mask_type, save_mask
+from smug.reporting import plot_masks
+from smug.utils import parse_args, setup_compute
 
 
 def _acceleration(text: str) -> int | float:
@@ -30,7 +29,9 @@ def _acceleration(text: str) -> int | float:
 
 
 def read_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mask-type", required=True, help=f"one of: {', '.join(MASK_TYPES)}")
     parser.add_argument(
         "--accelerations",

@@ -17,8 +17,8 @@ import sys
 
 import pandas as pd
 
-from smug.utils.cli import parse_args
-from smug.data.splits import (
+from smug.utils import parse_args
+from smug.data import (
     add_volume_limits_argument,
     select_volumes,
     validate_volume,
@@ -28,11 +28,15 @@ from smug.data.splits import (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--volumes", nargs="+", help="the split's volumes, as they are")
     source.add_argument(
-        "--index", nargs="+", help="index CSV(s) from scripts/index_fastmri.py (batches of one split together)"
+        "--index",
+        nargs="+",
+        help="index CSV(s) from scripts/index_fastmri.py (batches of one split together)",
     )
     parser.add_argument("--start", type=int, default=0, help="first volume taken from the index (default 0)")
     parser.add_argument("--num-volumes", type=int, help="volumes taken from the index (default: to the end)")

@@ -16,10 +16,9 @@ import sys
 
 from tqdm import tqdm
 
-from smug.utils.cli import add_config_option, parse_args
-from smug.data.phantoms import PHANTOMS
-from smug.utils.runtime import setup_compute
-from smug.data.synthetic import (
+from smug.utils import add_config_option, parse_args, setup_compute
+from smug.data import (
+    PHANTOMS,
     CHALLENGES,
     SPLITS,
     sens_map_path,
@@ -43,7 +42,9 @@ def parse_volumes(items: list[str]) -> dict[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", required=True, help="output directory")
     add_config_option(parser, "--challenge", "data.challenge", choices=CHALLENGES)
     add_config_option(
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         plan = volume_plan(args.seed, parse_volumes(args.volumes), args.anatomies)
         paths = volume_paths(args.root, args.challenge, plan)
         multicoil = args.challenge == "multicoil"
-        progress = tqdm(list(zip(plan, paths)), desc="synthetic volumes", unit="vol", disable=not sys.stderr.isatty())
+        progress = tqdm(
+            list(zip(plan, paths)), desc="synthetic volumes", unit="vol", disable=not sys.stderr.isatty()
+        )
         for spec, path in progress:
             write_synthetic_volume(
                 path,

@@ -21,14 +21,14 @@ import sys
 
 import pandas as pd
 
-from smug.utils.io import atomic_path
-from smug.utils.cli import parse_args
-from smug.utils.runtime import git_commit, setup_compute
-from smug.reporting.tables import robustness_by_seed, robustness_table, shift_summary, write_wide_tables
+from smug.utils import atomic_path, parse_args, git_commit, setup_compute
+from smug.reporting import robustness_by_seed, robustness_table, shift_summary, write_wide_tables
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--inputs", nargs="+", required=True, help="per-volume CSVs from scripts/evaluate.py")
     parser.add_argument("--config-hash", required=True, help="hash of the configuration (recorded per row)")
     parser.add_argument("--out", required=True, help="tidy CSV, over seeds and volumes")
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", required=True, help="wide tables, markdown")
     parser.add_argument("--latex", required=True, help="wide tables, LaTeX")
     parser.add_argument(
-        "--shift-summary", required=True, help="in- vs out-of-distribution scores and the gap closed by TTT (CSV)"
+        "--shift-summary",
+        required=True,
+        help="in- vs out-of-distribution scores and the gap closed by TTT (CSV)",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parse_args(parser, argv)

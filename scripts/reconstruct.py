@@ -19,21 +19,36 @@ Examples:
 import argparse
 import sys
 
-from smug.utils.cli import add_compute_arguments, add_config_option, add_espirit_options, parse_args, setup_logging
-from smug.utils.runtime import select_device, setup_compute
-from smug.evaluation.submission import reconstruct_files
+from smug.utils import (
+    add_compute_arguments,
+    add_config_option,
+    add_espirit_options,
+    parse_args,
+    setup_logging,
+    select_device,
+    setup_compute,
+)
+from smug.evaluation import reconstruct_files
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="model.pt of any saved method")
-    parser.add_argument("--files", nargs="+", required=True, help="fastMRI HDF5 volumes, or @LIST: one path per line")
+    parser.add_argument(
+        "--files", nargs="+", required=True, help="fastMRI HDF5 volumes, or @LIST: one path per line"
+    )
     parser.add_argument("--out-dir", required=True, help="folder of the reconstructions, one file per volume")
     parser.add_argument("--mask", help="column mask .npz for files with a target (not needed for test files)")
-    parser.add_argument("--sens-maps", nargs="*", default=[], help="existing sensitivity-map files, or folders of them")
+    parser.add_argument(
+        "--sens-maps", nargs="*", default=[], help="existing sensitivity-map files, or folders of them"
+    )
     parser.add_argument("--maps-cache", help="folder for estimated maps (default: OUT_DIR/.sens_maps)")
     add_espirit_options(parser)
-    parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default %(default)s)")
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="slices per forward pass (default %(default)s)"
+    )
     add_config_option(parser, "--seed", "seeds.0", type=int, help="noise of randomised models")
     add_compute_arguments(parser)
     args = parse_args(parser, argv)

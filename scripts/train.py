@@ -20,22 +20,36 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smug.utils.cli import add_compute_arguments, argument_words, load_spec, parse_args, setup_logging
-from smug.training.distributed import ranks_from_environment, start, stop
-from smug.utils.runtime import select_device, setup_compute, use_deterministic_algorithms
-from smug.training.stages import NonFiniteLossError, train_stage
+from smug.utils import (
+    add_compute_arguments,
+    argument_words,
+    load_spec,
+    parse_args,
+    setup_logging,
+    select_device,
+    setup_compute,
+    use_deterministic_algorithms,
+)
+from smug.training import ranks_from_environment, start, stop, NonFiniteLossError, train_stage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--spec", required=True, help="training spec: inline JSON or a JSON/YAML file")
     parser.add_argument(
-        "--train", nargs="+", required=True, help="training volumes (fastMRI HDF5), or @LIST: one path per line"
+        "--train",
+        nargs="+",
+        required=True,
+        help="training volumes (fastMRI HDF5), or @LIST: one path per line",
     )
     parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5), or @LIST")
     parser.add_argument("--mask", required=True, help="column mask .npz from scripts/make_masks.py")
     parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
+        "--sens-maps",
+        nargs="+",
+        help="sensitivity-map files, or folders of them (multicoil data), searched in order",
     )
     parser.add_argument("--init", help="model.pt to start from (denoiser for MoDL/SMUG, MoDL for RS-E2E)")
     parser.add_argument("--model", required=True, help="output model.pt")
@@ -52,7 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(parser, words)
     if args.ranks > 1 and "RANK" not in os.environ:
         # Each rank is this script again, started by torchrun with the same arguments.
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}"]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={args.ranks}",
+        ]
         sys.exit(subprocess.run([*command, str(Path(__file__).resolve()), *words]).returncode)
 
     setup_logging()

@@ -22,21 +22,21 @@ import sys
 import torch
 from torch.utils.data import DataLoader
 
-from smug.models.classical import (
-    METHODS,
-    TV_SOLVERS,
-    CompressedSensing,
-    check_solver_options,
-    to_record,
+from smug.models import METHODS, TV_SOLVERS, CompressedSensing, check_solver_options, to_record
+from smug.training import tune_regularization
+from smug.data import SliceDataset, select_slices, collate
+from smug.utils import (
+    atomic_path,
+    write_text_atomic,
+    add_compute_arguments,
+    add_config_option,
+    parse_args,
+    setup_logging,
+    provenance,
+    select_device,
+    setup_compute,
 )
-from smug.training.cs_tuning import tune_regularization
-from smug.data.datasets import SliceDataset, select_slices
-from smug.utils.io import atomic_path, write_text_atomic
-from smug.mri.masks import load_mask
-from smug.utils.cli import add_compute_arguments, add_config_option, parse_args, setup_logging
-from smug.utils.runtime import provenance, select_device, setup_compute
-from smug.data.datasets import collate
-from smug.mri.wavelets import WAVELETS
+from smug.mri import load_mask, WAVELETS
 
 LOG = logging.getLogger("smug")
 
@@ -60,19 +60,27 @@ def solver_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--method", required=True, choices=METHODS, help="classical method")
-    parser.add_argument("--lams", nargs="+", type=float, required=True, help="candidate regularisation weights")
+    parser.add_argument(
+        "--lams", nargs="+", type=float, required=True, help="candidate regularisation weights"
+    )
     add_config_option(parser, "--num-iters", "classical.num_iters", type=int, help="solver iterations")
     parser.add_argument("--val", nargs="+", required=True, help="validation volumes (fastMRI HDF5), or @LIST")
     parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
+        "--sens-maps",
+        nargs="+",
+        help="sensitivity-map files, or folders of them (multicoil data), searched in order",
     )
     parser.add_argument("--mask", required=True, help="column mask .npz from scripts/make_masks.py")
     add_config_option(parser, "--val-slices", "classical.val_slices", type=int, help="validation slices used")
     parser.add_argument("--batch-size", type=int, default=4, help="slices reconstructed at once (default 4)")
     add_config_option(parser, "--wavelet", "classical.wavelet", choices=WAVELETS, help="l1_wavelet: wavelet")
-    add_config_option(parser, "--levels", "classical.levels", type=int, help="l1_wavelet: decomposition levels")
+    add_config_option(
+        parser, "--levels", "classical.levels", type=int, help="l1_wavelet: decomposition levels"
+    )
     add_config_option(parser, "--solver", "classical.tv_solver", choices=TV_SOLVERS, help="tv: solver")
     parser.add_argument("--inner-iters", type=int, help="tv with fista: TV-prox iterations (default 10)")
     parser.add_argument("--pdhg-step", type=float, help="tv with pdhg: primal step (default 3)")

@@ -13,16 +13,18 @@ import sys
 
 import torch
 
-from smug.utils.io import atomic_path
-from smug.utils.cli import load_spec, parse_args
-from smug.utils.runtime import provenance, setup_compute
-from smug.models.untrained import UntrainedNetwork
+from smug.utils import atomic_path, load_spec, parse_args, provenance, setup_compute
+from smug.models import UntrainedNetwork
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--kind", required=True, choices=["zero_filled", "untrained"])
-    parser.add_argument("--settings", help="untrained: the network's settings (inline JSON or a JSON/YAML file)")
+    parser.add_argument(
+        "--settings", help="untrained: the network's settings (inline JSON or a JSON/YAML file)"
+    )
     parser.add_argument("--out", required=True, help="output model.pt")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parse_args(parser, argv)

@@ -14,7 +14,8 @@ def gen() -> torch.Generator:
 def random_complex(shape, gen: torch.Generator, dtype=torch.complex128) -> torch.Tensor:
     real_dtype = torch.float64 if dtype == torch.complex128 else torch.float32
     return torch.complex(
-        torch.randn(shape, generator=gen, dtype=real_dtype), torch.randn(shape, generator=gen, dtype=real_dtype)
+        torch.randn(shape, generator=gen, dtype=real_dtype),
+        torch.randn(shape, generator=gen, dtype=real_dtype),
     )
 
 
@@ -28,8 +29,8 @@ class TinySlices(torch.utils.data.Dataset):
     """``n`` random single-coil 12x12 slices, every other column sampled, as SliceDataset gives them."""
 
     def __init__(self, n: int = 6, size: int = 12):
-        from smug.mri.fftc import fft2c
-        from smug.mri.operators import apply_column_mask
+        from smug.mri import fft2c
+        from smug.mri import apply_column_mask
 
         gen = torch.Generator().manual_seed(0)
         self.mask = torch.zeros(size, dtype=torch.bool)
@@ -41,4 +42,10 @@ class TinySlices(torch.utils.data.Dataset):
         return len(self.targets)
 
     def __getitem__(self, i: int) -> dict:
-        return {"kspace": self.kspace[i], "mask": self.mask, "target": self.targets[i], "fname": f"f{i}", "slice": 0}
+        return {
+            "kspace": self.kspace[i],
+            "mask": self.mask,
+            "target": self.targets[i],
+            "fname": f"f{i}",
+            "slice": 0,
+        }

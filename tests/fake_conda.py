@@ -80,7 +80,11 @@ def main(args: list[str]) -> None:
     elif args[:2] == ["info", "--json"]:
         print(
             json.dumps(
-                {"conda_prefix": os.environ["FAKE_CONDA_ROOT"], "platform": "linux-64", "conda_version": "24.11.0"}
+                {
+                    "conda_prefix": os.environ["FAKE_CONDA_ROOT"],
+                    "platform": "linux-64",
+                    "conda_version": "24.11.0",
+                }
             )
         )
     elif args[:2] == ["config", "--get"]:

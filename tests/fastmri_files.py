@@ -26,10 +26,17 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from smug.data.fastmri_io import FILE_MASK_KEY, RECON_KEYS, SENS_MAPS_KEY, parse_ismrmrd_header
-from smug.utils.io import atomic_path
-from smug.data.synthetic import fft2c_np, ifft2c_np, ismrmrd_header
-from smug.mri.transforms import center_crop_or_pad
+from smug.data import (
+    FILE_MASK_KEY,
+    RECON_KEYS,
+    SENS_MAPS_KEY,
+    parse_ismrmrd_header,
+    fft2c_np,
+    ifft2c_np,
+    ismrmrd_header,
+)
+from smug.utils import atomic_path
+from smug.mri import center_crop_or_pad
 
 DEFAULT_ACQUISITION = {"knee": "CORPD_FBK", "brain": "AXT2"}
 _FOV_MM = {"knee": 140.0, "brain": 220.0}

@@ -319,16 +319,30 @@ def submitted_jobs() -> list[dict[str, str]]:
     jobs = []
     for line in result.stdout.splitlines():
         comment, partition, gres, state = line.split("|")
-        jobs.append({"comment": comment.strip(), "partition": partition.strip(), "gres": gres.strip(),
-                     "state": state.strip()})
+        jobs.append(
+            {
+                "comment": comment.strip(),
+                "partition": partition.strip(),
+                "gres": gres.strip(),
+                "state": state.strip(),
+            }
+        )
     return jobs
 
 
 def jobs_in_partition(partition: str) -> list[str]:
     """Ids of the partition's jobs that are not finished."""
     result = _run(
-        ["squeue", "--noheader", "--partition", partition, "--states", "PENDING,RUNNING,COMPLETING,SUSPENDED",
-         "--format", "%i"],
+        [
+            "squeue",
+            "--noheader",
+            "--partition",
+            partition,
+            "--states",
+            "PENDING,RUNNING,COMPLETING,SUSPENDED",
+            "--format",
+            "%i",
+        ],
         timeout=20,
     )
     return result.stdout.split() if result.returncode == 0 else []

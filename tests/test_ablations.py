@@ -11,17 +11,19 @@ import pytest
 import torch
 import yaml
 
-from smug.reporting.ablation_figures import plot_experiment
-from smug.reporting.ablation_tables import ABLATION_COLUMNS, ablation_table
-from smug.study.ablations import apply_settings, experiment_models, model_setup, variant_models, variant_name
-from smug.data.datasets import Batch
-from smug.evaluation.diagnostics import CommonNoise, diagnose, weight_spread
-from smug.evaluation.scoring import ROW_COLUMNS
-from smug.mri.fftc import fft2c
-from smug.study.methods import spec_settings
-from smug.models.modl import MoDL, UnrollTrace
-from smug.models.smoothing import SmoothingTrace
-from smug.mri.operators import apply_column_mask
+from smug.reporting import plot_experiment, ABLATION_COLUMNS, ablation_table
+from smug.study import (
+    apply_settings,
+    experiment_models,
+    model_setup,
+    variant_models,
+    variant_name,
+    spec_settings,
+)
+from smug.data import Batch
+from smug.evaluation import CommonNoise, diagnose, weight_spread, ROW_COLUMNS
+from smug.mri import fft2c, apply_column_mask
+from smug.models import MoDL, UnrollTrace, SmoothingTrace
 from tests.conftest import random_complex
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
@@ -51,7 +53,9 @@ def test_a_variant_equal_to_the_runs_config_is_the_main_model_and_others_are_nam
     config = _experiments(
         CONFIG,
         sigma=_experiment(["smug"], [{"smoothing.sigma": 0.01}, {"smoothing.sigma": 0.02}], ["modl"]),
-        bounded=_experiment(["smug"], [{"smoothing.sigma": 0.02, "model.output_bound": 1.0}, {"init": "denoiser"}]),
+        bounded=_experiment(
+            ["smug"], [{"smoothing.sigma": 0.02, "model.output_bound": 1.0}, {"init": "denoiser"}]
+        ),
     )
     models = experiment_models(config)
     assert [(m.name, m.role, m.label) for m in models["sigma"]] == [
@@ -74,7 +78,11 @@ def test_a_variants_spec_changes_exactly_its_settings_and_init_names_its_startin
         ustab=_experiment(["smug"], [{"training.ustab_target": "denoised_gt_grad"}]),
     )
     variants = variant_models(config)
-    assert set(variants) == {"smug@init=null", "smug@init=modl", "smug@training.ustab_target=denoised_gt_grad"}
+    assert set(variants) == {
+        "smug@init=null",
+        "smug@init=modl",
+        "smug@training.ustab_target=denoised_gt_grad",
+    }
     assert model_setup("smug@init=null", config)[2] is None
     assert model_setup("smug@init=modl", config)[2] == "modl"
     assert model_setup("smug", config) == ("smug", config, "denoiser")
@@ -90,7 +98,10 @@ def test_a_variants_spec_changes_exactly_its_settings_and_init_names_its_startin
     "settings, message",
     [
         ({"smoothing.sigmaa": 0.1}, r"ablations: 'smoothing.sigmaa' is not a config key"),
-        ({"smoothing.sigma.x": 0.1}, r"'smoothing.sigma.x' is not a config key \(smoothing.sigma is no section\)"),
+        (
+            {"smoothing.sigma.x": 0.1},
+            r"'smoothing.sigma.x' is not a config key \(smoothing.sigma is no section\)",
+        ),
         ({"init": "cs_tv"}, r"init 'cs_tv' is not a trained method"),
         ({"init": "smug"}, r"init 'smug' is not a trained method"),
     ],
@@ -104,7 +115,9 @@ def test_a_wrong_variant_is_one_message_naming_it(settings, message):
 def test_init_applies_only_to_unrolled_methods():
     with pytest.raises(ValueError, match=r"variants\[0\]: init applies to unrolled methods, not 'unet'"):
         experiment_models(_experiments(CONFIG, broken=_experiment(["unet"], [{"init": None}])))
-    with pytest.raises(ValueError, match="'rs_e2e' smooths the trained MoDL it starts from; its init is fixed"):
+    with pytest.raises(
+        ValueError, match="'rs_e2e' smooths the trained MoDL it starts from; its init is fixed"
+    ):
         experiment_models(_experiments(CONFIG, broken=_experiment(["rs_e2e"], [{"init": None}])))
     with pytest.raises(ValueError, match="not a config key"):
         apply_settings(CONFIG, {"nowhere.key": 1})
@@ -158,7 +171,9 @@ def test_common_noise_fixes_the_draws_and_the_bound_caps_the_output_norm():
     torch.testing.assert_close(once, twice)
     assert not torch.allclose(free[0], free[1])
     bound = 0.05
-    bounded = MoDL(denoiser, num_unrolls=2, smoothing="smug", sigma=0.05, num_samples=3, output_bound=bound).eval()
+    bounded = MoDL(
+        denoiser, num_unrolls=2, smoothing="smug", sigma=0.05, num_samples=3, output_bound=bound
+    ).eval()
     rows = pd.DataFrame(diagnose(bounded, batches, radii=[0.05], steps=1, seed=0))
     norms = rows[rows["quantity"] == "denoiser_output_norm"]["value"]
     assert (norms <= bound * (2 * 12 * 12) ** 0.5 + 1e-6).all()
@@ -222,8 +237,14 @@ EXPERIMENTS = {
 
 
 def _table():
-    scores = [_scores("smug", 25.0, 22.0), _scores("smug@smoothing.sigma=0.02", 24.0, 22.5), _scores("modl", 26, 21)]
-    health = pd.DataFrame({"model": ["smug", "smug@smoothing.sigma=0.02", "modl"], "healthy": [True, False, True]})
+    scores = [
+        _scores("smug", 25.0, 22.0),
+        _scores("smug@smoothing.sigma=0.02", 24.0, 22.5),
+        _scores("modl", 26, 21),
+    ]
+    health = pd.DataFrame(
+        {"model": ["smug", "smug@smoothing.sigma=0.02", "modl"], "healthy": [True, False, True]}
+    )
     diagnostics = [_diagnostics(model, seed) for model in ("smug", "modl") for seed in (0, 1)]
     return ablation_table(EXPERIMENTS, scores, diagnostics, health, "h", "c")
 
@@ -241,11 +262,25 @@ def test_ablation_table_names_each_rows_experiment_setting_and_health_and_diagno
     # Averaged over the seeds it was measured on.
     assert set(worst["mean"]) == {2.5} and set(worst["n_seeds"]) == {2} and worst["ci_low"].isna().all()
     with pytest.raises(ValueError, match="model 'rs_e2e' has no evaluation scores"):
-        extra = {"x": [{"model": "rs_e2e", "method": "rs_e2e", "setting": "", "role": "reference", "diagnosed": False}]}
-        ablation_table(extra, [_scores("smug", 1, 1)], [], pd.DataFrame({"model": [], "healthy": []}), "h", "c")
+        extra = {
+            "x": [
+                {
+                    "model": "rs_e2e",
+                    "method": "rs_e2e",
+                    "setting": "",
+                    "role": "reference",
+                    "diagnosed": False,
+                }
+            ]
+        }
+        ablation_table(
+            extra, [_scores("smug", 1, 1)], [], pd.DataFrame({"model": [], "healthy": []}), "h", "c"
+        )
 
 
-@pytest.mark.parametrize("experiment, kind", [("sigma", "tradeoff"), ("sigma", "bars"), ("bounded", "sensitivity")])
+@pytest.mark.parametrize(
+    "experiment, kind", [("sigma", "tradeoff"), ("sigma", "bars"), ("bounded", "sensitivity")]
+)
 def test_every_ablation_figure_kind_draws(tmp_path, experiment, kind):
     table = _table()
     plot_experiment(table, experiment, kind, tmp_path / "f.png", tmp_path / "f.pdf")
@@ -269,11 +304,17 @@ TINY_ABLATIONS = {
         "attacks": ["pgd_kspace_linf", "pgd_kspace_linf_journal"],
         "diagnostics": {"radii": [0.02, 0.05], "steps": 1},
         "experiments": {
-            "sigma": {"variants": [{"smoothing.sigma": 0.01}, {"smoothing.sigma": 0.03}], "methods": ["smug"]},
+            "sigma": {
+                "variants": [{"smoothing.sigma": 0.01}, {"smoothing.sigma": 0.03}],
+                "methods": ["smug"],
+            },
             "bounded_output": {"variants": [{"model.output_bound": 1.0}]},
             "pretraining": {"variants": [{"init": None}, {"init": "modl"}], "references": ["smug"]},
             "weighting": {
-                "variants": [{"smoothing.weight_scores": "noisy"}, {"smoothing.weight_normalisation": "softmax"}]
+                "variants": [
+                    {"smoothing.weight_scores": "noisy"},
+                    {"smoothing.weight_normalisation": "softmax"},
+                ]
             },
             "ustab_target": {"variants": [{"training.ustab_target": "denoised_gt_grad"}]},
             "fine_tuning": {"variants": [{"training.lr": 0.0005}]},
@@ -346,7 +387,9 @@ def test_tiny_ablations_run_end_to_end(tmp_path):
     assert list(sigma["setting"].unique()) == ["sigma=0.01", "sigma=0.03", "modl", "rs_e2e"]
     diagnosed = table[table["protocol"] == "diagnostic"]
     assert set(diagnosed["experiment"]) == {"bounded_output", "weighting"}
-    assert {"sensitivity_worst", "sensitivity_random", "denoiser_output_norm"} <= set(diagnosed["perturbation"])
+    assert {"sensitivity_worst", "sensitivity_random", "denoiser_output_norm"} <= set(
+        diagnosed["perturbation"]
+    )
     assert set(diagnosed.loc[diagnosed["perturbation"] == "weight_max", "model"]) == {
         "weighted_smug@smoothing.weight_scores=noisy",
         "weighted_smug@smoothing.weight_normalisation=softmax",
@@ -375,4 +418,6 @@ def test_tiny_ablations_run_end_to_end(tmp_path):
     # The pre-training claim, on the ablations' own scores (one seed: measured, but no verdict).
     claims = pd.read_csv(tmp_path / "results/tables/ablation_claims.csv").set_index("id")
     assert list(claims.index) == ["smug_pretraining"]
-    assert claims.loc["smug_pretraining", "verdict"] == "inconclusive" and pd.notna(claims.loc["smug_pretraining", "effect"])
+    assert claims.loc["smug_pretraining", "verdict"] == "inconclusive" and pd.notna(
+        claims.loc["smug_pretraining", "effect"]
+    )

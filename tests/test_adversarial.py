@@ -7,26 +7,26 @@ import copy
 import pytest
 import torch
 
-from smug.training.minmax import (
+from smug.training import (
     MinMaxObjective,
     generator_ascent_step,
     hinge_penalty,
-    kspace_perturbation,
     minmax_step,
-    perturb_input,
     reconstructor_objective,
+    complex_mse,
 )
-from smug.data.datasets import Batch
-from smug.models.e2e_unet import ZeroFilledUNet
-from smug.models.generator import PerturbationGenerator
-from smug.training.objectives import complex_mse
-from smug.mri.operators import adjoint_operator, forward_operator
+from smug.attacks import kspace_perturbation, perturb_input
+from smug.data import Batch
+from smug.models import ZeroFilledUNet, PerturbationGenerator
+from smug.mri import adjoint_operator, forward_operator
 from tests.conftest import random_complex, random_sens_maps
 
 SIZE = 32
 
 
-def make_batch(gen: torch.Generator, coils: int | None = None, batch: int = 2, h: int = SIZE, w: int = SIZE) -> Batch:
+def make_batch(
+    gen: torch.Generator, coils: int | None = None, batch: int = 2, h: int = SIZE, w: int = SIZE
+) -> Batch:
     """A random batch: target with max magnitude 1, a column mask, measured k-space."""
     target = random_complex((batch, h, w), gen, torch.complex64)
     target = target / target.abs().amax(dim=(-2, -1), keepdim=True)
@@ -47,7 +47,9 @@ def tiny_unet(input_mode: str = "complex") -> ZeroFilledUNet:
     return ZeroFilledUNet(input_mode, chans=4, num_pool_layers=2)
 
 
-def tiny_generator(out_chans: int = 2, h: int = SIZE, w: int = SIZE, scale: float = 0.1) -> PerturbationGenerator:
+def tiny_generator(
+    out_chans: int = 2, h: int = SIZE, w: int = SIZE, scale: float = 0.1
+) -> PerturbationGenerator:
     return PerturbationGenerator(
         (h, w), latent_dim=8, out_chans=out_chans, features=4, num_upsamples=3, output_scale=scale
     )
@@ -56,7 +58,9 @@ def tiny_generator(out_chans: int = 2, h: int = SIZE, w: int = SIZE, scale: floa
 @pytest.mark.parametrize("shape", [(32, 32), (40, 24), (21, 35)])
 @pytest.mark.parametrize("out_chans", [1, 2])
 def test_generator_output_shape_and_range(shape, out_chans, gen):
-    net = PerturbationGenerator(shape, latent_dim=8, out_chans=out_chans, features=4, num_upsamples=3, output_scale=0.5)
+    net = PerturbationGenerator(
+        shape, latent_dim=8, out_chans=out_chans, features=4, num_upsamples=3, output_scale=0.5
+    )
     out = net(net.sample_latent(3, gen))
     assert out.shape == (3, out_chans, *shape)
     assert out.abs().max() <= 0.5
@@ -245,10 +249,14 @@ def test_minmax_objective_drives_fit_style_loop_and_resumes(gen):
     loss = objective(recon, batch, noise)
     assert loss.ndim == 0 and loss.requires_grad
     assert {"clean_loss", "adv_loss", "penalty", "gen_objective"} <= set(objective.last_stats)
-    assert loss.item() == pytest.approx(objective.last_stats["clean_loss"] + 0.5 * objective.last_stats["adv_loss"])
+    assert loss.item() == pytest.approx(
+        objective.last_stats["clean_loss"] + 0.5 * objective.last_stats["adv_loss"]
+    )
     # the generator moved; its gradients never reached the reconstructor's loss
     moved = objective.state_dict()["generator"]
-    assert any(not torch.equal(moved[k], state0["generator"][k]) for k in moved if moved[k].is_floating_point())
+    assert any(
+        not torch.equal(moved[k], state0["generator"][k]) for k in moved if moved[k].is_floating_point()
+    )
     gen_grads = [p.grad.clone() for p in objective.generator_net.parameters()]
     loss.backward()
     assert all(torch.equal(p.grad, g) for p, g in zip(objective.generator_net.parameters(), gen_grads))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.attacks.files import ATTACK_ATTRS, load_attack, save_attack
+from smug.attacks import ATTACK_ATTRS, load_attack, save_attack
 
 N = 16
 

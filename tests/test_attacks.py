@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.attacks.perturbations import (
+from smug.attacks import (
     is_randomised,
     ATTACKS,
     apply_perturbation,
@@ -19,13 +19,10 @@ from smug.attacks.perturbations import (
     reconstruct_perturbed,
     run_attack,
 )
-from smug.data.datasets import Batch
-from smug.mri.fftc import fft2c
-from smug.models import DnCNN
-from smug.models.modl import RSE2E, MoDL
-from smug.training.objectives import complex_mse
-from smug.mri.operators import adjoint_operator, forward_operator
-from smug.data.phantoms import knee_phantom, sample_knee_params
+from smug.data import Batch, knee_phantom, sample_knee_params
+from smug.mri import fft2c, adjoint_operator, forward_operator
+from smug.models import DnCNN, RSE2E, MoDL
+from smug.training import complex_mse
 from tests.conftest import random_sens_maps
 
 N = 16
@@ -98,7 +95,9 @@ def _sampled_norm(delta: torch.Tensor) -> torch.Tensor:
 def test_linf_kspace_pgd_stays_in_box_and_on_mask(coils):
     batch = _batch(coils=coils)
     eps = 0.02
-    delta = pgd_kspace_attack(_model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0))
+    delta = pgd_kspace_attack(
+        _model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0)
+    )
     assert delta.shape == batch.kspace.shape and delta.dtype == torch.complex64
     assert delta.real.abs().max() <= eps + 1e-7 and delta.imag.abs().max() <= eps + 1e-7
     # Signed steps push most entries of the sampled columns to the box's faces.
@@ -124,7 +123,9 @@ def test_l2_kspace_pgd_stays_in_ball_and_on_mask(relative):
 def test_image_pgd_stays_in_box():
     batch = _batch()
     eps = 1 / 255
-    delta = pgd_image_attack(_model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0))
+    delta = pgd_image_attack(
+        _model(), batch, eps, "linf", steps=3, generator=torch.Generator().manual_seed(0)
+    )
     assert delta.shape == batch.target.shape
     assert delta.real.abs().max() <= eps + 1e-7 and delta.imag.abs().max() <= eps + 1e-7
     # The image domain has no support constraint: the perturbation reaches unsampled frequencies.
@@ -191,7 +192,9 @@ def test_pgd_beats_random_noise_of_the_same_size(trained_model, norm, eps):
     worst_case = attack_loss(trained_model, batch, delta, batch.target)
     noise_losses = torch.stack(
         [
-            attack_loss(trained_model, batch, random_perturbation(batch, eps, norm, generator=gen), batch.target)
+            attack_loss(
+                trained_model, batch, random_perturbation(batch, eps, norm, generator=gen), batch.target
+            )
             for _ in range(5)
         ]
     )
@@ -204,7 +207,9 @@ def test_pgd_beats_random_noise_of_the_same_size(trained_model, norm, eps):
 def test_attack_gradient_matches_finite_differences():
     model = _model().double()
     batch = _batch(dtype=torch.complex128)
-    delta = 0.01 * torch.randn(batch.kspace.shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+    delta = 0.01 * torch.randn(
+        batch.kspace.shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(1)
+    )
     grad, _ = attack_gradient(model, batch, delta, batch.target)
     h = 1e-6
     for index, part in [((0, 0, 3, N // 2), 1.0), ((1, 0, 7, 0), 1j), ((0, 0, 2, 1), 1.0)]:
@@ -221,7 +226,9 @@ def test_attack_gradient_matches_finite_differences():
 
 def test_eot_gradient_of_a_deterministic_model_is_the_plain_gradient():
     model, batch = _model(), _batch()
-    delta = 0.01 * torch.randn(batch.kspace.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    delta = 0.01 * torch.randn(
+        batch.kspace.shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(1)
+    )
     plain, plain_loss = attack_gradient(model, batch, delta, batch.target, eot_samples=1)
     eot, eot_loss = attack_gradient(model, batch, delta, batch.target, eot_samples=4)
     assert plain.abs().max() > 0
@@ -244,11 +251,15 @@ def test_eot_gradient_averages_fresh_noise_draws():
 def test_smoothed_model_is_attacked_with_its_noise_active():
     model, batch = _model("smug"), _batch()
     seen = []
-    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs.get("generator")), with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs.get("generator")), with_kwargs=True
+    )
 
     def attack(seed):
         gen = torch.Generator().manual_seed(seed)
-        delta = pgd_kspace_attack(model, batch, 0.02, "linf", steps=2, random_start=False, eot_samples=2, generator=gen)
+        delta = pgd_kspace_attack(
+            model, batch, 0.02, "linf", steps=2, random_start=False, eot_samples=2, generator=gen
+        )
         return delta, gen
 
     first, gen = attack(0)
@@ -345,12 +356,15 @@ def test_deterministic_models_are_attacked_with_one_pass_per_step():
     assert not is_randomised(model) and is_randomised(_model("smug")) and is_randomised(RSE2E(model))
     calls = []
     model.register_forward_pre_hook(lambda module, args: calls.append(1))
-    pgd_kspace_attack(model, batch, 0.02, "linf", steps=3, random_start=False, eot_samples=4, loss_target="clean")
+    pgd_kspace_attack(
+        model, batch, 0.02, "linf", steps=3, random_start=False, eot_samples=4, loss_target="clean"
+    )
     assert len(calls) == 1 + 3  # the clean target once, then one pass per PGD step
 
 
 def test_paper_protocols_fix_the_authors_settings_and_are_labelled():
-    from smug.attacks.perturbations import NOISE_COUNTERPART, PROTOCOLS, attack_protocol
+    from smug.study import NOISE_COUNTERPART, PROTOCOLS
+    from smug.attacks import attack_protocol
 
     journal, conference = PROTOCOLS["pgd_kspace_linf_journal"], PROTOCOLS["pgd_image_linf_conference"]
     assert journal["steps"] == conference["steps"] == 10

@@ -16,11 +16,17 @@ import pytest
 import torch
 
 from smug.mri.data_consistency import conjugate_gradient, data_consistency
-from smug.models.factory import build_model
-from smug.training.objectives import end_to_end_loss
-from smug.mri.operators import apply_column_mask, normal_operator
-from smug.training.accelerator import PerformanceOptions, autocast, channel_networks, network_autocast
-from smug.training.loop import TrainSettings, fit
+from smug.models import build_model
+from smug.training import (
+    end_to_end_loss,
+    PerformanceOptions,
+    autocast,
+    channel_networks,
+    network_autocast,
+    TrainSettings,
+    fit,
+)
+from smug.mri import apply_column_mask, normal_operator
 from tests.conftest import TinySlices, random_complex, random_sens_maps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +92,9 @@ def test_tiny_preset_writes_the_three_tables_and_prints_every_ratio(tmp_path, ca
     columns, throughput = _read_csv(out_dir / "throughput.csv")
     assert tuple(columns) == THROUGHPUT_COLUMNS
     names = [row["name"] for row in throughput]
-    assert len(names) == len(set(names)) and {"denoiser_fwd_bwd", "modl_forward", "smug_forward"} <= set(names)
+    assert len(names) == len(set(names)) and {"denoiser_fwd_bwd", "modl_forward", "smug_forward"} <= set(
+        names
+    )
     for row in throughput:
         for key in ("seconds", "slices_per_s"):
             value = float(row[key])
@@ -101,7 +109,9 @@ def test_tiny_preset_writes_the_three_tables_and_prints_every_ratio(tmp_path, ca
         assert math.isfinite(measured) and measured > 0 and target > 0
         assert row["ok"] == str(measured <= target if row["goal"] == "<=" else measured >= target)
     syncs = next(row for row in targets if row["name"] == "cg_host_syncs")
-    assert syncs["ok"] == "True", syncs  # a count, not a timing: the CG must not read the device per iteration
+    assert (
+        syncs["ok"] == "True"
+    ), syncs  # a count, not a timing: the CG must not read the device per iteration
 
     columns, rules = _read_csv(out_dir / "rules.csv")
     assert tuple(columns) == RULE_COLUMNS
@@ -129,7 +139,9 @@ def test_bench_sizes_are_validated():
     with pytest.raises(ValueError, match="unknown benchmark size 'huge'"):
         bench_size("huge")
     with pytest.raises(ValueError, match="BenchSize.batch"):
-        BenchSize(batch=0, coils=2, height=8, width=8, denoiser="dncnn", chans=2, depth=2, unrolls=1, samples=1)
+        BenchSize(
+            batch=0, coils=2, height=8, width=8, denoiser="dncnn", chans=2, depth=2, unrolls=1, samples=1
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,9 +151,13 @@ def test_bench_sizes_are_validated():
 
 def test_rule_benchmarks_parse_snakemake_tsvs(tmp_path):
     (tmp_path / "train_modl.tsv").write_text(
-        TSV_HEADER + "100.0\t0:01:40\t500.0\t1\t1\t1\t0\t0\t50\t90\n" + "80.0\t0:01:20\t700.0\t1\t1\t1\t0\t0\t50\t70\n"
+        TSV_HEADER
+        + "100.0\t0:01:40\t500.0\t1\t1\t1\t0\t0\t50\t90\n"
+        + "80.0\t0:01:20\t700.0\t1\t1\t1\t0\t0\t50\t70\n"
     )
-    (tmp_path / "zero_filled_method.tsv").write_text(TSV_HEADER + "1.5\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    (tmp_path / "zero_filled_method.tsv").write_text(
+        TSV_HEADER + "1.5\t0:00:01\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n"
+    )
     (tmp_path / "notes.txt").write_text("not a benchmark")
     rows, total = rule_benchmarks(tmp_path)
     assert [row["rule"] for row in rows] == ["train_modl", "zero_filled_method"]  # slowest first
@@ -183,7 +199,11 @@ def test_host_syncs_are_counted_and_the_patch_is_undone(gen):
         y = x * 2  # stays on the device
     assert count.host_reads == 3 and count.cuda_syncs is None and y.sum() == 6
     bool(x.any())
-    assert count.host_reads == 3 and "__bool__" not in torch.Tensor.__dict__ and "item" not in torch.Tensor.__dict__
+    assert (
+        count.host_reads == 3
+        and "__bool__" not in torch.Tensor.__dict__
+        and "item" not in torch.Tensor.__dict__
+    )
 
     # The batched multicoil CG reads the device once per check_every iterations, not per iteration.
     b, c = 2, 3
@@ -259,7 +279,9 @@ def test_bf16_stays_inside_the_networks(coils, gen):
         dc = data_consistency(out, out, mask, 0.5, sens, max_iter=3)
     assert set(conv_dtypes) == {torch.bfloat16}
     assert (
-        out.dtype == torch.complex64 and dc.dtype == torch.complex64 and torch.isfinite(torch.view_as_real(out)).all()
+        out.dtype == torch.complex64
+        and dc.dtype == torch.complex64
+        and torch.isfinite(torch.view_as_real(out)).all()
     )
     torch.view_as_real(out).square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -297,7 +319,9 @@ def test_fit_trains_with_bf16_and_channels_last(kind, cfg, tmp_path):
     model_cfg = {**cfg, "num_unrolls": 2, "lam": 0.5, "learn_lam": False, "cg_max_iter": 3, "cg_tol": 1e-6}
     model = build_model(kind, model_cfg if kind == "modl" else cfg, {"sigma": 0.01, "num_samples": 2})
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = _fit(tmp_path, model, kind, amp="bf16", channels_last=True, cudnn_benchmark=True, pin_memory=True)
+    result = _fit(
+        tmp_path, model, kind, amp="bf16", channels_last=True, cudnn_benchmark=True, pin_memory=True
+    )
     loss = result.history[0]["train_loss"]
     assert math.isfinite(loss) and loss > 0
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -325,7 +349,7 @@ def test_cpu_runtime_settings_flush_denormals_and_keep_large_blocks():
     times), and on glibc the allocator keeps multi-MB activation blocks instead of unmapping them."""
     import sys
 
-    from smug.utils.runtime import tune_cpu_runtime
+    from smug.utils import tune_cpu_runtime
 
     try:
         changed = tune_cpu_runtime()
@@ -341,9 +365,12 @@ def test_cpu_runtime_settings_flush_denormals_and_keep_large_blocks():
 def test_deterministic_mode_does_not_fill_new_tensors():
     """Deterministic algorithms stay on, without the NaN fill of every new tensor (a debugging aid
     that cost 13 % of SMUG's CPU training time and changes no result)."""
-    from smug.utils.runtime import use_deterministic_algorithms
+    from smug.utils import use_deterministic_algorithms
 
-    before = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
     try:
         use_deterministic_algorithms()
         assert torch.are_deterministic_algorithms_enabled()
@@ -357,7 +384,9 @@ def test_attack_and_evaluation_jobs_do_not_import_scipy_stats():
     """scipy.stats (half a second of every job's start) is imported only where an interval is taken."""
     import subprocess
 
-    code = "import sys, smug.evaluation.robustness, smug.evaluation.scoring; print('scipy.stats' in sys.modules)"
+    code = (
+        "import sys, smug.evaluation.robustness, smug.evaluation.scoring; print('scipy.stats' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -372,7 +401,9 @@ def test_attack_jobs_import_neither_pandas_nor_scipy():
         "print(sorted(m for m in ('pandas', 'scipy') if m in sys.modules))"
     )
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -382,7 +413,7 @@ def test_attack_jobs_import_neither_pandas_nor_scipy():
 
 def test_didn_channels_last_equals_the_default_layout(gen):
     """channels_last on, off and auto give the same outputs and gradients within float rounding."""
-    from smug.models.didn import DIDN
+    from smug.models import DIDN
 
     torch.manual_seed(0)
     nets = {mode: DIDN(num_chans=8, num_dubs=1, channels_last=mode) for mode in ("off", "on", "auto")}
@@ -408,10 +439,13 @@ def test_didn_channels_last_equals_the_default_layout(gen):
 def test_layout_benchmark_rates_each_variant_against_eager_and_compile_matches_it():
     size = dataclasses.replace(bench_size("tiny"), denoiser="didn", chans=4, depth=1, repeats=1)
     rows, ratios = bench_layouts(size, torch.device("cpu"), PerformanceOptions())
-    assert {r["name"] for r in ratios} == {"didn_forward_channels_last_vs_eager", "smug_forward_channels_last_vs_eager"}
+    assert {r["name"] for r in ratios} == {
+        "didn_forward_channels_last_vs_eager",
+        "smug_forward_channels_last_vs_eager",
+    }
     assert all(r["measured"] > 0 for r in ratios) and len(rows) == 4
     # torch.compile of the channels-last DIDN computes what eager computes (or is reported missing).
-    from smug.models.didn import DIDN
+    from smug.models import DIDN
 
     torch.manual_seed(0)
     eager = DIDN(num_chans=4, num_dubs=1).eval()

@@ -16,20 +16,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from smug.study.claims import (
+from smug.evaluation import (
     CLAIM_COLUMNS,
     COMPARISON_COLUMNS,
     SCORE_COLUMNS,
-    check_claims,
-    claim_kinds,
-    claims_markdown,
     comparison_pairs,
     comparisons,
     evaluate_claims,
-    evaluated_conditions,
     score_tables,
 )
-from smug.study.methods import schema_names
+from smug.study import check_claims, claim_kinds, evaluated_conditions, schema_names
+from smug.reporting import claims_markdown
 from tests.workflow_utils import REPO
 
 SEEDS = (0, 1, 2)
@@ -106,7 +103,7 @@ def config() -> dict:
 
 
 def test_score_columns_are_the_evaluation_rows_plus_the_seed():
-    from smug.evaluation.scoring import ROW_COLUMNS
+    from smug.evaluation import ROW_COLUMNS
 
     assert SCORE_COLUMNS == ROW_COLUMNS
 
@@ -666,7 +663,7 @@ def claims_table() -> pd.DataFrame:
 
 
 def test_forest_plot_draws_every_claim(tmp_path, claims_table):
-    from smug.reporting.claim_figures import plot_claims
+    from smug.reporting import plot_claims
 
     figure = plot_claims(claims_table, tmp_path / "claims.png", tmp_path / "claims.pdf")
     assert (tmp_path / "claims.png").stat().st_size > 0 and (tmp_path / "claims.pdf").stat().st_size > 0
@@ -703,7 +700,7 @@ class _Cells(HTMLParser):
 
 
 def test_html_page_escapes_text_and_classes_each_verdict(claims_table):
-    from smug.reporting.claim_figures import claims_html
+    from smug.reporting import claims_html
 
     page = claims_html(claims_table, "3 of 4 paired comparisons decided")
     assert "<script>" not in page and "&lt;script&gt;" in page

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from smug.evaluation import metrics
-from smug.models.classical import (
+from smug.models import (
     CompressedSensing,
     from_record,
     l1_wavelet_objective,
@@ -23,10 +23,18 @@ from smug.models.classical import (
     tv_objective,
     tv_recon,
 )
-from smug.training.cs_tuning import tune_regularization
-from smug.data.datasets import Batch
-from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
-from smug.mri.wavelets import WAVELETS, analysis_matrix, dwt2, idwt2, wavelet_filters
+from smug.training import tune_regularization
+from smug.data import Batch
+from smug.mri import (
+    adjoint_operator,
+    forward_operator,
+    normal_operator,
+    WAVELETS,
+    analysis_matrix,
+    dwt2,
+    idwt2,
+    wavelet_filters,
+)
 from tests.conftest import random_complex, random_sens_maps
 
 N = 32
@@ -110,7 +118,9 @@ def test_wavelet_is_orthonormal(wavelet, gen):
     x, y = random_complex((2, 16, 32), gen), random_complex((2, 16, 32), gen)
     torch.testing.assert_close(dwt2(x, wavelet, 3).norm(), x.norm(), rtol=1e-12, atol=0)
     inner = lambda a, b: (a.conj() * b).sum()  # noqa: E731
-    torch.testing.assert_close(inner(dwt2(x, wavelet, 3), y), inner(x, idwt2(y, wavelet, 3)), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        inner(dwt2(x, wavelet, 3), y), inner(x, idwt2(y, wavelet, 3)), rtol=1e-12, atol=0
+    )
     # Orthogonal at every even length, also shorter than the 8-tap db4 filter (wrap-around).
     for n in (2, 4, 6, 16):
         matrix = analysis_matrix(n, wavelet)
@@ -126,7 +136,9 @@ def test_db4_filter_has_four_vanishing_moments():
     assert (high * n**4).sum().abs().item() > 1
     # A constant image has no detail at any level: all energy in the coarsest approximation.
     coeffs = dwt2(torch.full((1, 16, 16), 0.5, dtype=torch.float64), "db4", 2)
-    torch.testing.assert_close(coeffs[0, :4, :4], torch.full((4, 4), 2.0, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        coeffs[0, :4, :4], torch.full((4, 4), 2.0, dtype=torch.float64), rtol=0, atol=1e-12
+    )
     assert coeffs[0].abs().sum().item() == pytest.approx(32.0, rel=1e-12)
 
 
@@ -138,7 +150,9 @@ def test_haar_known_values():
     # Two levels on a 4x4 image: the level-1 LL block [[7, 11], [23, 27]] / 2 transformed again.
     image = torch.arange(16, dtype=torch.float64).reshape(4, 4) + 1
     coeffs = dwt2(image, "haar", 2)
-    torch.testing.assert_close(coeffs[:2, :2], torch.tensor([[34.0, -4.0], [-16.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(
+        coeffs[:2, :2], torch.tensor([[34.0, -4.0], [-16.0, 0.0]], dtype=torch.float64)
+    )
     torch.testing.assert_close(coeffs[:2, 2:], torch.full((2, 2), -1.0, dtype=torch.float64))  # LH
     torch.testing.assert_close(coeffs[2:, :2], torch.full((2, 2), -4.0, dtype=torch.float64))  # HL
     torch.testing.assert_close(coeffs[2:, 2:], torch.zeros(2, 2, dtype=torch.float64))
@@ -182,7 +196,9 @@ def _check_objective(values, x, kspace, mask, sens, lam, regulariser):
     steps = values[1:] - values[:-1]
     assert (steps <= 0).all()
     assert (values[-1] < values[0] - 1e-3).all()
-    full = 0.5 * (forward_operator(x, mask, sens) - kspace).abs().pow(2).flatten(1).sum(1) + lam * regulariser(x)
+    full = 0.5 * (forward_operator(x, mask, sens) - kspace).abs().pow(2).flatten(1).sum(
+        1
+    ) + lam * regulariser(x)
     constant = 0.5 * kspace.abs().pow(2).flatten(1).sum(1)
     torch.testing.assert_close(values[-1], full - constant, rtol=1e-10, atol=1e-10)
 
@@ -194,7 +210,9 @@ def test_mfista_l1_wavelet_objective_never_increases(coils):
     lam = 1e-2
     x, values = l1_wavelet_recon(zero_filled, mask, sens, lam, 60, "db4", 3, return_objective=True)
     assert values.shape == (61, 1)
-    _check_objective(values, x, kspace, mask, sens, lam, lambda im: dwt2(im, "db4", 3).abs().flatten(1).sum(1))
+    _check_objective(
+        values, x, kspace, mask, sens, lam, lambda im: dwt2(im, "db4", 3).abs().flatten(1).sum(1)
+    )
     torch.testing.assert_close(values[-1], l1_wavelet_objective(x, zero_filled, mask, sens, lam, "db4", 3))
 
 
@@ -202,7 +220,9 @@ def test_mfista_l1_wavelet_objective_never_increases(coils):
 def test_mfista_tv_objective_never_increases(coils):
     _, kspace, mask, sens, zero_filled = problem(coils)
     lam = 1e-2  # plain FISTA is not monotone here
-    x, values = tv_recon(zero_filled, mask, sens, lam, 60, solver="fista", inner_iters=5, return_objective=True)
+    x, values = tv_recon(
+        zero_filled, mask, sens, lam, 60, solver="fista", inner_iters=5, return_objective=True
+    )
     _check_objective(values, x, kspace, mask, sens, lam, total_variation)
     torch.testing.assert_close(values[-1], tv_objective(x, zero_filled, mask, sens, lam))
 
@@ -232,8 +252,12 @@ def test_tv_solvers_agree_on_objective(coils):
     _, _, mask, sens, zero_filled = problem(coils)
     lam = 1e-2
     start = tv_objective(zero_filled, zero_filled, mask, sens, lam)
-    fista = tv_objective(tv_recon(zero_filled, mask, sens, lam, 100, solver="fista"), zero_filled, mask, sens, lam)
-    pdhg = tv_objective(tv_recon(zero_filled, mask, sens, lam, 100, solver="pdhg"), zero_filled, mask, sens, lam)
+    fista = tv_objective(
+        tv_recon(zero_filled, mask, sens, lam, 100, solver="fista"), zero_filled, mask, sens, lam
+    )
+    pdhg = tv_objective(
+        tv_recon(zero_filled, mask, sens, lam, 100, solver="pdhg"), zero_filled, mask, sens, lam
+    )
     # Both cover nearly all of the descent from the zero-filled start, and land close together
     # (on this problem, 100 iterations leave both within 1% of the descent of a 1000-iteration run).
     assert ((start - fista) > 0).all()
@@ -322,7 +346,9 @@ def test_gradients_reach_zero_filled(method, options, coils):
 
 
 def _load_script():
-    pytest.importorskip("smug.data.datasets", reason="smug.data.datasets (and smug.data.fastmri_io) not available")
+    pytest.importorskip(
+        "smug.data.datasets", reason="smug.data.datasets (and smug.data.fastmri_io) not available"
+    )
     spec = importlib.util.spec_from_file_location("tune_classical", REPO / "scripts" / "tune_classical.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

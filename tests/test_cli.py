@@ -31,7 +31,12 @@ def parser() -> argparse.ArgumentParser:
 
 def job(input=None, output=None, params=None, threads=1, log=()):
     return SimpleNamespace(
-        rule="probe", input=input or {}, output=output or {}, params=params or {}, threads=threads, log=list(log)
+        rule="probe",
+        input=input or {},
+        output=output or {},
+        params=params or {},
+        threads=threads,
+        log=list(log),
     )
 
 

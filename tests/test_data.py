@@ -8,13 +8,27 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri.coil_combine import sens_combine
-from smug.data.datasets import SliceDataset, central_slices, make_dataset, preprocess_slice, select_slices
-from smug.data.fastmri_io import read_file_mask, read_slice
-from smug.mri.fftc import ifft2c
-from smug.mri.masks import create_mask_for_mask_type, save_mask
-from smug.data.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
-from smug.mri.transforms import center_crop, center_crop_or_pad
+from smug.mri import (
+    sens_combine,
+    ifft2c,
+    create_mask_for_mask_type,
+    save_mask,
+    center_crop,
+    center_crop_or_pad,
+)
+from smug.data import (
+    SliceDataset,
+    central_slices,
+    make_dataset,
+    preprocess_slice,
+    select_slices,
+    read_file_mask,
+    read_slice,
+    sens_map_path,
+    volume_paths,
+    volume_plan,
+    write_synthetic_volume,
+)
 from tests.fastmri_files import LAYOUTS, fill_padding_columns, write_layout
 
 
@@ -99,7 +113,9 @@ def test_bad_inputs_are_named(volumes, tmp_path):
     )
     dataset = make_dataset(volumes["singlecoil"], 1, narrow, None)
     volume = select_slices(volumes["singlecoil"], 1)[0].path
-    with pytest.raises(ValueError, match=f"^{narrow}: mask width 7 does not match the k-space width 20 of {volume}"):
+    with pytest.raises(
+        ValueError, match=f"^{narrow}: mask width 7 does not match the k-space width 20 of {volume}"
+    ):
         dataset[0]
     bogus = tmp_path / "file9.h5"
     bogus.write_text("not hdf5")
@@ -152,7 +168,10 @@ def test_flair_narrow_volume_is_padded_to_the_recon_size(layouts, caplog):
             mask=fixed,
             sens_dir=layouts["sens_dir"],
         )
-    assert "file_brain_AXFLAIR_203_6002002.h5: image (32, 12) is smaller than the recon size (16, 16)" in caplog.text
+    assert (
+        "file_brain_AXFLAIR_203_6002002.h5: image (32, 12) is smaller than the recon size (16, 16)"
+        in caplog.text
+    )
     assert "AXT2" not in caplog.text
     names = [dataset.refs[i].fname for i in range(len(dataset))]
     assert names == ["file_brain_AXFLAIR_203_6002002.h5", "file_brain_AXT2_200_6002001.h5"]
@@ -203,7 +222,10 @@ def test_allow_no_target_uses_the_stored_mask(layouts, kind):
     else:
         assert "sens_maps" not in item
     # Without sensitivity maps a multicoil test file still loads (maps are optional there).
-    assert "sens_maps" not in SliceDataset(select_slices([layouts["multicoil_knee_test"]], 1), allow_no_target=True)[0]
+    assert (
+        "sens_maps"
+        not in SliceDataset(select_slices([layouts["multicoil_knee_test"]], 1), allow_no_target=True)[0]
+    )
 
 
 def test_target_less_file_without_stored_mask_is_named(layouts, tmp_path):
@@ -216,8 +238,12 @@ def test_target_less_file_without_stored_mask_is_named(layouts, tmp_path):
 
 
 def test_select_slices_mixes_knee_and_brain(layouts, tmp_path):
-    deep_brain = write_layout(tmp_path, "multicoil_brain", fname="file_brain_AXT1_202_6002002.h5", num_slices=6)
-    shallow = [shutil.copy(layouts[kind], tmp_path) for kind in ("multicoil_knee", "singlecoil_knee", "flair_narrow")]
+    deep_brain = write_layout(
+        tmp_path, "multicoil_brain", fname="file_brain_AXT1_202_6002002.h5", num_slices=6
+    )
+    shallow = [
+        shutil.copy(layouts[kind], tmp_path) for kind in ("multicoil_knee", "singlecoil_knee", "flair_narrow")
+    ]
     paths = [shallow[0], deep_brain, shallow[1], shallow[2]]
     refs = select_slices(paths, 11)
     # Sorted by path, dealt one per volume in turn; 3-slice volumes fill up, the deep brain takes the rest.

@@ -10,11 +10,8 @@ import socket
 import pytest
 import torch
 
-from smug.training import distributed
-from smug.training.distributed import Ranks, ShardSampler, shard
-from smug.models.factory import build_model
-from smug.training.objectives import end_to_end_loss
-from smug.training.loop import TrainSettings, fit
+from smug.training import distributed, Ranks, ShardSampler, shard, end_to_end_loss, TrainSettings, fit
+from smug.models import build_model
 from tests.conftest import TinySlices
 
 # DIDN, the default denoiser, has no batch normalisation: its step depends on the union batch only.
@@ -42,7 +39,9 @@ def _train(checkpoint, batch_size, ranks=distributed.SINGLE, on_epoch_end=None):
             out = m(data.kspace, data.mask)
         return {"score": -float((out - data.targets).abs().pow(2).mean())}
 
-    settings = TrainSettings(epochs=3, batch_size=batch_size, lr=1e-3, constant_epochs=1, grad_clip=1.0, seed=3)
+    settings = TrainSettings(
+        epochs=3, batch_size=batch_size, lr=1e-3, constant_epochs=1, grad_clip=1.0, seed=3
+    )
     loss = functools.partial(end_to_end_loss, loss_name="mse")
     fit(
         model,
@@ -65,7 +64,9 @@ class Killed(Exception):
 
 def _rank(rank, world_size, port, checkpoint, out, kill_after):
     """One gloo rank of a two-process run (torchrun's environment, set by hand)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size)
+    )
     ranks = distributed.ranks_from_environment()
     distributed.start(ranks, torch.device("cpu"))
 
@@ -104,7 +105,9 @@ def test_shards_split_every_batch_and_one_process_keeps_the_plain_shuffle():
     assert shard(order, Ranks(0, 2)) == [0, 2, 4, 6, 8] and shard(order, Ranks(1, 2)) == [1, 3, 5, 7, 9]
     assert shard(order, Ranks(2, 3)) == [2, 5, 8]  # 9 of 10: every rank takes three steps' worth
     data = list(range(10))
-    plain = torch.utils.data.DataLoader(data, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(4))
+    plain = torch.utils.data.DataLoader(
+        data, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(4)
+    )
     gen = torch.Generator().manual_seed(4)
     ours = torch.utils.data.DataLoader(data, batch_size=3, sampler=ShardSampler(10, gen), generator=gen)
     assert [b.tolist() for b in plain] == [b.tolist() for b in ours]
@@ -132,7 +135,7 @@ def test_killed_two_rank_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
 
 def test_min_max_training_is_refused_on_several_ranks():
-    from smug.training.stages import train_stage
+    from smug.training import train_stage
 
     spec = {"name": "unet_adv", "kind": "unet_adv"}
     with pytest.raises(ValueError, match="train it on one GPU"):
@@ -147,32 +150,104 @@ def test_train_script_starts_its_ranks_with_torchrun(tmp_path):
 
     import yaml
 
-    from smug.study.methods import spec_settings
+    from smug.study import spec_settings
     from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 
     python = [sys.executable]
     data = tmp_path / "data"
-    subprocess.run([*python, REPO / "scripts/make_synthetic.py", "--root", data, "--challenge", "singlecoil",
-                    "--anatomies", "knee", "--volumes", "train=2", "val=1", "test=1", "--slices", "2",
-                    "--recon-size", "16", "16", "--kspace-size", "32", "16"], check=True, cwd=tmp_path)
-    subprocess.run([*python, REPO / "scripts/make_masks.py", "--mask-type", "random", "--accelerations", "4",
-                    "--center-fractions", "0.08", "--width", "16", "--height", "32", "--seed", "0",
-                    "--out-dir", tmp_path, "--figure", tmp_path / "masks.png"], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            *python,
+            REPO / "scripts/make_synthetic.py",
+            "--root",
+            data,
+            "--challenge",
+            "singlecoil",
+            "--anatomies",
+            "knee",
+            "--volumes",
+            "train=2",
+            "val=1",
+            "test=1",
+            "--slices",
+            "2",
+            "--recon-size",
+            "16",
+            "16",
+            "--kspace-size",
+            "32",
+            "16",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    subprocess.run(
+        [
+            *python,
+            REPO / "scripts/make_masks.py",
+            "--mask-type",
+            "random",
+            "--accelerations",
+            "4",
+            "--center-fractions",
+            "0.08",
+            "--width",
+            "16",
+            "--height",
+            "32",
+            "--seed",
+            "0",
+            "--out-dir",
+            tmp_path,
+            "--figure",
+            tmp_path / "masks.png",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     config = deep_update(yaml.safe_load((REPO / "config/config.yaml").read_text()), TINY_CONFIG)
     config["model"]["denoiser"] = "didn"
     config["model"]["didn"] = {"num_chans": 4, "num_dubs": 1, "global_residual": True}
-    spec = {"name": "denoiser", "kind": "denoiser", "seed": 0, **spec_settings("denoiser", config),
-            "data": {"challenge": "singlecoil", "train_slices": None, "val_slices": 2}}
+    spec = {
+        "name": "denoiser",
+        "kind": "denoiser",
+        "seed": 0,
+        **spec_settings("denoiser", config),
+        "data": {"challenge": "singlecoil", "train_slices": None, "val_slices": 2},
+    }
     spec["training"]["epochs"] = 1
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     volumes = lambda split: sorted(str(p) for p in (data / f"singlecoil_{split}").glob("*.h5"))  # noqa: E731
     out = tmp_path / "out"
     result = subprocess.run(
-        [*python, REPO / "scripts/train.py", "--spec", tmp_path / "spec.json", "--train", *volumes("train"),
-         "--val", *volumes("val"), "--mask", tmp_path / "4x.npz", "--model", out / "model.pt",
-         "--metrics", out / "metrics.csv", "--checkpoint", out / "checkpoint.pt", "--ranks", "2",
-         "--device", "cpu", "--threads", "2"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        [
+            *python,
+            REPO / "scripts/train.py",
+            "--spec",
+            tmp_path / "spec.json",
+            "--train",
+            *volumes("train"),
+            "--val",
+            *volumes("val"),
+            "--mask",
+            tmp_path / "4x.npz",
+            "--model",
+            out / "model.pt",
+            "--metrics",
+            out / "metrics.csv",
+            "--checkpoint",
+            out / "checkpoint.pt",
+            "--ranks",
+            "2",
+            "--device",
+            "cpu",
+            "--threads",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     record = torch.load(out / "model.pt", weights_only=True)

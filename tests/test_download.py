@@ -20,8 +20,7 @@ import pytest
 
 import smug.data.download
 from smug.data.download import DownloadError, download, extract_archive, read_sha256_file, sha256_of
-from smug.data.fastmri_io import inspect_volume
-from smug.data.synthetic import ismrmrd_header
+from smug.data import inspect_volume, ismrmrd_header
 
 REPO = Path(__file__).resolve().parents[1]
 _SPEC = importlib.util.spec_from_file_location("fetch_fastmri", REPO / "scripts" / "fetch_fastmri.py")

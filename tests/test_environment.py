@@ -104,7 +104,9 @@ def _fake_conda(root: Path) -> None:
     conda = root / "bin" / "conda"
     conda.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fake_conda.py"}" "$@"\n')
     conda.chmod(0o755)
-    (root / "bin" / "activate").write_text('echo "activate $1" >> "$FAKE_CONDA_LOG"\nexport PATH="$1/bin:$PATH"\n')
+    (root / "bin" / "activate").write_text(
+        'echo "activate $1" >> "$FAKE_CONDA_LOG"\nexport PATH="$1/bin:$PATH"\n'
+    )
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 import torch
 
-from smug.data.fastmri_io import (
+from smug.data import (
     EncodingInfo,
     FastMRIFormatError,
     anatomy_of,
@@ -21,9 +21,11 @@ from smug.data.fastmri_io import (
     read_file_mask,
     read_slice,
     zero_kspace_padding,
+    read_sens_maps,
+    ismrmrd_header,
+    volume_plan,
+    write_synthetic_volume,
 )
-from smug.data.sens_maps import read_sens_maps
-from smug.data.synthetic import ismrmrd_header, volume_plan, write_synthetic_volume
 from tests.fastmri_files import LAYOUTS, write_fastmri_volume, write_layout
 
 HEADER = ismrmrd_header((16, 8, 1), (8, 8, 1), center=4, maximum=7)

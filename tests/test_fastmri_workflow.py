@@ -77,12 +77,29 @@ FASTMRI_OVERRIDES = {
     },
     # Claims these three models can be held to (the default's name models this run leaves out).
     "claims": [
-        {"id": "modl_beats_zero_filled", "source": "test", "statement": "MoDL is more accurate than zero-filled.",
-         "kind": "difference", "a": "modl", "b": "zero_filled", "perturbation": "clean", "level": 0.0,
-         "metric": "PSNR", "direction": "greater"},
-        {"id": "shift_linear", "source": "test", "statement": "Shifted and clean scores correlate.",
-         "kind": "correlation", "models": MODELS, "x": {"perturbation": "clean", "level": 0.0},
-         "y": {"perturbation": "anatomy_shift", "level": 0.0}, "metric": "PSNR", "direction": "greater"},
+        {
+            "id": "modl_beats_zero_filled",
+            "source": "test",
+            "statement": "MoDL is more accurate than zero-filled.",
+            "kind": "difference",
+            "a": "modl",
+            "b": "zero_filled",
+            "perturbation": "clean",
+            "level": 0.0,
+            "metric": "PSNR",
+            "direction": "greater",
+        },
+        {
+            "id": "shift_linear",
+            "source": "test",
+            "statement": "Shifted and clean scores correlate.",
+            "kind": "correlation",
+            "models": MODELS,
+            "x": {"perturbation": "clean", "level": 0.0},
+            "y": {"perturbation": "anatomy_shift", "level": 0.0},
+            "metric": "PSNR",
+            "direction": "greater",
+        },
     ],
     # One CPU per job, so that tiny jobs share the two cores instead of queueing behind each other.
     "cluster": {

@@ -2,9 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri.fftc import fft2c, ifft2c
-from smug.mri.coil_combine import rss, sens_combine, sens_expand
-from smug.mri.transforms import center_crop, channels_to_complex, complex_to_channels, clamp_complex
+from smug.mri import (
+    fft2c,
+    ifft2c,
+    rss,
+    sens_combine,
+    sens_expand,
+    center_crop,
+    channels_to_complex,
+    complex_to_channels,
+    clamp_complex,
+)
 from tests.conftest import random_complex, random_sens_maps
 
 

@@ -8,10 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.reporting.figures import detection_rates, feature_crops
-from smug.study.methods import NOISE_COUNTERPART, PERTURBATION_LEVELS
-from smug.evaluation.metrics import nmse, psnr, ssim
-from smug.reporting.plots import curve_y_range, plot_feature_crops, plot_image_grid, plot_metric_curves
+from smug.reporting import (
+    detection_rates,
+    feature_crops,
+    curve_y_range,
+    plot_feature_crops,
+    plot_image_grid,
+    plot_metric_curves,
+)
+from smug.study import NOISE_COUNTERPART, PERTURBATION_LEVELS
+from smug.evaluation import nmse, psnr, ssim
 
 
 def _texts(figure) -> list[str]:
@@ -103,7 +109,9 @@ def test_robustness_curves_group_families_name_models_and_mark_values_below_the_
     markers = [line for line in unrolled.get_lines() if line.get_marker() == "v"]
     assert markers and all(line.get_ydata()[0] < unrolled.get_ylim()[0] + 0.2 * 17 for line in markers)
     assert "min -40" in [t.get_text() for t in unrolled.texts]
-    assert not [line for ax in psnr_axes if ax is not unrolled for line in ax.get_lines() if line.get_marker() == "v"]
+    assert not [
+        line for ax in psnr_axes if ax is not unrolled for line in ax.get_lines() if line.get_marker() == "v"
+    ]
 
 
 def test_acceleration_shift_marks_the_training_acceleration(tmp_path):

@@ -3,39 +3,67 @@
 import pandas as pd
 import pytest
 
-from smug.reporting.health import COLUMNS, SEED_COLUMNS, health_by_seed, health_summary, health_table, unhealthy
+from smug.reporting import COLUMNS, SEED_COLUMNS, health_by_seed, health_summary, health_table, unhealthy
 
 VOLUMES = ["a.h5", "b.h5"]
 
 
 def _scores(model, clean, low=None, train=None):
-    rows = [dict(model=model, perturbation="clean", level=0.0, metric="PSNR", volume=v, value=p)
-            for v, p in zip(VOLUMES, clean)]
+    rows = [
+        dict(model=model, perturbation="clean", level=0.0, metric="PSNR", volume=v, value=p)
+        for v, p in zip(VOLUMES, clean)
+    ]
     for level, values in ((2.0, low), (4.0, train)):
         if values is not None:
-            rows += [dict(model=model, perturbation="acceleration", level=level, metric="PSNR", volume=v, value=p)
-                     for v, p in zip(VOLUMES, values)]
+            rows += [
+                dict(model=model, perturbation="acceleration", level=level, metric="PSNR", volume=v, value=p)
+                for v, p in zip(VOLUMES, values)
+            ]
     return pd.DataFrame(rows)
 
 
 def _trained(kind, first, best, last, best_epoch, reference=15.0, lam=0.05, steps=100):
-    history = [{"epoch": 1, "steps": steps // 3, "val_psnr": first}, {"epoch": 2, "steps": steps, "val_psnr": last}]
-    return {"spec": {"kind": kind}, "history": history, "best_epoch": best_epoch, "best_val_psnr": best,
-            "reference_val_psnr": reference, "init_val_psnr": reference + 1, "optimizer_steps": steps, "lam": lam}
+    history = [
+        {"epoch": 1, "steps": steps // 3, "val_psnr": first},
+        {"epoch": 2, "steps": steps, "val_psnr": last},
+    ]
+    return {
+        "spec": {"kind": kind},
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_val_psnr": best,
+        "reference_val_psnr": reference,
+        "init_val_psnr": reference + 1,
+        "optimizer_steps": steps,
+        "lam": lam,
+    }
 
 
 def _table(records, scores):
     base = {"zero_filled": {"kind": "zero_filled"}, "cs_tv": {"kind": "classical", "lam": 0.003}}
-    all_scores = {"zero_filled": _scores("zero_filled", [16, 16]), "cs_tv": _scores("cs_tv", [24, 24]), **scores}
-    return health_table({**base, **records}, all_scores, train_acceleration=4, max_gap_to_cs_tv_db=3.0).set_index("model")
+    all_scores = {
+        "zero_filled": _scores("zero_filled", [16, 16]),
+        "cs_tv": _scores("cs_tv", [24, 24]),
+        **scores,
+    }
+    return health_table(
+        {**base, **records}, all_scores, train_acceleration=4, max_gap_to_cs_tv_db=3.0
+    ).set_index("model")
 
 
 def test_healthy_models_pass_and_the_table_has_its_columns():
     table = _table(
-        {"modl": _trained("modl", 20, 24, 24, 2), "denoiser": {**_trained("denoiser", 40, 41, 41, 2, reference=39.9), "lam": None},
-         "smug": _trained("smug", 20, 23, 23, 2), "unet": {**_trained("unet", 18, 22, 22, 2), "lam": None}},
-        {"modl": _scores("modl", [24, 25], low=[27, 28], train=[24, 25]), "smug": _scores("smug", [23, 23]),
-         "unet": _scores("unet", [22, 22], low=[19, 19], train=[22, 22])},
+        {
+            "modl": _trained("modl", 20, 24, 24, 2),
+            "denoiser": {**_trained("denoiser", 40, 41, 41, 2, reference=39.9), "lam": None},
+            "smug": _trained("smug", 20, 23, 23, 2),
+            "unet": {**_trained("unet", 18, 22, 22, 2), "lam": None},
+        },
+        {
+            "modl": _scores("modl", [24, 25], low=[27, 28], train=[24, 25]),
+            "smug": _scores("smug", [23, 23]),
+            "unet": _scores("unet", [22, 22], low=[19, 19], train=[22, 22]),
+        },
     )
     assert list(table.reset_index().columns) == COLUMNS
     assert table["healthy"].all(), table["failed_checks"].to_dict()
@@ -47,7 +75,12 @@ def test_healthy_models_pass_and_the_table_has_its_columns():
 @pytest.mark.parametrize(
     "name, record, scores, failed",
     [
-        ("denoiser", {**_trained("denoiser", 36, 36, 36, 2, reference=40), "lam": None}, None, "beats_identity"),
+        (
+            "denoiser",
+            {**_trained("denoiser", 36, 36, 36, 2, reference=40), "lam": None},
+            None,
+            "beats_identity",
+        ),
         ("modl", _trained("modl", 20, 24, 24, 2, lam=-0.002), [24, 24], "lam_positive"),
         ("modl", _trained("modl", 20, 24, 24, 2, steps=0), [24, 24], "trained"),
         ("modl", _trained("modl", 14, 14.5, 14, 2), [24, 24], "beats_zero_filled_val"),
@@ -67,8 +100,10 @@ def test_each_failed_check_is_named(name, record, scores, failed):
 def test_unrolled_model_must_not_lose_with_more_measurements_but_a_unet_may():
     table = _table(
         {"modl": _trained("modl", 20, 24, 24, 2), "unet": {**_trained("unet", 18, 22, 22, 2), "lam": None}},
-        {"modl": _scores("modl", [24, 24], low=[23, 23], train=[24, 24]),
-         "unet": _scores("unet", [22, 22], low=[19, 19], train=[22, 22])},
+        {
+            "modl": _scores("modl", [24, 24], low=[23, 23], train=[24, 24]),
+            "unet": _scores("unet", [22, 22], low=[19, 19], train=[22, 22]),
+        },
     )
     assert "no_worse_at_lower_acceleration" in table.loc["modl", "failed_checks"]
     assert table.loc["unet", "healthy"]
@@ -115,8 +150,9 @@ def test_a_seed_far_below_the_others_flags_the_model_unstable():
     assert not row["healthy"] and row["worst_seed"] == "1"
     assert row["seed_gap_db"] == pytest.approx(2.5)
     assert row["val_psnr_best_sd"] == pytest.approx(pd.Series([24.0, 21.5, 24.2]).std())
-    assert "stable_across_seeds (seed 1 is 2.50 dB below the median of its 3 seeds' best validation PSNR)" in (
-        row["failed_checks"]
+    assert (
+        "stable_across_seeds (seed 1 is 2.50 dB below the median of its 3 seeds' best validation PSNR)"
+        in (row["failed_checks"])
     )
     # Within the bound, the same spread is healthy.
     assert health_summary(by_seed, max_seed_gap_db=3.0).set_index("model").loc["modl", "healthy"]

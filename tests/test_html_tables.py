@@ -9,11 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.evaluation.scoring import VolumeStack, volume_rows
-from smug.reporting.health import COLUMNS as HEALTH_COLUMNS
-from smug.reporting.html import health_html, robustness_html, shift_html, unhealthy_models
-from smug.study.methods import method_label
-from smug.reporting.tables import robustness_table, shift_summary
+from smug.evaluation import VolumeStack, volume_rows
+from smug.reporting import (
+    COLUMNS as HEALTH_COLUMNS,
+    health_html,
+    robustness_html,
+    shift_html,
+    unhealthy_models,
+    robustness_table,
+    shift_summary,
+)
+from smug.study import method_label
 
 
 class _Rows(HTMLParser):
@@ -123,7 +129,9 @@ def test_robustness_page_has_every_models_row_in_every_section_with_rounded_scor
 def test_best_model_of_each_column_is_bold(table):
     page = robustness_html(table)
     clean = [
-        r for r in parse_rows(page) if r["section"] == "clean" and r["cells"][0]["tag"] == "th" and len(r["cells"]) > 1
+        r
+        for r in parse_rows(page)
+        if r["section"] == "clean" and r["cells"][0]["tag"] == "th" and len(r["cells"]) > 1
     ]
     psnr = {r["cells"][0]["text"].split(" | ")[-1]: r["cells"][1] for r in clean}
     part = table[(table["perturbation"] == "clean") & (table["metric"] == "PSNR")]
@@ -156,7 +164,12 @@ def _health_csv(tmp_path) -> pd.DataFrame:
     rows = []
     for model, kind, healthy, failed in (
         ("modl", "modl", True, ""),
-        ("unet", "unet", False, "beats_zero_filled_test (-1.57 dB on test); beats_zero_filled_volumes (worst -1.7 dB)"),
+        (
+            "unet",
+            "unet",
+            False,
+            "beats_zero_filled_test (-1.57 dB on test); beats_zero_filled_volumes (worst -1.7 dB)",
+        ),
         ("cs_tv", "classical", True, ""),
         ("denoiser", "denoiser", False, "beats_identity (-12.35 dB over its noisy input)"),
     ):

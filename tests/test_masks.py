@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri.masks import (
+from smug.mri import (
     EquiSpacedMaskFunc,
     MagicMaskFunc,
     MaskFunc,
@@ -276,8 +276,15 @@ def test_column_mask_and_apply_mask():
 def test_save_and_load_mask_round_trip_and_bad_files(tmp_path):
     columns = variable_density_mask(64, 4, 0.08, 0)
     path = tmp_path / "4x.npz"
-    save_mask(path, columns, num_low_frequencies=5, acceleration=4, center_fraction=0.08,
-              mask_type="variable_density", seed=0)
+    save_mask(
+        path,
+        columns,
+        num_low_frequencies=5,
+        acceleration=4,
+        center_fraction=0.08,
+        mask_type="variable_density",
+        seed=0,
+    )
     assert torch.equal(load_mask(path), torch.from_numpy(columns))
     with np.load(path) as saved:
         assert float(saved["realised_acceleration"]) == pytest.approx(4.0)
@@ -299,10 +306,31 @@ def test_save_and_load_mask_round_trip_and_bad_files(tmp_path):
 def test_make_masks_script_writes_masks_and_figure(tmp_path):
     out_dir, figure = tmp_path / "masks", tmp_path / "figures" / "masks.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_masks.py"), "--mask-type", "random",
-         "--accelerations", "2", "4", "--center-fractions", "0.16", "0.08", "--width", "32",
-         "--height", "24", "--seed", "5", "--out-dir", str(out_dir), "--figure", str(figure)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "make_masks.py"),
+            "--mask-type",
+            "random",
+            "--accelerations",
+            "2",
+            "4",
+            "--center-fractions",
+            "0.16",
+            "0.08",
+            "--width",
+            "32",
+            "--height",
+            "24",
+            "--seed",
+            "5",
+            "--out-dir",
+            str(out_dir),
+            "--figure",
+            str(figure),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["2x.npz", "4x.npz"]
@@ -325,10 +353,27 @@ def test_make_masks_script_rejects_mismatched_lists(tmp_path, capsys):
     finally:
         sys.path.pop(0)
     with pytest.raises(SystemExit) as exit_info:
-        make_masks.main(["--mask-type", "random", "--accelerations", "2", "4",
-                         "--center-fractions", "0.16", "--width", "32", "--height", "8",
-                         "--seed", "0", "--out-dir", str(tmp_path / "m"),
-                         "--figure", str(tmp_path / "f.png")])
+        make_masks.main(
+            [
+                "--mask-type",
+                "random",
+                "--accelerations",
+                "2",
+                "4",
+                "--center-fractions",
+                "0.16",
+                "--width",
+                "32",
+                "--height",
+                "8",
+                "--seed",
+                "0",
+                "--out-dir",
+                str(tmp_path / "m"),
+                "--figure",
+                str(tmp_path / "f.png"),
+            ]
+        )
     assert "--center-fractions" in str(exit_info.value.code)
     assert str(exit_info.value.code).startswith("error:")
     assert not (tmp_path / "m").exists()

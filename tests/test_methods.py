@@ -12,9 +12,16 @@ import torch
 import yaml
 
 from smug.attacks import perturbations as attacks
-from smug.models.classical import CompressedSensing, to_record
-from smug.models.method_files import load_method, record_kind
-from smug.study.methods import (
+from smug.models import (
+    CompressedSensing,
+    to_record,
+    load_method,
+    record_kind,
+    MODEL_KINDS,
+    build_model,
+    denoiser_of,
+)
+from smug.study import (
     ATTACKS,
     FIGURES,
     KINDS,
@@ -24,8 +31,7 @@ from smug.study.methods import (
     spec_settings,
     trained_methods,
 )
-from smug.models.factory import MODEL_KINDS, build_model, denoiser_of
-from smug.training.stages import initialise, loss_for
+from smug.training import initialise, loss_for
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -45,7 +51,9 @@ def test_schema_takes_its_names_from_the_registry(tmp_path):
     assert all(f"#/$defs/{name}" in text and "enum" not in SCHEMA["$defs"][name] for name in names)
     assert "smug, weighted_smug" not in text and "pgd_kspace_linf" not in text
     copy_workflow(tmp_path)
-    config = write_config(tmp_path, deep_update(TINY_CONFIG, {"evaluation": {"models": ["zero_filled", "smugg"]}}))
+    config = write_config(
+        tmp_path, deep_update(TINY_CONFIG, {"evaluation": {"models": ["zero_filled", "smugg"]}})
+    )
     result = snakemake(["-n", "--configfile", str(config)], tmp_path)
     assert result.returncode != 0
     assert (
@@ -67,7 +75,9 @@ def test_every_trained_kind_is_built_and_has_a_training_loss():
         spec = {"name": name, "kind": method.kind, "seed": 0, **spec_settings(name, config)}
         model = build_model(method.kind, spec["model"], spec.get("smoothing"))
         assert bool(getattr(model, "randomised", False)) == KINDS[method.kind].randomised, name
-        teacher = build_model("modl", spec_settings("modl", config)["model"]) if method.kind == "rs_e2e" else None
+        teacher = (
+            build_model("modl", spec_settings("modl", config)["model"]) if method.kind == "rs_e2e" else None
+        )
         assert callable(loss_for(spec, teacher, (32, 32), torch.device("cpu")))
         if method.init is not None:
             assert KINDS[METHODS[method.init].kind].made_by == "train"
@@ -95,7 +105,9 @@ def test_every_kind_is_rebuilt_from_its_saved_record(tmp_path):
     with pytest.raises(ValueError, match="unknown.pt is not a model saved by this pipeline"):
         load_method(tmp_path / "unknown.pt")
     torch.save({"spec": records["modl"]["spec"]}, tmp_path / "weightless.pt")
-    with pytest.raises(ValueError, match=r"weightless.pt: not a trained network's record \(no state_dict/spec\)"):
+    with pytest.raises(
+        ValueError, match=r"weightless.pt: not a trained network's record \(no state_dict/spec\)"
+    ):
         load_method(tmp_path / "weightless.pt")
 
 
@@ -146,7 +158,9 @@ def test_a_setting_is_in_the_spec_of_exactly_the_models_reading_it(section, key,
     other = {"denoised_gt": "gt", "gt": "denoised_gt", None: 1.0, "denoised": "noisy", "sum": "softmax"}
     value = changed[section][key]
     changed[section][key] = other[value] if value in other else value * 3
-    differs = {name for name in trained_methods() if spec_settings(name, CONFIG) != spec_settings(name, changed)}
+    differs = {
+        name for name in trained_methods() if spec_settings(name, CONFIG) != spec_settings(name, changed)
+    }
     assert differs == expected
 
 
@@ -175,7 +189,13 @@ def test_an_unrolled_stage_whose_spec_says_init_null_starts_from_random_weights(
     config = deep_update(CONFIG, TINY_CONFIG)
     cpu = torch.device("cpu")
     specs = {
-        name: {"name": name, "kind": METHODS[name].kind, "seed": 0, "init": None, **spec_settings(name, config)}
+        name: {
+            "name": name,
+            "kind": METHODS[name].kind,
+            "seed": 0,
+            "init": None,
+            **spec_settings(name, config),
+        }
         for name in ("smug", "rs_e2e")
     }
     smug = build_model("smug", specs["smug"]["model"], specs["smug"]["smoothing"])

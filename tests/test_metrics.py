@@ -7,8 +7,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from smug.training.losses import SSIMLoss, get_loss, l1_loss, mse_loss, ssim_loss
-from smug.evaluation.metrics import METRIC_FUNCS, mean_std_match, mse, nmse, psnr, ssim
+from smug.training import SSIMLoss, get_loss, l1_loss, mse_loss, ssim_loss
+from smug.evaluation import METRIC_FUNCS, mean_std_match, mse, nmse, psnr, ssim
 
 
 def _volume_pair(seed: int, shape=(3, 16, 20)) -> tuple[np.ndarray, np.ndarray]:

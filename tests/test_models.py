@@ -83,7 +83,9 @@ def test_same_seed_gives_same_network_and_output(name):
     with torch.no_grad():
         assert torch.equal(first.eval()(x), second.eval()(x))
     # (a fresh DIDN computes the identity whatever its seed, so compare the weights, not outputs)
-    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values())
+    )
 
 
 @pytest.mark.parametrize("name, last_layer", [("didn", "output"), ("dncnn", "last")])

@@ -3,12 +3,17 @@
 import pytest
 import torch
 
-from smug.models import WeightEncoder, build_denoiser
-from smug.models.factory import build_model
-from smug.models.modl import RSE2E, MoDL, UnrollTrace
-from smug.models.smoothing import denoise_complex, smoothed_denoise
-from smug.mri.operators import adjoint_operator, apply_column_mask
-from smug.mri.transforms import clamp_complex
+from smug.models import (
+    WeightEncoder,
+    build_denoiser,
+    build_model,
+    RSE2E,
+    MoDL,
+    UnrollTrace,
+    denoise_complex,
+    smoothed_denoise,
+)
+from smug.mri import adjoint_operator, apply_column_mask, clamp_complex
 from tests.conftest import random_complex, random_sens_maps
 
 H, W = 16, 20
@@ -124,7 +129,9 @@ def test_rs_e2e_with_zero_noise_is_the_network(gen):
     kspace, mask, sens = _problem(3, gen)
     modl = MoDL(_denoiser(), num_unrolls=2).eval()
     with torch.no_grad():
-        torch.testing.assert_close(RSE2E(modl, sigma=0.0, num_samples=3)(kspace, mask, sens), modl(kspace, mask, sens))
+        torch.testing.assert_close(
+            RSE2E(modl, sigma=0.0, num_samples=3)(kspace, mask, sens), modl(kspace, mask, sens)
+        )
 
 
 def test_weighted_smug_needs_an_encoder():
@@ -136,7 +143,13 @@ def test_weighted_smug_needs_an_encoder():
         build_model(
             "weighted_smug",
             dict(
-                denoiser="dncnn", denoiser_args={}, num_unrolls=1, lam=1.0, learn_lam=False, cg_max_iter=3, cg_tol=1e-6
+                denoiser="dncnn",
+                denoiser_args={},
+                num_unrolls=1,
+                lam=1.0,
+                learn_lam=False,
+                cg_max_iter=3,
+                cg_tol=1e-6,
             ),
             dict(sigma=0.01, num_samples=2),
         ).weight_encoder,
@@ -148,8 +161,8 @@ def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
     """A loss that rewards a smaller lam drives the unconstrained MoDL weight negative (what the
     default run did before); the softplus parametrisation keeps it above the floor, so the DC system
     stays positive definite and CG still reaches its tolerance."""
-    from smug.mri.data_consistency import conjugate_gradient
-    from smug.mri.operators import normal_operator_fn
+    from smug.mri import conjugate_gradient
+    from smug.mri import normal_operator_fn
 
     kspace, mask, sens = _problem(3, gen)
     floor = 0.01
@@ -194,7 +207,7 @@ def test_learned_and_fixed_lam_start_at_the_configured_value():
 
 
 def test_without_smoothing_gives_the_network_that_is_smoothed(gen):
-    from smug.models.modl import without_smoothing
+    from smug.models import without_smoothing
 
     kspace, mask, sens = _problem(3, gen)
     model_cfg = _model_cfg()
@@ -274,9 +287,17 @@ def test_softmax_weighting_normalises_the_logits_over_the_draws(gen):
     denoiser = _denoiser()
     with torch.no_grad():
         out, trace = smoothed_denoise(
-            denoiser, image, 0.05, 4, torch.Generator().manual_seed(3), _MeanScorer(), weight_normalisation="softmax"
+            denoiser,
+            image,
+            0.05,
+            4,
+            torch.Generator().manual_seed(3),
+            _MeanScorer(),
+            weight_normalisation="softmax",
         )
-    logits = _MeanScorer().logits(torch.view_as_real(trace.noisy_outputs).permute(0, 1, 4, 2, 3).flatten(0, 1))
+    logits = _MeanScorer().logits(
+        torch.view_as_real(trace.noisy_outputs).permute(0, 1, 4, 2, 3).flatten(0, 1)
+    )
     torch.testing.assert_close(trace.weights, torch.softmax(logits.reshape(4, 2), 0), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(trace.weights.sum(0), torch.ones(2))
     torch.testing.assert_close(out, (trace.weights[..., None, None] * trace.noisy_outputs).sum(0))

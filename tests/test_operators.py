@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from smug.mri.data_consistency import cg_dc, closed_form_dc, conjugate_gradient, data_consistency
-from smug.mri.operators import adjoint_operator, apply_column_mask, forward_operator, normal_operator, normal_operator_fn
+from smug.mri import (
+    adjoint_operator,
+    apply_column_mask,
+    forward_operator,
+    normal_operator,
+    normal_operator_fn,
+)
 from tests.conftest import random_complex, random_sens_maps
 
 
@@ -60,7 +66,9 @@ def _dense_solve(z, y, mask, lam, sens):
         s = None if sens is None else sens[i : i + 1].expand(n, -1, -1, -1)
         m = mask if mask.ndim == 1 else mask[i]
         cols = normal_operator(basis, m, s).reshape(n, n).T + lam * torch.eye(n, dtype=z.dtype)
-        rhs = adjoint_operator(y[i : i + 1], m, None if sens is None else sens[i : i + 1]) + lam * z[i : i + 1]
+        rhs = (
+            adjoint_operator(y[i : i + 1], m, None if sens is None else sens[i : i + 1]) + lam * z[i : i + 1]
+        )
         out.append(torch.linalg.solve(cols, rhs.reshape(n)).reshape(h, w))
     return torch.stack(out)
 

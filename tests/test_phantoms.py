@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smug.data.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
-from smug.data.phantoms import PHANTOMS
+from smug.data import birdcage_sensitivities, normalize_sensitivities, PHANTOMS
 
 SHAPE = (48, 48)
 ANATOMIES = sorted(PHANTOMS)

@@ -14,13 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data.datasets import make_dataset
-from smug.data.fastmri_io import FastMRIFormatError, VolumeLimits, read_slice
-from smug.utils.io import UnsafeFileError, load_torch_file
-from smug.mri.masks import save_mask
-from smug.models.method_files import load_method
-from smug.data.splits import validate_volume
-from smug.training.loop import TrainSettings, fit
+from smug.data import make_dataset, FastMRIFormatError, VolumeLimits, read_slice, validate_volume
+from smug.utils import UnsafeFileError, load_torch_file
+from smug.mri import save_mask
+from smug.models import load_method
+from smug.training import TrainSettings, fit
 from tests.fastmri_files import write_fastmri_volume
 from tests.workflow_utils import TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
@@ -45,7 +43,10 @@ def _crafted(path: Path, marker: Path, record: dict) -> Path:
 def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True, env=env
+        [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
 
 
@@ -68,7 +69,13 @@ def mask(tmp_path) -> Path:
     columns = np.zeros(8, bool)
     columns[::2] = columns[3:5] = True
     save_mask(
-        path, columns, num_low_frequencies=2, acceleration=2, center_fraction=0.25, mask_type="equispaced", seed=0
+        path,
+        columns,
+        num_low_frequencies=2,
+        acceleration=2,
+        center_fraction=0.25,
+        mask_type="equispaced",
+        seed=0,
     )
     return path
 
@@ -79,7 +86,9 @@ def mask(tmp_path) -> Path:
 def test_crafted_model_file_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "executed"
     path = _crafted(tmp_path / "model.pt", marker, {"kind": "zero_filled"})
-    with pytest.raises(UnsafeFileError, match=f"refusing model file {path}: it holds the object posix.system"):
+    with pytest.raises(
+        UnsafeFileError, match=f"refusing model file {path}: it holds the object posix.system"
+    ):
         load_method(path)
     assert not marker.exists()
 
@@ -88,7 +97,9 @@ def test_damaged_torch_files_are_named(tmp_path):
     truncated = tmp_path / "cut.pt"
     torch.save({"kind": "zero_filled", "weights": torch.zeros(1000)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
-    with pytest.raises(ValueError, match=f"cannot read generator {truncated}: .*truncated, or not a PyTorch file"):
+    with pytest.raises(
+        ValueError, match=f"cannot read generator {truncated}: .*truncated, or not a PyTorch file"
+    ):
         load_torch_file(truncated, what="generator")
     with pytest.raises(FileNotFoundError, match=f"model file {tmp_path / 'absent.pt'} does not exist"):
         load_method(tmp_path / "absent.pt")
@@ -219,14 +230,18 @@ def _declare_kspace(path: Path, shape: tuple[int, ...]) -> None:
     with h5py.File(path, "r+") as hf:
         del hf["kspace"]
         del hf["reconstruction_esc"]
-        hf.create_dataset("kspace", shape=shape, dtype=np.complex64, chunks=(1,) * (len(shape) - 2) + (64, 64))
+        hf.create_dataset(
+            "kspace", shape=shape, dtype=np.complex64, chunks=(1,) * (len(shape) - 2) + (64, 64)
+        )
 
 
 def test_oversized_declared_shape_is_refused_before_reading(tmp_path, volume):
     _declare_kspace(volume, (2, 2, 10**6, 10**6))
     assert volume.stat().st_size < 100_000
     limits = VolumeLimits(max_slices=256, max_coils=64, max_height=1024, max_width=1024)
-    with pytest.raises(FastMRIFormatError, match=r"k-space height 1000000 > 1024, k-space width 1000000 > 1024"):
+    with pytest.raises(
+        FastMRIFormatError, match=r"k-space height 1000000 > 1024, k-space width 1000000 > 1024"
+    ):
         validate_volume(volume, limits)
     out = tmp_path / "split.txt"
     run = _script("make_split.py", "--volumes", volume, "--volume-limits", 256, 64, 1024, 1024, "--out", out)
@@ -252,12 +267,23 @@ def test_empty_or_missing_volume_list_is_named(tmp_path, mask):
     empty.write_text("\n")
     model = tmp_path / "zero_filled" / "model.pt"
     assert _script("write_method.py", "--kind", "zero_filled", "--out", model).returncode == 0
-    common = ("--model", model, "--train-mask", mask, "--out", tmp_path / "s.csv", "--recon-dir", tmp_path / "r")
+    common = (
+        "--model",
+        model,
+        "--train-mask",
+        mask,
+        "--out",
+        tmp_path / "s.csv",
+        "--recon-dir",
+        tmp_path / "r",
+    )
     run = _script("evaluate.py", "--test", f"@{empty}", *common)
     assert run.returncode == 2 and f"list file {empty} (given as @{empty}) is empty" in run.stderr
     run = _script("evaluate.py", "--test", f"@{tmp_path / 'absent.txt'}", *common)
     assert (
-        run.returncode == 2 and f"list file {tmp_path / 'absent.txt'}" in run.stderr and "does not exist" in run.stderr
+        run.returncode == 2
+        and f"list file {tmp_path / 'absent.txt'}" in run.stderr
+        and "does not exist" in run.stderr
     )
 
 

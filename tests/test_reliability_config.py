@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smug.utils.cli import config_value, load_spec
-from smug.utils.yaml_safety import (
+from smug.utils import (
+    config_value,
+    load_spec,
     MAX_ALIAS_VALUES,
     UnsafeYAMLError,
     load_config_file,

@@ -16,20 +16,22 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data.datasets import SliceDataset, select_slices
-from smug.data.fastmri_io import (
+from smug.data import (
+    SliceDataset,
+    select_slices,
     FastMRIFormatError,
     VolumeLimits,
     inspect_volume,
     open_volume,
     read_file_mask,
     read_slice,
+    maps_file_matches,
+    read_sens_maps,
+    validate_volume,
 )
-from smug.mri.masks import save_mask
-from smug.utils.runtime import provenance
-from smug.data.sens_maps import maps_file_matches, read_sens_maps
-from smug.data.splits import validate_volume
-from smug.evaluation.submission import reconstruct_files
+from smug.mri import save_mask
+from smug.utils import provenance
+from smug.evaluation import reconstruct_files
 from tests.fastmri_files import write_fastmri_volume
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,12 +17,16 @@ import pytest
 import torch
 import yaml
 
-from smug.models.classical import CompressedSensing, to_record
-from smug.models.method_files import ModelFileError, load_method
-from smug.study.methods import METHODS, spec_settings
-from smug.models import denoisers
-from smug.models.dncnn import DnCNN
-from smug.models.factory import build_model
+from smug.models import (
+    CompressedSensing,
+    to_record,
+    ModelFileError,
+    load_method,
+    denoisers,
+    DnCNN,
+    build_model,
+)
+from smug.study import METHODS, spec_settings
 from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 
 CONFIG = deep_update(yaml.safe_load((REPO / "config/config.yaml").read_text()), TINY_CONFIG)
@@ -306,14 +310,22 @@ def test_a_script_reports_a_crafted_record_in_one_line(tmp_path, case):
 def test_a_stage_starting_from_a_record_that_is_no_network_is_named(tmp_path):
     """--init naming a zero-filled (or CS, untrained) record: one message naming the file, not
     a KeyError on its missing spec."""
-    from smug.training.stages import initialise
+    from smug.training import initialise
 
     path = tmp_path / "zero_filled.pt"
     torch.save({"kind": "zero_filled"}, path)
     model_cfg = dict(
-        denoiser="dncnn", denoiser_args=dict(num_chans=4, num_layers=3), num_unrolls=2, lam=1.0, learn_lam=False,
-        cg_max_iter=5, cg_tol=1e-6,
+        denoiser="dncnn",
+        denoiser_args=dict(num_chans=4, num_layers=3),
+        num_unrolls=2,
+        lam=1.0,
+        learn_lam=False,
+        cg_max_iter=5,
+        cg_tol=1e-6,
     )
     spec = {"name": "modl", "kind": "modl"}
-    with pytest.raises(ValueError, match=f"modl starts from a trained denoiser or unrolled network, but --init {path} is a 'zero_filled' model"):
+    with pytest.raises(
+        ValueError,
+        match=f"modl starts from a trained denoiser or unrolled network, but --init {path} is a 'zero_filled' model",
+    ):
         initialise(build_model("modl", model_cfg, None), spec, str(path), torch.device("cpu"))

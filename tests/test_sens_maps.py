@@ -11,20 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data.coil_sensitivities import birdcage_sensitivities
-from smug.data.datasets import select_slices
-from smug.data.fastmri_io import FastMRIFormatError
-from smug.mri.fftc import fft2c, ifft2c
-from smug.data.sens_maps import (
+from smug.data import (
+    birdcage_sensitivities,
+    select_slices,
+    FastMRIFormatError,
     calibration_region,
     espirit_maps,
     estimate_volume_maps,
     maps_file_matches,
     read_sens_maps,
     write_sens_maps,
+    ismrmrd_header,
 )
-from smug.data.synthetic import ismrmrd_header
-from smug.mri.transforms import center_crop
+from smug.mri import fft2c, ifft2c, center_crop
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "estimate_sens_maps.py"
@@ -305,7 +304,7 @@ def test_script_help() -> None:
 def test_narrow_flair_volume_gets_maps_padded_like_its_images(tmp_path: Path) -> None:
     """fastMRI's FLAIR case: the image is narrower than the recon width; maps are estimated on the
     grid the data have and zero-padded as the slice dataset pads the coil images."""
-    from smug.data.datasets import SliceDataset, select_slices
+    from smug.data import SliceDataset, select_slices
     from tests.fastmri_files import write_layout
 
     volume = write_layout(tmp_path, "flair_narrow")

@@ -59,15 +59,23 @@ def test_paths_with_shell_metacharacters_are_refused_naming_the_key(tmp_path, se
     copy_workflow(tmp_path)
     result, output = dry_run(tmp_path, {section: {key: value}}, "synthetic_dataset", "figures")
     assert result.returncode != 0, output[-3000:]
-    assert f"config error: {section}.{key}: {value!r} is not allowed. A file or folder path" in output, output[-3000:]
+    assert (
+        f"config error: {section}.{key}: {value!r} is not allowed. A file or folder path" in output
+    ), output[-3000:]
     assert not list(tmp_path.rglob("PWNED*"))
 
 
 @pytest.mark.parametrize(
     ("overrides", "instance"),
     [
-        ({"evaluation": {"figure": {"attack": "x --help >/dev/null; touch PWNED; echo"}}}, "evaluation.figure.attack"),
-        ({"evaluation": {"figure": {"models": ["zero_filled", "smug;touch PWNED"]}}}, "evaluation.figure.models.1"),
+        (
+            {"evaluation": {"figure": {"attack": "x --help >/dev/null; touch PWNED; echo"}}},
+            "evaluation.figure.attack",
+        ),
+        (
+            {"evaluation": {"figure": {"models": ["zero_filled", "smug;touch PWNED"]}}},
+            "evaluation.figure.models.1",
+        ),
         ({"untrained": {"attack_source": "modl $(touch PWNED)"}}, "untrained.attack_source"),
         ({"cluster": {"gpu_partition": "gpu;touch PWNED"}}, "cluster.gpu_partition"),
     ],
@@ -140,13 +148,19 @@ def test_cheap_rule_runs_with_a_spaced_root_and_writes_there(tmp_path, root):
         schema["$defs"]["safe_path"] = {}
         schema_path.write_text(yaml.safe_dump(schema))
     overrides = {
-        "synthetic": {"volumes": {"train": 1, "val": 1, "test": 1}, "slices_per_volume": 1, "anatomies": ["knee"]},
+        "synthetic": {
+            "volumes": {"train": 1, "val": 1, "test": 1},
+            "slices_per_volume": 1,
+            "anatomies": ["knee"],
+        },
         "data": {"root": root, "shift_anatomy": None},
         "claims": claims_without_shift(TINY_CONFIG["claims"]),
     }
     config = write_config(tmp_path, deep_update(TINY_CONFIG, overrides))
     before = {p.name for p in tmp_path.iterdir()}
-    result = snakemake(["--cores", "1", "synthetic_dataset", "--configfile", str(config)], cwd=tmp_path, timeout=600)
+    result = snakemake(
+        ["--cores", "1", "synthetic_dataset", "--configfile", str(config)], cwd=tmp_path, timeout=600
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     folder = tmp_path / root
     for split in ("train", "val", "test"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from smug.utils.runtime import limit_threads
+from smug.utils import limit_threads
 
 from tests import slurm_cluster
 from tests.slurm_cluster import ClusterUnavailable, start_cluster, stop_cluster
@@ -21,8 +21,15 @@ GPU_RULES = ("train", "attack", "protocol_attack", "evaluate", "ttt")
 # protocol_attack is `use rule attack`: it takes cluster.resources.attack, and has no entry of its own.
 RESOURCE_ENTRIES = tuple(rule for rule in GPU_RULES if rule != "protocol_attack")
 CPU_RULES = (
-    "masks", "tune_classical", "untrained_method", "zero_filled_method", "noise", "robustness_table", "figures",
-    "split_list", "claims",
+    "masks",
+    "tune_classical",
+    "untrained_method",
+    "zero_filled_method",
+    "noise",
+    "robustness_table",
+    "figures",
+    "split_list",
+    "claims",
 )
 # Rules that only one data source has: the synthetic dataset, or fastMRI's download and indexing (CPU)
 # and sensitivity-map estimation (GPU, multicoil only).
@@ -45,9 +52,18 @@ SLURM_OVERRIDES = {
         "figure": {"attack": "pgd_kspace_linf", "level": 0.02, "models": SLURM_MODELS},
     },
     "claims": [
-        {"id": "modl_beats_zero_filled", "source": "test", "statement": "MoDL is more accurate than zero-filled.",
-         "kind": "difference", "a": "modl", "b": "zero_filled", "perturbation": "clean", "level": 0.0,
-         "metric": "PSNR", "direction": "greater"},
+        {
+            "id": "modl_beats_zero_filled",
+            "source": "test",
+            "statement": "MoDL is more accurate than zero-filled.",
+            "kind": "difference",
+            "a": "modl",
+            "b": "zero_filled",
+            "perturbation": "clean",
+            "level": 0.0,
+            "metric": "PSNR",
+            "direction": "greater",
+        },
     ],
 }
 # One ablation variant, so a model name with the variant's characters (@, =) goes through sbatch.
@@ -142,7 +158,9 @@ def test_limit_threads_caps_torch_and_rejects_zero():
 
 def fastmri_access(dest, config: dict) -> str:
     """An access overlay as a user writes it: a (fake) signed URL per dataset and the hash list."""
-    datasets = {entry["dataset"] for split in config["fastmri"]["splits"].values() for entry in split.values()}
+    datasets = {
+        entry["dataset"] for split in config["fastmri"]["splits"].values() for entry in split.values()
+    }
     hashes = dest / "fastmri_sha256.txt"
     hashes.write_text("".join(f"{'0' * 64}  {name}.tar.xz\n" for name in sorted(datasets)))
     urls = {name: f"https://fastmri.invalid/{name}.tar.xz?Signature=x" for name in datasets}
@@ -214,8 +232,14 @@ def test_partitions_gpu_request_and_pass_through_come_from_config(tmp_path, gpu_
     for rule, resources in jobs:
         expected = "short" if rule == "figures" else "gpu_q" if rule in GPU_RULES else "cpu_q"
         assert resources["slurm_partition"] == expected, (rule, resources)
-        assert resources["slurm_account"] == "lab1" and resources["constraint"] == "intel&ib", (rule, resources)
-        assert resources["qos"] == "normal" and resources["slurm_extra"] == "--mail-type=FAIL", (rule, resources)
+        assert resources["slurm_account"] == "lab1" and resources["constraint"] == "intel&ib", (
+            rule,
+            resources,
+        )
+        assert resources["qos"] == "normal" and resources["slurm_extra"] == "--mail-type=FAIL", (
+            rule,
+            resources,
+        )
         if rule in GPU_RULES and gpu_request == "gpus":
             assert resources["gpu"] == "1" and resources["gpu_model"] == "a100" and "gres" not in resources
         elif rule in GPU_RULES:
@@ -232,7 +256,10 @@ def test_unknown_rule_in_cluster_resources_is_named(tmp_path):
     config = write_config(tmp_path, {"cluster": {"resources": {"trian": {"gpu": 1}}}})
     result = snakemake(["-n", "--configfile", str(config)], cwd=tmp_path, timeout=300)
     assert result.returncode != 0
-    assert "config error: cluster.resources: 'trian' is not allowed; did you mean 'train'?" in result.stdout + result.stderr
+    assert (
+        "config error: cluster.resources: 'trian' is not allowed; did you mean 'train'?"
+        in result.stdout + result.stderr
+    )
 
 
 @pytest.mark.slow
@@ -254,14 +281,21 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
     # GPU rules ask for the node's one (generic-resource) GPU in gres mode; their scripts still run
     # on its CPUs (--device auto finds no CUDA).
     gpu_job = {**TEST_JOB, "gpu": 1}
-    resources = {"default": TEST_JOB, **{rule: TEST_JOB for rule in CPU_RULES}, **{rule: gpu_job for rule in RESOURCE_ENTRIES}}
+    resources = {
+        "default": TEST_JOB,
+        **{rule: TEST_JOB for rule in CPU_RULES},
+        **{rule: gpu_job for rule in RESOURCE_ENTRIES},
+    }
     resources["train"] = {**gpu_job, "cpus": 2}
-    write_slurm_config(tmp_path, {
-        "cpu_partition": running_cluster.partition,
-        "gpu_partition": running_cluster.gpu_partition,
-        "gpu_request": "gres",
-        "resources": resources,
-    })
+    write_slurm_config(
+        tmp_path,
+        {
+            "cpu_partition": running_cluster.partition,
+            "gpu_partition": running_cluster.gpu_partition,
+            "gpu_request": "gres",
+            "resources": resources,
+        },
+    )
     variant = f"results/models/{SLURM_VARIANT}/seed0/model.pt"
     result = snakemake(["all", variant, "--profile", "slurm"], cwd=tmp_path, timeout=600)
     output = result.stdout + result.stderr
@@ -277,8 +311,21 @@ def test_tiny_pipeline_runs_through_slurm(tmp_path, running_cluster):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
     assert len(submitted) == 19, output[-3000:]
     slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
-    for rule in ("synthetic_dataset", "split_list", "masks", "zero_filled_method", "train", "attack", "noise",
-                 "evaluate", "robustness_table", "training_health", "claims", "html_tables", "figures"):
+    for rule in (
+        "synthetic_dataset",
+        "split_list",
+        "masks",
+        "zero_filled_method",
+        "train",
+        "attack",
+        "noise",
+        "evaluate",
+        "robustness_table",
+        "training_health",
+        "claims",
+        "html_tables",
+        "figures",
+    ):
         logs = list((slurm_logs / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule} under {slurm_logs}"
         assert all(f"rule {rule}:" in log.read_text() for log in logs), rule

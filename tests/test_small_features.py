@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data.datasets import Batch
-from smug.evaluation.scoring import reconstruct_volumes
-from smug.models.zero_filled import ZeroFilled
-from smug.mri.operators import forward_operator
-from smug.evaluation.small_features import (
+from smug.data import Batch
+from smug.evaluation import (
+    reconstruct_volumes,
     feature_scores,
     feature_transform,
     feature_window,
@@ -21,6 +19,8 @@ from smug.evaluation.small_features import (
     ring_mask,
     score_features,
 )
+from smug.models import ZeroFilled
+from smug.mri import forward_operator
 from tests.conftest import random_sens_maps
 
 H, W = 32, 32
@@ -96,7 +96,9 @@ def test_inserted_feature_is_exact_in_image_and_kspace(coils):
         assert int(window.sum()) == size * size * len(sample_centres)
         assert torch.equal(inserted.masks[index], window)
         expected = contrast * float(peaks[index])
-        torch.testing.assert_close(difference[index].abs()[window], torch.full((int(window.sum()),), expected))
+        torch.testing.assert_close(
+            difference[index].abs()[window], torch.full((int(window.sum()),), expected)
+        )
         assert torch.count_nonzero(difference[index][~window]) == 0
         # The feature carries the target's phase, so the magnitude rises by exactly contrast * max.
         magnitude_rise = out.target[index].abs() - batch.target[index].abs()
@@ -123,7 +125,9 @@ def test_kspace_difference_is_the_feature_added_to_every_coil_image():
     coil_images = batch.sens_maps * out.target.unsqueeze(1)
     torch.testing.assert_close(
         out.kspace,
-        torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(coil_images, dim=(-2, -1)), norm="ortho"), dim=(-2, -1)),
+        torch.fft.fftshift(
+            torch.fft.fft2(torch.fft.ifftshift(coil_images, dim=(-2, -1)), norm="ortho"), dim=(-2, -1)
+        ),
         atol=1e-5,
         rtol=1e-5,
     )
@@ -167,7 +171,11 @@ def test_positions_depend_only_on_slice_and_seed():
     assert first != _positions(batch, 0, seed=6)
     # Slice b alone, in a batch of its own, gets the same features as inside the pair.
     single = dataclasses.replace(
-        batch, kspace=batch.kspace[1:], target=batch.target[1:], fnames=batch.fnames[1:], slices=batch.slices[1:]
+        batch,
+        kspace=batch.kspace[1:],
+        target=batch.target[1:],
+        fnames=batch.fnames[1:],
+        slices=batch.slices[1:],
     )
     assert _positions(single, 1, seed=5) == {("file_b.h5", 4): first[("file_b.h5", 4)]}
 

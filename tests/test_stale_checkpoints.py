@@ -16,11 +16,10 @@ import pytest
 import torch
 import yaml
 
-from smug.data.datasets import make_dataset
-from smug.training.distributed import SINGLE, Ranks
-from smug.utils.io import file_digest
-from smug.study.methods import spec_settings
-from smug.training.stages import checkpoint_identity, train_stage
+from smug.data import make_dataset
+from smug.training import SINGLE, Ranks, checkpoint_identity, train_stage
+from smug.utils import file_digest
+from smug.study import spec_settings
 from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 
 
@@ -55,8 +54,16 @@ def tiny(tmp_path_factory):
         settings["training"].update(epochs=epochs, **training)
         return {"name": method, "kind": method, "seed": 0, **settings, "data": data_spec}
 
-    volumes = {split: sorted(str(p) for p in (data / f"singlecoil_{split}").glob("*.h5")) for split in ("train", "val")}
-    return {"root": root, "spec": spec, "volumes": volumes, "masks": [root / f"masks{s}" / "4x.npz" for s in (0, 1)]}
+    volumes = {
+        split: sorted(str(p) for p in (data / f"singlecoil_{split}").glob("*.h5"))
+        for split in ("train", "val")
+    }
+    return {
+        "root": root,
+        "spec": spec,
+        "volumes": volumes,
+        "masks": [root / f"masks{s}" / "4x.npz" for s in (0, 1)],
+    }
 
 
 def _train(tiny, spec, out, checkpoint, mask=None, init=None, on_epoch_end=None):
@@ -88,12 +95,16 @@ def denoisers(tiny):
     paths = []
     for sigma in (0.1, 0.05):
         out = root / f"denoiser{sigma}"
-        _train(tiny, tiny["spec"]("denoiser", 1, pretrain_sigma=sigma), out, root / f"ckpt-denoiser{sigma}.pt")
+        _train(
+            tiny, tiny["spec"]("denoiser", 1, pretrain_sigma=sigma), out, root / f"ckpt-denoiser{sigma}.pt"
+        )
         paths.append(out / "model.pt")
     return paths
 
 
-def test_finished_training_leaves_no_checkpoint_and_a_retraining_with_new_weights_starts_over(tiny, denoisers, tmp_path):
+def test_finished_training_leaves_no_checkpoint_and_a_retraining_with_new_weights_starts_over(
+    tiny, denoisers, tmp_path
+):
     spec = tiny["spec"]("modl", 2)
     checkpoint = tmp_path / "modl.pt"
     first = _train(tiny, spec, tmp_path / "first", checkpoint, init=denoisers[0])
@@ -141,7 +152,9 @@ def test_the_same_run_still_resumes(tiny, denoisers, tmp_path):
 
     with pytest.raises(Killed):
         _train(tiny, spec, tmp_path / "resumed", checkpoint, init=denoisers[0], on_epoch_end=kill_after_one)
-    resumed = _train(tiny, spec, tmp_path / "resumed", checkpoint, init=denoisers[0], on_epoch_end=kill_after_one)
+    resumed = _train(
+        tiny, spec, tmp_path / "resumed", checkpoint, init=denoisers[0], on_epoch_end=kill_after_one
+    )
     assert seen == [1, 2], "the re-run did not resume after the first epoch"
     fresh = _train(tiny, spec, tmp_path / "fresh", tmp_path / "fresh.pt", init=denoisers[0])
     assert _same(resumed, fresh)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from smug.evaluation.statistics import Estimate, crossed_interval, mean_interval, verdict
+from smug.evaluation import Estimate, crossed_interval, mean_interval, verdict
 
 # The variance mixes of a (seeds, volumes) score table: seed effect, volume effect, interaction.
 MIXES = [(1.0, 0.3, 0.3), (0.3, 1.0, 0.3), (0.3, 0.3, 1.0), (1.0, 1.0, 1.0), (1.0, 0.0, 0.1), (0.0, 1.0, 0.1)]
@@ -25,7 +25,9 @@ def test_the_interval_covers_a_known_mean_close_to_95_percent(mix, volumes):
     """Simulated seeds-by-volumes tables at the default's 3 seeds: the 95 % interval holds the
     true mean in 92-99 % of 2000 datasets, whichever factor dominates."""
     rng = np.random.default_rng(7)
-    hits = sum(mean_interval(_crossed(rng, 3, volumes, mix, mean=25.0)).excludes(25.0) is False for _ in range(2000))
+    hits = sum(
+        mean_interval(_crossed(rng, 3, volumes, mix, mean=25.0)).excludes(25.0) is False for _ in range(2000)
+    )
     assert 0.92 <= hits / 2000 <= 0.99, hits / 2000
 
 
@@ -46,7 +48,11 @@ def test_a_t_interval_over_seed_means_would_undercover_where_volumes_dominate():
 def test_verdicts_on_constructed_differences():
     rng = np.random.default_rng(0)
     noise = 0.05 * rng.standard_normal((3, 8))
-    positive, negative, zero = mean_interval(2.0 + noise), mean_interval(-2.0 + noise), mean_interval(noise - noise.mean())
+    positive, negative, zero = (
+        mean_interval(2.0 + noise),
+        mean_interval(-2.0 + noise),
+        mean_interval(noise - noise.mean()),
+    )
     assert verdict(positive, "greater") == "supported" and verdict(positive, "less") == "contradicted"
     assert verdict(negative, "greater") == "contradicted" and verdict(negative, "less") == "supported"
     assert verdict(zero, "greater") == verdict(zero, "less") == "inconclusive"

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri.coil_combine import rss, sens_combine
-from smug.data.fastmri_io import parse_ismrmrd_header
-from smug.data.sens_maps import read_sens_maps
-from smug.mri.fftc import fft2c, ifft2c
-from smug.data.synthetic import (
+from smug.mri import rss, sens_combine, fft2c, ifft2c, center_crop
+from smug.data import (
+    parse_ismrmrd_header,
+    read_sens_maps,
     SyntheticVolume,
     VolumeSpec,
     fft2c_np,
@@ -27,7 +26,6 @@ from smug.data.synthetic import (
     volume_plan,
     write_synthetic_volume,
 )
-from smug.mri.transforms import center_crop
 
 REPO = Path(__file__).resolve().parents[1]
 RECON, KSPACE = (16, 16), (32, 16)
@@ -41,7 +39,9 @@ def spec(anatomy: str = "knee", split: str = "train") -> VolumeSpec:
 def write(
     path: Path, challenge: str, anatomy: str = "knee", noise_level: float = 0.01, sens: Path | None = None
 ) -> None:
-    write_synthetic_volume(path, spec(anatomy), challenge=challenge, noise_level=noise_level, sens_path=sens, **SMALL)
+    write_synthetic_volume(
+        path, spec(anatomy), challenge=challenge, noise_level=noise_level, sens_path=sens, **SMALL
+    )
 
 
 @pytest.mark.parametrize("shape", [(6, 8), (5, 7)])
@@ -89,7 +89,11 @@ def test_plan_names_seeds_and_stability() -> None:
 
 @pytest.mark.parametrize(
     "volumes, anatomies, match",
-    [({"training": 1}, ["knee"], "training"), ({"train": 1}, ["ankle"], "ankle"), ({"train": -1}, ["knee"], "train")],
+    [
+        ({"training": 1}, ["knee"], "training"),
+        ({"train": 1}, ["ankle"], "ankle"),
+        ({"train": -1}, ["knee"], "train"),
+    ],
 )
 def test_plan_rejects_bad_input(volumes: dict, anatomies: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -98,7 +102,9 @@ def test_plan_rejects_bad_input(volumes: dict, anatomies: list, match: str) -> N
 
 def test_paths() -> None:
     plan = volume_plan(0, {"val": 1}, ["brain"])
-    assert volume_paths("root", "multicoil", plan) == [Path("root/multicoil_val/file_brain_AXT2_200_6012001.h5")]
+    assert volume_paths("root", "multicoil", plan) == [
+        Path("root/multicoil_val/file_brain_AXT2_200_6012001.h5")
+    ]
     assert sens_map_path("root", "file1.h5") == Path("root/sens_maps/file1.h5")
     with pytest.raises(ValueError, match="challenge"):
         volume_paths("root", "multi", plan)
@@ -156,7 +162,9 @@ def test_byte_identical_regeneration(tmp_path: Path) -> None:
 def test_sense_combination_recovers_image(tmp_path: Path) -> None:
     path, sens_path = tmp_path / "vol.h5", tmp_path / "sens.h5"
     write(path, "multicoil", "brain", noise_level=0.0, sens=sens_path)
-    volume: SyntheticVolume = synthesize_volume(spec("brain"), challenge="multicoil", noise_level=0.0, **SMALL)
+    volume: SyntheticVolume = synthesize_volume(
+        spec("brain"), challenge="multicoil", noise_level=0.0, **SMALL
+    )
     with h5py.File(path, "r") as hf:
         kspace = torch.from_numpy(hf["kspace"][()])
     coil_images = center_crop(ifft2c(kspace), RECON)

@@ -4,9 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.evaluation.scoring import VolumeStack, save_reconstructions, volume_rows
-from smug.evaluation.metrics import psnr
-from smug.reporting.tables import ROBUSTNESS_COLUMNS, robustness_by_seed, robustness_table, wide_table, write_wide_tables
+from smug.evaluation import VolumeStack, save_reconstructions, volume_rows, psnr
+from smug.reporting import (
+    ROBUSTNESS_COLUMNS,
+    robustness_by_seed,
+    robustness_table,
+    wide_table,
+    write_wide_tables,
+)
 
 
 def _volumes(rng, n_volumes=4, noise=0.05):
@@ -66,8 +71,18 @@ def test_table_schema_no_nan_and_ci_contains_mean():
 
 def test_nan_scores_are_refused_naming_the_condition():
     frame = pd.DataFrame(
-        [{"model": "m", "perturbation": "clean", "level": 0.0, "metric": "PSNR", "seed": 0, "volume": "v",
-          "value": float("nan"), "n_slices": 1}]
+        [
+            {
+                "model": "m",
+                "perturbation": "clean",
+                "level": 0.0,
+                "metric": "PSNR",
+                "seed": 0,
+                "volume": "v",
+                "value": float("nan"),
+                "n_slices": 1,
+            }
+        ]
     )
     with pytest.raises(ValueError, match="NaN metric values"):
         robustness_table([frame], "h", "c")
@@ -85,7 +100,9 @@ def test_wide_tables_and_reconstruction_files(tmp_path):
 
     rng = np.random.default_rng(2)
     volumes = _volumes(rng, n_volumes=2)
-    table = robustness_table([pd.DataFrame(volume_rows(volumes, "modl", "clean", 0)).assign(seed=0)], "h", "c")
+    table = robustness_table(
+        [pd.DataFrame(volume_rows(volumes, "modl", "clean", 0)).assign(seed=0)], "h", "c"
+    )
     write_wide_tables(table, tmp_path / "t.md", tmp_path / "t.tex")
     assert "clean: PSNR" in (tmp_path / "t.md").read_text()
     assert "\\begin{table}" in (tmp_path / "t.tex").read_text()

@@ -8,12 +8,10 @@ import pytest
 import torch
 
 import smug.evaluation.ttt as ttt
-from smug.data.datasets import Batch
-from smug.evaluation.scoring import volume_rows
-from smug.models.factory import build_model
-from smug.models.zero_filled import ZeroFilled
-from smug.mri.operators import forward_operator
-from smug.mri.consistency import kspace_consistency_loss, split_mask
+from smug.data import Batch
+from smug.evaluation import volume_rows
+from smug.models import build_model, ZeroFilled
+from smug.mri import forward_operator, kspace_consistency_loss, split_mask
 from tests.conftest import random_complex, random_sens_maps
 
 H, W, COILS = 16, 16, 2
@@ -138,7 +136,9 @@ def test_invalid_settings_are_named():
         ttt.test_time_train(_model(), _batch(), **{**SETTINGS, "holdout_fraction": 1.0})
     with pytest.raises(ValueError, match="zero_filled"):
         ttt.test_time_train(
-            _model(), dataclasses.replace(_batch(), zero_filled=torch.zeros(1, H, W, dtype=torch.complex64)), **SETTINGS
+            _model(),
+            dataclasses.replace(_batch(), zero_filled=torch.zeros(1, H, W, dtype=torch.complex64)),
+            **SETTINGS,
         )
 
 
@@ -157,7 +157,9 @@ def test_ttt_reconstruct_returns_scorable_volumes():
     ]
     infos: list = []
     settings = {"steps": 1, "lr": 1e-3, "holdout_fraction": 0.2, "patience": 5}
-    volumes = ttt.ttt_reconstruct(_model(), dataset, torch.device("cpu"), 1, 0, settings, progress=None, infos=infos)
+    volumes = ttt.ttt_reconstruct(
+        _model(), dataset, torch.device("cpu"), 1, 0, settings, progress=None, infos=infos
+    )
     assert list(volumes) == ["file0.h5"] and sorted(volumes["file0.h5"].slices) == [0, 1]
     assert [info["slice"] for info in infos] == [[1], [0]]
     rows = volume_rows(volumes, "modl+ttt", "clean", 0.0)

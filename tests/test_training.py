@@ -8,10 +8,9 @@ import signal
 import pytest
 import torch
 
-from smug.data.datasets import collate
-from smug.models.factory import build_model
-from smug.training.objectives import end_to_end_loss, unrolled_stability_loss
-from smug.training.loop import NonFiniteLossError, TrainSettings, fit
+from smug.data import collate
+from smug.models import build_model
+from smug.training import end_to_end_loss, unrolled_stability_loss, NonFiniteLossError, TrainSettings, fit
 from tests.conftest import TinySlices
 
 MODEL_CFG = dict(
@@ -95,14 +94,34 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(
         NonFiniteLossError, match="epoch 1, step 1; no model was written: the input data of f0 slice 0 is not"
     ):
-        fit(model, loss, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "x.ckpt", IDENTITY)
+        fit(
+            model,
+            loss,
+            data,
+            lambda m: {"score": 0.0},
+            settings,
+            torch.device("cpu"),
+            tmp_path / "x.ckpt",
+            IDENTITY,
+        )
     data.kspace[0] = 0.0
 
     def diverging(model, batch, generator):
         return end_to_end_loss(model, batch, generator, loss_name="mse") * float("inf")
 
-    with pytest.raises(NonFiniteLossError, match="data is finite, so the training diverged: lower training.lr"):
-        fit(model, diverging, data, lambda m: {"score": 0.0}, settings, torch.device("cpu"), tmp_path / "y.ckpt", IDENTITY)
+    with pytest.raises(
+        NonFiniteLossError, match="data is finite, so the training diverged: lower training.lr"
+    ):
+        fit(
+            model,
+            diverging,
+            data,
+            lambda m: {"score": 0.0},
+            settings,
+            torch.device("cpu"),
+            tmp_path / "y.ckpt",
+            IDENTITY,
+        )
 
 
 def _train_until_sigkill(tmp_path):

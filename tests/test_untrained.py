@@ -7,10 +7,8 @@ import math
 import pytest
 import torch
 
-from smug.mri.fftc import fft2c
-from smug.mri.operators import adjoint_operator, forward_operator
-from smug.mri.consistency import kspace_consistency_loss, split_mask
-from smug.models.untrained import ConvDecoder, UntrainedNetwork, fit_untrained, slice_seed
+from smug.mri import fft2c, adjoint_operator, forward_operator, kspace_consistency_loss, split_mask
+from smug.models import ConvDecoder, UntrainedNetwork, fit_untrained, slice_seed
 from tests.conftest import random_complex, random_sens_maps
 
 WIDTH = 32

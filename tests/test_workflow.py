@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from smug.attacks.files import load_attack
-from smug.study.methods import FIGURES
+from smug.attacks import load_attack
+from smug.study import FIGURES
 
 from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 
@@ -37,7 +37,9 @@ def test_snakemake_lint_is_clean():
 
 
 def test_snakefmt_check_passes():
-    result = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "workflow"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -72,14 +74,19 @@ def test_unknown_or_mistyped_config_key_is_one_short_message(tmp_path):
             {"traning": {"lr": 1}},
             "config error: unknown key 'traning' at the top level (did you mean training?)",
         ),
-        "type": ({"synthetic": {"coils": "four"}}, "config error: synthetic.coils: 'four' is not of type 'integer'"),
+        "type": (
+            {"synthetic": {"coils": "four"}},
+            "config error: synthetic.coils: 'four' is not of type 'integer'",
+        ),
         "enum": (
             {"device": "cdua"},
             "config error: device: 'cdua' is not allowed; did you mean 'cuda'? valid: auto, cpu, cuda",
         ),
     }
     for name, (overrides, message) in cases.items():
-        result = snakemake(["-n", "--configfile", str(write_config(tmp_path, overrides, f"{name}.yaml"))], tmp_path)
+        result = snakemake(
+            ["-n", "--configfile", str(write_config(tmp_path, overrides, f"{name}.yaml"))], tmp_path
+        )
         output = result.stdout + result.stderr
         assert result.returncode != 0 and message in output, output[-2000:]
         assert len(output.strip().splitlines()) <= 6, output
@@ -167,7 +174,7 @@ def test_tiny_pipeline_runs_end_to_end(tmp_path):
     # The training-health table: every evaluated model and the denoiser, with a verdict and, for an
     # unhealthy model (expected at this size), the checks it failed, each with its seed.
     health = pd.read_csv(tmp_path / "results/tables/training_health.csv")
-    from smug.reporting.health import COLUMNS as HEALTH_COLUMNS, SEED_COLUMNS
+    from smug.reporting import COLUMNS as HEALTH_COLUMNS, SEED_COLUMNS
 
     assert list(health.columns) == [*HEALTH_COLUMNS[:-2], *SEED_COLUMNS, *HEALTH_COLUMNS[-2:]]
     assert set(health["model"]) == set(TINY_CONFIG_MODELS) | {"denoiser"}

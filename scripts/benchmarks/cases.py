@@ -24,16 +24,27 @@ from benchmarks.harness import (
     time_interleaved,
     time_sized,
 )
-from smug.attacks.perturbations import pgd_kspace_attack
-from smug.data.datasets import Batch, SliceDataset, collate, select_slices
+from smug.attacks import pgd_kspace_attack
+from smug.data import (
+    Batch,
+    SliceDataset,
+    collate,
+    select_slices,
+    sens_map_path,
+    volume_paths,
+    volume_plan,
+    write_synthetic_volume,
+)
 from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
-from smug.models.modl import RSE2E, MoDL
-from smug.models.denoisers import build_denoiser
-from smug.models.smoothing import denoise_complex
-from smug.training.objectives import end_to_end_loss
-from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
-from smug.training.accelerator import PerformanceOptions, configure_backends, network_autocast, to_channels_last
-from smug.data.synthetic import sens_map_path, volume_paths, volume_plan, write_synthetic_volume
+from smug.models import RSE2E, MoDL, build_denoiser, denoise_complex
+from smug.training import (
+    end_to_end_loss,
+    PerformanceOptions,
+    configure_backends,
+    network_autocast,
+    to_channels_last,
+)
+from smug.mri import adjoint_operator, forward_operator, normal_operator
 
 LOG = logging.getLogger("smug.bench")
 
@@ -63,10 +74,14 @@ def make_problem(size: BenchSize, device: torch.device, multicoil: bool = True) 
     if multicoil:
         sens = randn_complex(b, size.coils, h, w)
         sens = sens / sens.abs().pow(2).sum(1, keepdim=True).sqrt()
-    return Batch(kspace=forward_operator(target, mask, sens), mask=mask, target=target, sens_maps=sens).to(device)
+    return Batch(kspace=forward_operator(target, mask, sens), mask=mask, target=target, sens_maps=sens).to(
+        device
+    )
 
 
-def make_models(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[nn.Module, MoDL, MoDL]:
+def make_models(
+    size: BenchSize, device: torch.device, options: PerformanceOptions
+) -> tuple[nn.Module, MoDL, MoDL]:
     """``(denoiser, MoDL, SMUG)`` at ``size``, sharing one denoiser, on ``device`` in eval mode."""
     torch.manual_seed(_SEED)
     denoiser = build_denoiser(size.denoiser, **size.denoiser_args())
@@ -140,11 +155,15 @@ def run_benchmarks(
     return throughput, targets
 
 
-def bench_denoiser(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
+def bench_denoiser(
+    size: BenchSize, device: torch.device, options: PerformanceOptions
+) -> tuple[list[Row], list[Row]]:
     """Forward+backward of the denoiser on ``batch`` 2-channel images, as in training."""
     denoiser, _, _ = make_models(size, device, options)
     denoiser.train()
-    images = torch.randn(size.batch, 2, size.height, size.width, generator=torch.Generator().manual_seed(_SEED))
+    images = torch.randn(
+        size.batch, 2, size.height, size.width, generator=torch.Generator().manual_seed(_SEED)
+    )
     images = images.to(device)
 
     def step() -> None:
@@ -157,7 +176,9 @@ def bench_denoiser(size: BenchSize, device: torch.device, options: PerformanceOp
     return [throughput_row("denoiser_fwd_bwd", seconds, size.batch, size, device, options)], []
 
 
-def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
+def bench_smug(
+    size: BenchSize, device: torch.device, options: PerformanceOptions
+) -> tuple[list[Row], list[Row]]:
     """MoDL, SMUG and RS-E2E forwards, and SMUG against the sum of its parts, on the multicoil problem."""
     denoiser, modl, smug = make_models(size, device, options)
     batch = make_problem(size, device)
@@ -194,10 +215,16 @@ def bench_smug(size: BenchSize, device: torch.device, options: PerformanceOption
         throughput_row("modl_forward", t_modl, size.batch, size, device, options),
         throughput_row("smug_forward", t_smug, size.batch, size, device, options, f"M={size.samples}"),
         throughput_row("rs_e2e_forward", t_rs_e2e, size.batch, size, device, options, f"M={size.samples}"),
-        throughput_row("denoiser_forward_m_batched", t_denoise, m_slices, size, device, options, f"{m_slices} images"),
-        throughput_row("multicoil_dc_step", t_dc, size.batch, size, device, options, f"cg_max_iter={size.cg_max_iter}"),
+        throughput_row(
+            "denoiser_forward_m_batched", t_denoise, m_slices, size, device, options, f"{m_slices} images"
+        ),
+        throughput_row(
+            "multicoil_dc_step", t_dc, size.batch, size, device, options, f"cg_max_iter={size.cg_max_iter}"
+        ),
     ]
-    detail = f"smug {t_smug:.4g} s vs N={size.unrolls} x (M-batched denoiser {t_denoise:.4g} s + DC {t_dc:.4g} s)"
+    detail = (
+        f"smug {t_smug:.4g} s vs N={size.unrolls} x (M-batched denoiser {t_denoise:.4g} s + DC {t_dc:.4g} s)"
+    )
     return rows, [target_row("smug_forward_overhead", t_smug / parts, "<=", 1.1, "x", detail)]
 
 
@@ -227,7 +254,9 @@ def bench_layouts(
     calls = []
     for denoiser in variants.values():
         denoiser.to(device).eval()
-        smug = MoDL(denoiser, smoothing="smug", sigma=0.01, num_samples=size.samples, **common).to(device).eval()
+        smug = (
+            MoDL(denoiser, smoothing="smug", sigma=0.01, num_samples=size.samples, **common).to(device).eval()
+        )
         calls += [
             torch.no_grad()(lambda d=denoiser: d(images)),
             torch.no_grad()(lambda m=smug: m(batch.kspace, batch.mask, batch.sens_maps, generator=noise)),
@@ -239,11 +268,18 @@ def bench_layouts(
         t_denoiser, t_smug = times[2 * i], times[2 * i + 1]
         m = size.samples * size.batch
         rows += [
-            throughput_row(f"didn_forward_m_batched_{name}", t_denoiser, m, size, device, options, f"{m} images"),
-            throughput_row(f"smug_forward_{name}", t_smug, size.batch, size, device, options, f"M={size.samples}"),
+            throughput_row(
+                f"didn_forward_m_batched_{name}", t_denoiser, m, size, device, options, f"{m} images"
+            ),
+            throughput_row(
+                f"smug_forward_{name}", t_smug, size.batch, size, device, options, f"M={size.samples}"
+            ),
         ]
         if name != "eager":
-            for what, t, t0 in (("didn_forward", t_denoiser, t_eager_denoiser), ("smug_forward", t_smug, t_eager_smug)):
+            for what, t, t0 in (
+                ("didn_forward", t_denoiser, t_eager_denoiser),
+                ("smug_forward", t_smug, t_eager_smug),
+            ):
                 detail = f"{name} {t:.4g} s vs eager default layout {t0:.4g} s"
                 ratios.append(target_row(f"{what}_{name}_vs_eager", t0 / t, ">=", 1.0, "x", detail))
     return rows, ratios
@@ -267,19 +303,25 @@ def compile_or_none(denoiser: nn.Module, size: BenchSize, device: torch.device) 
     return compiled
 
 
-def bench_dc(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
+def bench_dc(
+    size: BenchSize, device: torch.device, options: PerformanceOptions
+) -> tuple[list[Row], list[Row]]:
     """Closed-form single-coil DC vs CG on the same system; host syncs of the batched multicoil CG."""
     single = make_problem(size, device, multicoil=False)
     mask = single.mask
     aty = adjoint_operator(single.kspace, mask)
     # A denoiser-like z: the target plus a little error, so CG starts near, not at, the solution.
     gen = torch.Generator().manual_seed(_SEED + 1)
-    z = single.target + 0.05 * torch.randn(single.target.shape, generator=gen, dtype=torch.complex64).to(device)
+    z = single.target + 0.05 * torch.randn(single.target.shape, generator=gen, dtype=torch.complex64).to(
+        device
+    )
     lam = torch.tensor(size.lam, device=device)
     cg_cap = 100
     ones = torch.ones(size.batch, 1, size.height, size.width, dtype=torch.complex64, device=device)
 
-    def system(sens: torch.Tensor | None, masks: torch.Tensor, zero_filled: torch.Tensor, lam_z: torch.Tensor):
+    def system(
+        sens: torch.Tensor | None, masks: torch.Tensor, zero_filled: torch.Tensor, lam_z: torch.Tensor
+    ):
         rhs = zero_filled + lam * lam_z
         return (lambda x: normal_operator(x, masks, sens) + lam * x), rhs
 
@@ -306,9 +348,13 @@ def bench_dc(size: BenchSize, device: torch.device, options: PerformanceOptions)
     max_iter = max(size.cg_max_iter, CG_CHECK_EVERY + 1)
     # tol=0 keeps every sample active, so all max_iter iterations run: the worst case for syncs.
     with torch.no_grad():
-        conjugate_gradient(multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY)
+        conjugate_gradient(
+            multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY
+        )
         with count_host_syncs(device) as syncs:
-            conjugate_gradient(multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY)
+            conjugate_gradient(
+                multi_matrix, multi_rhs, m_aty, max_iter=max_iter, tol=0.0, check_every=CG_CHECK_EVERY
+            )
     measured_syncs = syncs.cuda_syncs if syncs.cuda_syncs is not None else syncs.host_reads
     how = "CUDA syncs (sync debug mode)" if syncs.cuda_syncs is not None else "host reads of tensor values"
 
@@ -332,7 +378,9 @@ def bench_dc(size: BenchSize, device: torch.device, options: PerformanceOptions)
     return rows, targets
 
 
-def bench_pgd(size: BenchSize, device: torch.device, options: PerformanceOptions) -> tuple[list[Row], list[Row]]:
+def bench_pgd(
+    size: BenchSize, device: torch.device, options: PerformanceOptions
+) -> tuple[list[Row], list[Row]]:
     """One PGD k-space step on MoDL against one forward+backward of MoDL."""
     _, modl, _ = make_models(size, device, options)
     batch = make_problem(size, device)
@@ -395,7 +443,9 @@ def bench_loader(
     t_step = time_sized(train_step, size, device)
     train_rate = slices / t_step
     rows = [
-        throughput_row("loader_cached", t_pass, len(dataset), size, device, options, "one pass, batches to device"),
+        throughput_row(
+            "loader_cached", t_pass, len(dataset), size, device, options, "one pass, batches to device"
+        ),
         throughput_row("modl_train_step", t_step, slices, size, device, options, "forward, backward, Adam"),
     ]
     detail = f"loader {loader_rate:.4g} slices/s vs training {train_rate:.4g} slices/s"

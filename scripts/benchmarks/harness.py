@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from smug.training.accelerator import PerformanceOptions
+from smug.training import PerformanceOptions
 
 Row = dict[str, Any]
 
@@ -112,7 +112,9 @@ def bench_size(name: str) -> BenchSize:
     return SIZES[name]
 
 
-def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5, device: torch.device | str = "cpu") -> float:
+def time_call(
+    fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5, device: torch.device | str = "cpu"
+) -> float:
     """Fastest wall-clock seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls.
 
     The fastest, as ``timeit`` advises: other processes only ever add time, so the minimum is the

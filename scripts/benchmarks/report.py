@@ -8,7 +8,7 @@ import os
 from typing import Sequence
 
 from benchmarks.harness import Row
-from smug.utils.io import atomic_path
+from smug.utils import atomic_path
 
 
 def write_rows(path: str | os.PathLike, rows: Sequence[Row], columns: Sequence[str]) -> None:

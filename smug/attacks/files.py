@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import torch
 
-from smug.data.fastmri_io import open_hdf5
-from smug.utils.io import atomic_path
+from smug.data import open_hdf5
+from smug.utils import atomic_path
 
 # Attributes every saved attack carries, so a result file says how it was made.
 ATTACK_ATTRS = (

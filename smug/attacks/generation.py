@@ -15,11 +15,10 @@ from torch.utils.data import DataLoader
 
 from smug.attacks import perturbations as attacks
 from smug.attacks.files import save_attack
-from smug.data.datasets import collate, make_dataset
-from smug.models.method_files import load_method
-from smug.study.methods import model_name
-from smug.models.modl import without_smoothing
-from smug.training.loop import epoch_seed
+from smug.data import collate, make_dataset
+from smug.models import load_method, without_smoothing
+from smug.study import model_name
+from smug.utils import epoch_seed
 
 LOG = logging.getLogger(__name__)
 

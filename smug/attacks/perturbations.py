@@ -27,11 +27,10 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from smug.data.datasets import Batch
-from smug.study.methods import NOISE_COUNTERPART, PROTOCOLS
-from smug.mri.operators import adjoint_operator, apply_column_mask, broadcast_mask
+from smug.data import Batch
+from smug.study import PROTOCOLS
+from smug.mri import adjoint_operator, apply_column_mask, broadcast_mask, clamp_complex
 from smug.models.reconstruct import reconstruct
-from smug.mri.transforms import clamp_complex
 
 NORMS = ("linf", "l2")
 DOMAINS = ("kspace", "image")
@@ -60,7 +59,9 @@ def apply_perturbation(batch: Batch, delta: torch.Tensor, domain: str) -> Batch:
     _check_choice(domain, DOMAINS, "domain")
     shape = perturbation_shape(batch, domain)
     if tuple(delta.shape) != shape:
-        raise ValueError(f"delta has shape {tuple(delta.shape)}, but the {domain} domain of this batch is {shape}")
+        raise ValueError(
+            f"delta has shape {tuple(delta.shape)}, but the {domain} domain of this batch is {shape}"
+        )
     if domain == "kspace":
         return replace(batch, kspace=batch.kspace + apply_column_mask(delta, batch.mask))
     return replace(batch, zero_filled=zero_filled_image(batch) + delta)
@@ -87,7 +88,9 @@ def perturbation_shape(batch: Batch, domain: str) -> tuple[int, ...]:
     _check_choice(domain, DOMAINS, "domain")
     kspace = batch.kspace
     if kspace.ndim != 4 or not torch.is_complex(kspace):
-        raise ValueError(f"batch.kspace must be complex (B, C, H, W), got {kspace.dtype} {tuple(kspace.shape)}")
+        raise ValueError(
+            f"batch.kspace must be complex (B, C, H, W), got {kspace.dtype} {tuple(kspace.shape)}"
+        )
     b, _, h, w = kspace.shape
     return tuple(kspace.shape) if domain == "kspace" else (b, h, w)
 
@@ -116,11 +119,15 @@ def ball_radius(batch: Batch, eps: float, domain: str, relative: bool) -> torch.
     """Per-sample radius ``(B,)``: ``eps``, or ``eps * ||y||`` (``eps * ||A^H y||`` in the image domain)."""
     reference = _reference_signal(batch, domain)
     if not relative:
-        return torch.full((reference.shape[0],), float(eps), dtype=reference.real.dtype, device=reference.device)
+        return torch.full(
+            (reference.shape[0],), float(eps), dtype=reference.real.dtype, device=reference.device
+        )
     return eps * _per_sample_norm(reference)
 
 
-def project(delta: torch.Tensor, radius: torch.Tensor, norm: str, support: torch.Tensor | None) -> torch.Tensor:
+def project(
+    delta: torch.Tensor, radius: torch.Tensor, norm: str, support: torch.Tensor | None
+) -> torch.Tensor:
     """Project ``delta`` onto the ball and its support.
 
     Args:
@@ -350,7 +357,9 @@ def _pgd(
         if random_start:
             delta = _random_point(batch, radius, norm, domain, generator)
         else:
-            delta = torch.zeros(perturbation_shape(batch, domain), dtype=batch.kspace.dtype, device=radius.device)
+            delta = torch.zeros(
+                perturbation_shape(batch, domain), dtype=batch.kspace.dtype, device=radius.device
+            )
         for _ in range(int(steps)):
             grad, _ = attack_gradient(model, batch, delta, target, domain, eot_samples, generator)
             if norm == "linf":
@@ -525,7 +534,9 @@ def _lookup(name: str) -> tuple[AttackFn, dict[str, Any]]:
 def _squared_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``||recon - target||^2`` per sample over real and imaginary parts, ``(B,)``."""
     if recon.shape != target.shape:
-        raise ValueError(f"reconstruction {tuple(recon.shape)} and attack target {tuple(target.shape)} differ")
+        raise ValueError(
+            f"reconstruction {tuple(recon.shape)} and attack target {tuple(target.shape)} differ"
+        )
     return torch.view_as_real(recon - target).pow(2).flatten(1).sum(1)
 
 
@@ -551,7 +562,9 @@ def _per_sample(values: torch.Tensor, ndim: int) -> torch.Tensor:
     return values.reshape((-1,) + (1,) * (ndim - 1))
 
 
-def _draw(sampler: Callable[..., torch.Tensor], shape: tuple[int, ...], like: torch.Tensor, generator) -> torch.Tensor:
+def _draw(
+    sampler: Callable[..., torch.Tensor], shape: tuple[int, ...], like: torch.Tensor, generator
+) -> torch.Tensor:
     """Sample on the generator's device (torch requires it), then move beside ``like``."""
     device = generator.device if generator is not None else like.device
     return sampler(shape, generator=generator, device=device, dtype=like.real.dtype).to(like.device)

@@ -58,7 +58,9 @@ def birdcage_sensitivities(
     coil_v = (radius * np.sin(angles))[:, None, None]
     distance_sq = (u - coil_u) ** 2 + (v - coil_v) ** 2
     magnitude = 1.0 / (1.0 + distance_sq / falloff**2)
-    along_tangent = -(u - coil_u) * np.sin(angles)[:, None, None] + (v - coil_v) * np.cos(angles)[:, None, None]
+    along_tangent = (
+        -(u - coil_u) * np.sin(angles)[:, None, None] + (v - coil_v) * np.cos(angles)[:, None, None]
+    )
     maps = magnitude * np.exp(1j * (angles[:, None, None] + phase_twist * along_tangent))
     return normalize_sensitivities(maps).astype(np.complex64)
 

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smug.mri.coil_combine import sens_combine
-from smug.mri.coil_combine import rss
+from smug.mri import sens_combine, rss, fft2c, ifft2c, load_mask, apply_column_mask, center_crop_or_pad
 from smug.data.fastmri_io import (
     EncodingInfo,
     VolumeInfo,
@@ -38,11 +37,7 @@ from smug.data.fastmri_io import (
     read_file_mask,
     zero_kspace_padding,
 )
-from smug.mri.fftc import fft2c, ifft2c
-from smug.mri.masks import load_mask
-from smug.mri.operators import apply_column_mask
 from smug.data.sens_maps import read_sens_maps
-from smug.mri.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
 MaskSource = torch.Tensor | Callable | None
@@ -104,7 +99,9 @@ def select_slices(paths: Sequence[str | os.PathLike], num_slices: int | None) ->
                     per_volume[i] += 1
                     remaining -= 1
     return [
-        SliceRef(Path(info.path), s) for info, k in zip(infos, per_volume) for s in central_slices(info.num_slices, k)
+        SliceRef(Path(info.path), s)
+        for info, k in zip(infos, per_volume)
+        for s in central_slices(info.num_slices, k)
     ]
 
 
@@ -179,7 +176,9 @@ def preprocess_undersampled_slice(
     kspace = np.asarray(kspace, np.complex64)
     mask = torch.from_numpy(np.asarray(file_mask) != 0)
     if mask.shape != (kspace.shape[-1],):
-        raise ValueError(f"file mask of shape {tuple(mask.shape)} does not match k-space width {kspace.shape[-1]}")
+        raise ValueError(
+            f"file mask of shape {tuple(mask.shape)} does not match k-space width {kspace.shape[-1]}"
+        )
     if padding is not None:
         kspace = zero_kspace_padding(kspace, padding)
         mask = zero_kspace_padding(mask, padding)
@@ -241,7 +240,9 @@ class SliceDataset(Dataset):
         if sens_dir is None or isinstance(sens_dir, (str, os.PathLike)):
             sens_dir = [] if sens_dir is None else [sens_dir]
         # A map file stands for its folder, so a rule can name the files it depends on.
-        self.sens_dirs = list(dict.fromkeys(Path(d).parent if Path(d).is_file() else Path(d) for d in sens_dir))
+        self.sens_dirs = list(
+            dict.fromkeys(Path(d).parent if Path(d).is_file() else Path(d) for d in sens_dir)
+        )
         self.recon_size = None if recon_size is None else tuple(recon_size)
         self.cache = cache
         self._cached: dict[int, dict] = {}
@@ -265,7 +266,9 @@ class SliceDataset(Dataset):
                     "allow_no_target=True to reconstruct it"
                 )
             if info.file_mask_shape is None:
-                raise ValueError(f"{info.path}: no ground truth and no stored 'mask' dataset to undersample with")
+                raise ValueError(
+                    f"{info.path}: no ground truth and no stored 'mask' dataset to undersample with"
+                )
             return
         if info.challenge == "multicoil" and not self.sens_dirs:
             raise ValueError(f"{info.path}: multicoil volume but no sens_dir with sensitivity maps given")

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from smug.utils.io import write_text_atomic
+from smug.utils import write_text_atomic
 
 LOG = logging.getLogger(__name__)
 

@@ -349,7 +349,8 @@ def check_finite(path: str | os.PathLike, dataset: str, slice_idx: int, values: 
     if not finite.all():
         bad = finite.size - int(finite.sum())
         raise FastMRIFormatError(
-            path, f"slice {slice_idx} of {dataset!r} holds non-finite values (NaN or Inf): {bad} of {finite.size}"
+            path,
+            f"slice {slice_idx} of {dataset!r} holds non-finite values (NaN or Inf): {bad} of {finite.size}",
         )
 
 

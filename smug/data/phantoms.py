@@ -175,7 +175,9 @@ def sample_brain_params(rng: np.random.Generator) -> PhantomParams:
             "z_extent": rng.uniform(0.25, 0.4, num_dots),
             "radius": rng.uniform(0.025, 0.045, num_dots),
             "intensity": np.where(
-                rng.random(num_dots) < 0.7, rng.uniform(0.85, 1.0, num_dots), rng.uniform(0.08, 0.18, num_dots)
+                rng.random(num_dots) < 0.7,
+                rng.uniform(0.85, 1.0, num_dots),
+                rng.uniform(0.08, 0.18, num_dots),
             ),
         },
         "phase": _sample_phase(rng),
@@ -223,8 +225,12 @@ def brain_phantom(
     # the rms gradient is the rms wave number.
     sulcus_distance = np.abs(sulcus_field) / _rms_wavenumber(p["sulcus_waves"])
     distance_to_sulcus = np.hypot(sulcus_distance, np.maximum(depth - sulcus_depth, 0.0))
-    sulcus = _smooth_step(p["sulcus_half_width"] - sulcus_distance, edge) * _smooth_step(sulcus_depth - depth, edge)
-    fissure = _smooth_step(p["fissure_half_width"] - np.abs(u), edge) * _smooth_step(np.abs(vc) - 0.3 * size, edge)
+    sulcus = _smooth_step(p["sulcus_half_width"] - sulcus_distance, edge) * _smooth_step(
+        sulcus_depth - depth, edge
+    )
+    fissure = _smooth_step(p["fissure_half_width"] - np.abs(u), edge) * _smooth_step(
+        np.abs(vc) - 0.3 * size, edge
+    )
     distance_to_csf = np.minimum(depth, distance_to_sulcus)
     white = _smooth_step(distance_to_csf - p["gray_thickness"], edge)
 
@@ -281,7 +287,9 @@ def _grid(shape: tuple[int, int], frame: tuple[int, int] | None) -> tuple[np.nda
     height, width = int(shape[0]), int(shape[1])
     frame_h, frame_w = (height, width) if frame is None else (int(frame[0]), int(frame[1]))
     if not (0 < frame_h <= height and 0 < frame_w <= width):
-        raise ValueError(f"phantom shape {tuple(shape)} must be positive and contain frame {(frame_h, frame_w)}")
+        raise ValueError(
+            f"phantom shape {tuple(shape)} must be positive and contain frame {(frame_h, frame_w)}"
+        )
     half = min(frame_h, frame_w) / 2.0
     top, left = (height - frame_h) // 2, (width - frame_w) // 2
     v = (np.arange(height) - top - (frame_h - 1) / 2.0) / half
@@ -337,7 +345,9 @@ def _sample_waves(
     }
 
 
-def _wave_field(waves: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, z: float, pixel: float) -> np.ndarray:
+def _wave_field(
+    waves: dict[str, np.ndarray], v: np.ndarray, u: np.ndarray, z: float, pixel: float
+) -> np.ndarray:
     """Sum of cosines ``sum_j a_j cos(ku_j u + kv_j v + kz_j z + offset_j)`` on the grid, without the
     waves above half the Nyquist frequency of a grid with this pixel size.
 
@@ -362,10 +372,19 @@ def _sample_phase(rng: np.random.Generator) -> dict[str, Any]:
     return {"constant": rng.uniform(-np.pi, np.pi), "amplitude": rng.uniform(0.5, 1.5), "weights": weights}
 
 
-def _with_phase(magnitude: np.ndarray, phase: dict[str, Any], v: np.ndarray, u: np.ndarray, z: float) -> np.ndarray:
+def _with_phase(
+    magnitude: np.ndarray, phase: dict[str, Any], v: np.ndarray, u: np.ndarray, z: float
+) -> np.ndarray:
     # Terms bounded by 1 on the unit square so the amplitude bounds the variation there.
     un, vn = np.clip(u, -1, 1), np.clip(v, -1, 1)
-    basis = (un, vn, un * vn, un**2 - vn**2, 0.5 * (un + vn) * z, np.sin(np.pi * un / 2) * np.cos(np.pi * vn / 2))
+    basis = (
+        un,
+        vn,
+        un * vn,
+        un**2 - vn**2,
+        0.5 * (un + vn) * z,
+        np.sin(np.pi * un / 2) * np.cos(np.pi * vn / 2),
+    )
     field = sum(w * term for w, term in zip(phase["weights"], basis))
     angle = phase["constant"] + phase["amplitude"] * field
     return (np.clip(magnitude, 0.0, 1.0) * np.exp(1j * angle)).astype(np.complex64)

@@ -20,9 +20,16 @@ import h5py
 import numpy as np
 import torch
 
-from smug.data.fastmri_io import SENS_MAPS_KEY, FastMRIFormatError, check_finite, load_slice, open_hdf5, open_volume
-from smug.utils.io import atomic_path
-from smug.mri.transforms import center_crop_or_pad
+from smug.data.fastmri_io import (
+    SENS_MAPS_KEY,
+    FastMRIFormatError,
+    check_finite,
+    load_slice,
+    open_hdf5,
+    open_volume,
+)
+from smug.utils import atomic_path
+from smug.mri import center_crop_or_pad
 
 SLICE_INDICES_KEY = "slice_indices"
 ESTIMATOR = "espirit"
@@ -190,7 +197,9 @@ def estimate_volume_maps(
             # slice dataset; its maps are estimated on the grid it has and padded the same way.
             inside = (min(out_shape[0], kspace.shape[-2]), min(out_shape[1], kspace.shape[-1]))
             try:
-                estimate = espirit_maps(torch.from_numpy(kspace).to(device), num_acs, out_shape=inside, **espirit_kw)
+                estimate = espirit_maps(
+                    torch.from_numpy(kspace).to(device), num_acs, out_shape=inside, **espirit_kw
+                )
             except ValueError as exc:
                 raise FastMRIFormatError(volume_path, f"slice {slice_idx}: {exc}") from None
             maps.append(center_crop_or_pad(estimate.cpu().numpy(), out_shape))

@@ -17,15 +17,25 @@ from typing import Sequence
 import pandas as pd
 
 from smug.data.fastmri_io import FastMRIFormatError, VolumeInfo, VolumeLimits, inspect_volume
-from smug.utils.io import atomic_path
+from smug.utils import atomic_path
 
 INDEX_COLUMNS = [
-    "fname", "path", "challenge", "anatomy", "acquisition", "num_slices", "num_coils", "height", "width",
+    "fname",
+    "path",
+    "challenge",
+    "anatomy",
+    "acquisition",
+    "num_slices",
+    "num_coils",
+    "height",
+    "width",
     "has_target",
 ]
 
 
-def index_volumes(folder: str | os.PathLike, challenge: str, limits: VolumeLimits | None = None) -> pd.DataFrame:
+def index_volumes(
+    folder: str | os.PathLike, challenge: str, limits: VolumeLimits | None = None
+) -> pd.DataFrame:
     """Validate every ``*.h5`` volume in ``folder`` and describe it, one row per volume.
 
     Args:
@@ -51,7 +61,9 @@ def index_volumes(folder: str | os.PathLike, challenge: str, limits: VolumeLimit
     for path in paths:
         info = validate_volume(path, limits)
         if info.challenge != challenge:
-            raise FastMRIFormatError(path, f"is a {info.challenge} volume but the config's challenge is {challenge}")
+            raise FastMRIFormatError(
+                path, f"is a {info.challenge} volume but the config's challenge is {challenge}"
+            )
         rows.append(
             {
                 "fname": path.name,
@@ -69,7 +81,9 @@ def index_volumes(folder: str | os.PathLike, challenge: str, limits: VolumeLimit
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
 
 
-def select_volumes(index: pd.DataFrame, start: int, count: int | None, anatomy: str | None = None) -> list[Path]:
+def select_volumes(
+    index: pd.DataFrame, start: int, count: int | None, anatomy: str | None = None
+) -> list[Path]:
     """Volumes ``start .. start + count`` of an index (in file-name order), optionally of one anatomy.
 
     Two splits drawn from the same folder (validation and test volumes from fastMRI's ``*_val``)

@@ -27,7 +27,7 @@ import numpy as np
 
 from smug.data.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
 from smug.data.fastmri_io import ISMRMRD_NAMESPACE, RECON_KEYS, SENS_MAPS_KEY
-from smug.utils.io import atomic_path
+from smug.utils import atomic_path
 from smug.data.phantoms import PHANTOMS
 
 SPLITS = ("train", "val", "test")
@@ -187,7 +187,9 @@ def volume_plan(seed: int, volumes: dict[str, int], anatomies: Sequence[str]) ->
     _check_anatomies(anatomies)
     for split, count in volumes.items():
         if not (_is_int(count) and 0 <= count <= MAX_VOLUMES_PER_SPLIT):
-            raise ValueError(f"volumes[{split!r}] must be an integer in [0, {MAX_VOLUMES_PER_SPLIT}], got {count!r}")
+            raise ValueError(
+                f"volumes[{split!r}] must be an integer in [0, {MAX_VOLUMES_PER_SPLIT}], got {count!r}"
+            )
 
     plan = []
     for split_index, split in enumerate(SPLITS):
@@ -280,7 +282,9 @@ def synthesize_volume(
         target = np.sqrt((np.abs(coil_images) ** 2).sum(axis=1))
     else:
         target = np.abs(coil_images)
-    return SyntheticVolume(kspace=kspace, target=target.astype(np.float32), images=images, sens_maps=sens_maps)
+    return SyntheticVolume(
+        kspace=kspace, target=target.astype(np.float32), images=images, sens_maps=sens_maps
+    )
 
 
 def write_synthetic_volume(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
@@ -30,12 +29,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.attacks.perturbations import apply_perturbation, pgd_kspace_attack, random_perturbation
-from smug.data.datasets import Batch, collate, make_dataset
-from smug.utils.io import atomic_path
-from smug.models.method_files import load_method
-from smug.study.methods import model_name
-from smug.models.modl import MoDL, RSE2E, UnrollTrace
+from smug.attacks import apply_perturbation, pgd_kspace_attack, random_perturbation
+from smug.data import Batch, collate, make_dataset
+from smug.utils import atomic_path
+from smug.models import load_method, MoDL, RSE2E, UnrollTrace
+from smug.study import model_name
 from smug.models.reconstruct import reconstruct
 
 LOG = logging.getLogger(__name__)
@@ -54,10 +52,18 @@ class CommonNoise(nn.Module):
         self.model = model
         self.seed = seed
 
-    def forward(self, kspace, mask, sens_maps=None, num_unrolls=None, generator=None, trace=None, zero_filled=None):
+    def forward(
+        self, kspace, mask, sens_maps=None, num_unrolls=None, generator=None, trace=None, zero_filled=None
+    ):
         fixed = torch.Generator(device=kspace.device).manual_seed(self.seed)
         return self.model(
-            kspace, mask, sens_maps, num_unrolls=num_unrolls, generator=fixed, trace=trace, zero_filled=zero_filled
+            kspace,
+            mask,
+            sens_maps,
+            num_unrolls=num_unrolls,
+            generator=fixed,
+            trace=trace,
+            zero_filled=zero_filled,
         )
 
 
@@ -124,7 +130,9 @@ def diagnose(
         seed: seeds the model's noise (fixed across all passes) and the perturbations.
     """
     if not isinstance(model, (MoDL, RSE2E)):
-        raise ValueError(f"diagnostics need an unrolled network (MoDL, SMUG, RS-E2E), got {type(model).__name__}")
+        raise ValueError(
+            f"diagnostics need an unrolled network (MoDL, SMUG, RS-E2E), got {type(model).__name__}"
+        )
     radii = [float(r) for r in radii]
     if not radii or any(not (math.isfinite(r) and r > 0) for r in radii):
         raise ValueError(f"radii must be positive and finite, got {radii}")
@@ -142,18 +150,29 @@ def diagnose(
         if spread:
             spreads.append((spread, batch.kspace.shape[0]))
         for r in radii:
-            random_delta = random_perturbation(batch, r, norm="l2", domain="kspace", relative=True, generator=generator)
+            random_delta = random_perturbation(
+                batch, r, norm="l2", domain="kspace", relative=True, generator=generator
+            )
             ratio, _ = sensitivity(fixed, batch, random_delta, reference)
             ratios[("random", r)].append(ratio)
             worst_delta = pgd_kspace_attack(
-                fixed, batch, r, norm="l2", steps=steps, relative=True, loss_target="clean", generator=generator
+                fixed,
+                batch,
+                r,
+                norm="l2",
+                steps=steps,
+                relative=True,
+                loss_target="clean",
+                generator=generator,
             )
             ratio, norm = sensitivity(fixed, batch, worst_delta, reference)
             ratios[("worst", r)].append(ratio)
             norms[r].append(float(norm))
     n_slices = sum(len(x) for x in ratios[("random", radii[0])])
     rows = [_row("target_norm", 0.0, "max", max(targets), n_slices)]
-    rows += [_row("denoiser_output_norm", level, "max", max(values), n_slices) for level, values in norms.items()]
+    rows += [
+        _row("denoiser_output_norm", level, "max", max(values), n_slices) for level, values in norms.items()
+    ]
     for (kind, r), values in ratios.items():
         stacked = torch.cat(values)
         rows.append(_row(f"sensitivity_{kind}", r, "mean", float(stacked.mean()), n_slices))
@@ -197,7 +216,8 @@ def diagnose_file(
     name = model_name(model)
     dataset = make_dataset(test, test_slices, mask, sens_dir)
     batches = (
-        batch.to(device) for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+        batch.to(device)
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     )
     rows = diagnose(net, batches, radii, steps, seed)
     table = pd.DataFrame([{**row, "model": name, "seed": seed} for row in rows], columns=COLUMNS)

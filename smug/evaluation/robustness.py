@@ -21,16 +21,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from smug.attacks import perturbations as attacks
-from smug.training.minmax import perturb_input
-from smug.attacks.files import load_attack
-from smug.data.datasets import Batch, make_dataset
-from smug.evaluation.scoring import ROW_COLUMNS, VolumeStack, reconstruct_volumes, save_reconstructions, volume_rows
-from smug.utils.io import atomic_dir, atomic_path
-from smug.models.method_files import load_method, read_record, record_kind
-from smug.study.methods import KINDS, model_name
+from smug.attacks import perturbations as attacks, load_attack, perturb_input
+from smug.models import perturbation_generator, load_method, read_record, record_kind
+from smug.data import Batch, make_dataset
+from smug.evaluation.scoring import (
+    ROW_COLUMNS,
+    VolumeStack,
+    reconstruct_volumes,
+    save_reconstructions,
+    volume_rows,
+)
+from smug.utils import atomic_dir, atomic_path
+from smug.study import KINDS, model_name
 from smug.evaluation.small_features import feature_transform, score_features
-from smug.training.stages import perturbation_generator
 from smug.evaluation.ttt import ttt_reconstruct
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +47,9 @@ def _attack_transform(delta: torch.Tensor, domain: str, fnames: list[str], slice
         expected = list(zip(fnames[first : first + n], slices[first : first + n]))
         got = list(zip(batch.fnames, (int(s) for s in batch.slices)))
         if expected != got:
-            raise ValueError(f"attack file perturbs slices {expected[:2]}..., evaluation reached {got[:2]}...")
+            raise ValueError(
+                f"attack file perturbs slices {expected[:2]}..., evaluation reached {got[:2]}..."
+            )
         return attacks.apply_perturbation(batch, delta[first : first + n].to(batch.kspace.device), domain)
 
     return transform

@@ -23,10 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.utils.io import atomic_path
+from smug.utils import atomic_path
 from smug.evaluation.metrics import METRIC_FUNCS
 from smug.models.reconstruct import reconstruct
-from smug.data.datasets import Batch, collate
+from smug.data import Batch, collate
 from smug.evaluation.statistics import mean_interval
 
 BatchTransform = Callable[[Batch, int], Batch]
@@ -79,7 +79,9 @@ def reconstruct_volumes(
     volumes: dict[str, VolumeStack] = defaultdict(VolumeStack)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     first = 0
-    for batch in tqdm(loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False):
+    for batch in tqdm(
+        loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False
+    ):
         batch = batch.to(device)
         if transform is not None:
             batch = transform(batch, first)
@@ -163,7 +165,11 @@ def seed_volume_table(rows: pd.DataFrame, condition: dict | str = "") -> pd.Data
         raise ValueError(f"{condition}: a (seed, volume) is scored twice")
     table = rows.pivot(index="seed", columns="volume", values="value").sort_index().sort_index(axis=1)
     if table.isna().any().any():
-        gaps = [f"seed {seed} lacks {', '.join(table.columns[table.loc[seed].isna()])}" for seed in table.index if table.loc[seed].isna().any()]
+        gaps = [
+            f"seed {seed} lacks {', '.join(table.columns[table.loc[seed].isna()])}"
+            for seed in table.index
+            if table.loc[seed].isna().any()
+        ]
         raise ValueError(f"{condition}: every seed must score the same volumes, but {'; '.join(gaps)}")
     return table.astype(float)
 

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from smug.data.datasets import Batch
+from smug.data import Batch
 from smug.evaluation.metrics import mean_std_match
-from smug.mri.operators import adjoint_operator, forward_operator
+from smug.mri import adjoint_operator, forward_operator
 
 Centre = tuple[int, int]
 
@@ -49,7 +49,9 @@ DEFAULT_RING = 2
 DETECTION_FRACTION = 0.5
 
 
-def feature_window(shape: Sequence[int], centre: Sequence[int], size: int, kind: str = "square") -> np.ndarray:
+def feature_window(
+    shape: Sequence[int], centre: Sequence[int], size: int, kind: str = "square"
+) -> np.ndarray:
     """The pixels of one feature, bool ``(H, W)``.
 
     ``kind="square"``: rows ``row - size // 2 .. row - size // 2 + size - 1`` and the same for
@@ -69,7 +71,9 @@ def feature_window(shape: Sequence[int], centre: Sequence[int], size: int, kind:
     if kind not in KINDS:
         raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(KINDS)}")
     if len(shape) != 2 or len(centre) != 2:
-        raise ValueError(f"shape and centre must be (H, W) and (row, col), got {tuple(shape)} and {tuple(centre)}")
+        raise ValueError(
+            f"shape and centre must be (H, W) and (row, col), got {tuple(shape)} and {tuple(centre)}"
+        )
     if int(size) != size or size < 1:
         raise ValueError(f"feature size must be a positive integer, got {size}")
     height, width = int(shape[0]), int(shape[1])
@@ -86,7 +90,9 @@ def feature_window(shape: Sequence[int], centre: Sequence[int], size: int, kind:
         window[top : top + size, left : left + size] = True
     else:
         offsets = np.arange(size) - (size - 1) / 2
-        window[top : top + size, left : left + size] = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size / 2) ** 2
+        window[top : top + size, left : left + size] = (
+            offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size / 2) ** 2
+        )
     return window
 
 
@@ -123,7 +129,9 @@ def place_features(
     """
     magnitude = np.asarray(target_magnitude)
     if magnitude.ndim != 2 or np.iscomplexobj(magnitude):
-        raise ValueError(f"target_magnitude must be a real (H, W) array, got {magnitude.dtype} {magnitude.shape}")
+        raise ValueError(
+            f"target_magnitude must be a real (H, W) array, got {magnitude.dtype} {magnitude.shape}"
+        )
     if int(num_features) != num_features or num_features < 0:
         raise ValueError(f"num_features must be a non-negative integer, got {num_features}")
     if int(size) != size or size < 1:
@@ -182,7 +190,9 @@ def _greedy_placement(
         if blocked[top, left]:
             continue
         placed.append((int(top), int(left)))
-        blocked[max(0, top - exclusion + 1) : top + exclusion, max(0, left - exclusion + 1) : left + exclusion] = True
+        blocked[
+            max(0, top - exclusion + 1) : top + exclusion, max(0, left - exclusion + 1) : left + exclusion
+        ] = True
     return placed
 
 
@@ -198,10 +208,18 @@ def feature_seed(fname: str, slice_index: int, seed: int) -> int:
 def _check_batch(batch: Batch) -> None:
     target, kspace = batch.target, batch.kspace
     if not isinstance(target, torch.Tensor) or target.ndim != 3 or not torch.is_complex(target):
-        found = f"{target.dtype} {tuple(target.shape)}" if isinstance(target, torch.Tensor) else type(target).__name__
+        found = (
+            f"{target.dtype} {tuple(target.shape)}"
+            if isinstance(target, torch.Tensor)
+            else type(target).__name__
+        )
         raise ValueError(f"batch.target must be complex (B, H, W), got {found}")
     if not isinstance(kspace, torch.Tensor) or kspace.ndim != 4 or not torch.is_complex(kspace):
-        found = f"{kspace.dtype} {tuple(kspace.shape)}" if isinstance(kspace, torch.Tensor) else type(kspace).__name__
+        found = (
+            f"{kspace.dtype} {tuple(kspace.shape)}"
+            if isinstance(kspace, torch.Tensor)
+            else type(kspace).__name__
+        )
         raise ValueError(f"batch.kspace must be complex (B, C, H, W), got {found}")
     if kspace.shape[0] != target.shape[0] or kspace.shape[-2:] != target.shape[-2:]:
         raise ValueError(
@@ -253,12 +271,16 @@ def insert_features(
     num_samples, height, width = target.shape
     if len(centres) != num_samples:
         raise ValueError(f"got feature centres for {len(centres)} samples but the batch has {num_samples}")
-    windows = [[feature_window((height, width), centre, size, kind) for centre in sample] for sample in centres]
+    windows = [
+        [feature_window((height, width), centre, size, kind) for centre in sample] for sample in centres
+    ]
     union = np.zeros((num_samples, height, width), dtype=bool)
     for index, sample_windows in enumerate(windows):
         for window in sample_windows:
             if (union[index] & window).any():
-                raise ValueError(f"feature windows of sample {index} overlap (centres {list(centres[index])})")
+                raise ValueError(
+                    f"feature windows of sample {index} overlap (centres {list(centres[index])})"
+                )
             union[index] |= window
     feature_masks = torch.from_numpy(union).to(target.device)
     magnitude = target.abs()
@@ -360,7 +382,8 @@ def feature_scores(
     window = np.asarray(window)
     if recon.ndim != 2 or recon.shape != target.shape or window.shape != target.shape:
         raise ValueError(
-            f"recon {recon.shape}, target {target.shape} and window {window.shape} " "must share one (H, W) shape"
+            f"recon {recon.shape}, target {target.shape} and window {window.shape} "
+            "must share one (H, W) shape"
         )
     if window.dtype != bool:
         raise ValueError(f"window must be a bool mask, got dtype {window.dtype}")

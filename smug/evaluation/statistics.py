@@ -89,7 +89,9 @@ def crossed_interval(
             raise ValueError(f"{name}: holds non-finite scores")
     seeds = {array.shape[0] for array in arrays.values()}
     if len(seeds) != 1:
-        raise ValueError(f"tables of different numbers of seeds: { {n: a.shape[0] for n, a in arrays.items()} }")
+        raise ValueError(
+            f"tables of different numbers of seeds: { {n: a.shape[0] for n, a in arrays.items()} }"
+        )
     n_seeds = seeds.pop()
     volume_sets = dict(volume_sets or {name: "test" for name in arrays})
     groups: dict[str, list[str]] = {}
@@ -105,7 +107,12 @@ def crossed_interval(
     for members in groups.values():
         n = arrays[members[0]].shape[1]
         factors.append(
-            (n, lambda i, members=members: {name: np.delete(a, i, axis=1) if name in members else a for name, a in arrays.items()})
+            (
+                n,
+                lambda i, members=members: {
+                    name: np.delete(a, i, axis=1) if name in members else a for name, a in arrays.items()
+                },
+            )
         )
     variances, dfs = [], []
     for n, drop in factors:

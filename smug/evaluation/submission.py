@@ -25,14 +25,23 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.data.datasets import SliceDataset, collate, select_slices
-from smug.data.fastmri_io import FastMRIFormatError, VolumeInfo, check_recon_fits, inspect_volume
-from smug.utils.io import atomic_path
-from smug.mri.masks import load_mask
-from smug.models.method_files import load_method
+from smug.data import (
+    SliceDataset,
+    collate,
+    select_slices,
+    FastMRIFormatError,
+    VolumeInfo,
+    check_recon_fits,
+    inspect_volume,
+    ESTIMATOR,
+    estimate_volume_maps,
+    maps_file_matches,
+    write_sens_maps,
+)
+from smug.utils import atomic_path
+from smug.mri import load_mask, center_crop_or_pad
+from smug.models import load_method
 from smug.models.reconstruct import reconstruct
-from smug.data.sens_maps import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
-from smug.mri.transforms import center_crop_or_pad
 
 LOG = logging.getLogger(__name__)
 SUBMISSION_SIZE = (320, 320)  # fastMRI's leaderboard crop
@@ -186,7 +195,13 @@ def _cached_maps(info: VolumeInfo, folder: Path, espirit: dict[str, Any]) -> Pat
         num_acs = min(num_acs, info.num_low_frequency)  # a test file is sampled fully only there
     options = {k: espirit[k] for k in ("kernel_size", "threshold", "crop")}
     slices = list(range(info.num_slices))
-    attrs = {"estimator": ESTIMATOR, "num_acs": num_acs, "grid": list(grid), "source": str(info.path), **options}
+    attrs = {
+        "estimator": ESTIMATOR,
+        "num_acs": num_acs,
+        "grid": list(grid),
+        "source": str(info.path),
+        **options,
+    }
     path = folder / info.path.name
     if not maps_file_matches(path, slices, attrs):
         LOG.info("%s: estimating sensitivity maps (ESPIRiT, %d calibration columns)", info.path.name, num_acs)
@@ -196,7 +211,9 @@ def _cached_maps(info: VolumeInfo, folder: Path, espirit: dict[str, Any]) -> Pat
 
 
 @torch.no_grad()
-def _reconstruct_volume(net, dataset: SliceDataset, info: VolumeInfo, device, batch_size: int, seed: int) -> np.ndarray:
+def _reconstruct_volume(
+    net, dataset: SliceDataset, info: VolumeInfo, device, batch_size: int, seed: int
+) -> np.ndarray:
     """Magnitudes ``(S, 320, 320)`` on the file's scale, in slice order."""
     generator = torch.Generator(device=device).manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -207,7 +224,9 @@ def _reconstruct_volume(net, dataset: SliceDataset, info: VolumeInfo, device, ba
             images = reconstruct(net, batch, generator)
         except RuntimeError as exc:  # a U-Net whose pooling does not divide the grid, say
             grid = tuple(batch.kspace.shape[-2:])
-            raise FastMRIFormatError(info.path, f"the model cannot reconstruct a {grid} grid: {exc}") from None
+            raise FastMRIFormatError(
+                info.path, f"the model cannot reconstruct a {grid} grid: {exc}"
+            ) from None
         magnitudes = images.abs() * batch.scale.reshape(-1, 1, 1)
         slices.append(center_crop_or_pad(magnitudes, SUBMISSION_SIZE).cpu().numpy().astype(np.float32))
     return np.concatenate(slices)

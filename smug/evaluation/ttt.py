@@ -27,11 +27,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.data.datasets import Batch, collate
+from smug.data import Batch, collate
 from smug.evaluation.scoring import BatchTransform, VolumeStack
-from smug.mri.operators import apply_column_mask
+from smug.mri import apply_column_mask, kspace_consistency_loss, split_mask
 from smug.models.reconstruct import reconstruct
-from smug.mri.consistency import kspace_consistency_loss, split_mask
 
 SETTINGS = ("steps", "lr", "holdout_fraction", "patience", "check_every")
 
@@ -55,7 +54,11 @@ def _check_settings(steps: int, lr: float, holdout_fraction: float, patience: in
 def _check_batch(batch: Batch) -> None:
     kspace, mask = batch.kspace, batch.mask
     if not isinstance(kspace, torch.Tensor) or kspace.ndim != 4 or not torch.is_complex(kspace):
-        found = f"{kspace.dtype} {tuple(kspace.shape)}" if isinstance(kspace, torch.Tensor) else type(kspace).__name__
+        found = (
+            f"{kspace.dtype} {tuple(kspace.shape)}"
+            if isinstance(kspace, torch.Tensor)
+            else type(kspace).__name__
+        )
         raise ValueError(f"batch.kspace must be complex (B, C, H, W), got {found}")
     if not isinstance(mask, torch.Tensor) or mask.shape not in (
         (kspace.shape[-1],),
@@ -66,7 +69,9 @@ def _check_batch(batch: Batch) -> None:
     if batch.zero_filled is not None:
         # An image-domain input would reach the network in place of the training-column k-space,
         # carrying the held-out columns into the weights.
-        raise ValueError("test-time training needs k-space inputs, but the batch has an image-domain zero_filled")
+        raise ValueError(
+            "test-time training needs k-space inputs, but the batch has an image-domain zero_filled"
+        )
 
 
 def _generator(seed: int, purpose: int, step: int, device: torch.device) -> torch.Generator:
@@ -318,14 +323,18 @@ def ttt_reconstruct(
     """
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
-        raise ValueError(f"unknown test-time-training setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}")
+        raise ValueError(
+            f"unknown test-time-training setting(s) {', '.join(unknown)}; valid: {', '.join(SETTINGS)}"
+        )
     missing = sorted({"steps", "lr", "holdout_fraction", "patience"} - set(settings))
     if missing:
         raise ValueError(f"test-time-training settings lack {', '.join(missing)}")
     volumes: dict[str, VolumeStack] = defaultdict(VolumeStack)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     first = 0
-    for batch in tqdm(loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False):
+    for batch in tqdm(
+        loader, desc=progress, disable=progress is None or not sys.stderr.isatty(), leave=False
+    ):
         batch = batch.to(device)
         if transform is not None:
             batch = transform(batch, first)

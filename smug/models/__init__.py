@@ -4,19 +4,46 @@ All take and return real tensors ``(B, C, H, W)``; complex images cross into thi
 :func:`smug.mri.transforms.complex_to_channels`.
 """
 
-from smug.models.didn import DIDN, DownUpBlock
-from smug.models.dncnn import DnCNN
-from smug.models.denoisers import DENOISERS, build_denoiser, count_parameters
-from smug.models.unet import UNet
-from smug.models.weight_encoder import WeightEncoder
+from smug.utils.lazy import lazy_surface
 
-__all__ = [
-    "DENOISERS",
-    "DIDN",
-    "DnCNN",
-    "DownUpBlock",
-    "UNet",
-    "WeightEncoder",
-    "build_denoiser",
-    "count_parameters",
-]
+# The public names, by the module that defines them; each module is imported on first use
+# (smug.utils.lazy says why).
+__getattr__, __dir__, __all__ = lazy_surface(
+    __name__,
+    {
+        "classical": [
+            "CompressedSensing",
+            "METHODS",
+            "TV_SOLVERS",
+            "check_solver_options",
+            "from_record",
+            "l1_wavelet_objective",
+            "l1_wavelet_recon",
+            "lipschitz_bound",
+            "to_record",
+            "total_variation",
+            "tv_objective",
+            "tv_recon",
+        ],
+        "denoisers": ["DENOISERS", "build_denoiser", "count_parameters"],
+        "didn": ["DIDN", "DownUpBlock"],
+        "dncnn": ["DnCNN"],
+        "e2e_unet": ["ZeroFilledUNet"],
+        "factory": [
+            "MODEL_KINDS",
+            "build_model",
+            "data_consistency_weight",
+            "denoiser_of",
+            "perturbation_generator",
+            "unrolled_core",
+        ],
+        "generator": ["PerturbationGenerator"],
+        "method_files": ["ModelFileError", "load_method", "read_record", "record_kind"],
+        "modl": ["MoDL", "RSE2E", "UnrollTrace", "without_smoothing"],
+        "smoothing": ["SmoothingTrace", "complex_gaussian", "denoise_complex", "smoothed_denoise"],
+        "unet": ["UNet"],
+        "untrained": ["ConvDecoder", "UntrainedNetwork", "fit_untrained", "slice_seed"],
+        "weight_encoder": ["WeightEncoder"],
+        "zero_filled": ["ZeroFilled"],
+    },
+)

@@ -36,8 +36,7 @@ import torch
 from torch import nn
 
 from smug.mri.data_consistency import data_consistency
-from smug.mri.operators import adjoint_operator, forward_operator, normal_operator
-from smug.mri.wavelets import WAVELETS, dwt2, idwt2
+from smug.mri import adjoint_operator, forward_operator, normal_operator, WAVELETS, dwt2, idwt2
 
 METHODS = ("l1_wavelet", "tv")
 TV_SOLVERS = ("pdhg", "fista")
@@ -386,7 +385,8 @@ def check_solver_options(method: str, solver_kwargs: dict[str, Any]) -> dict[str
     unknown = sorted(set(solver_kwargs) - set(allowed))
     if unknown:
         raise ValueError(
-            f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; " f"valid: {', '.join(allowed)}"
+            f"unknown solver option(s) {', '.join(unknown)} for method {method!r}; "
+            f"valid: {', '.join(allowed)}"
         )
     options = {**allowed, **solver_kwargs}
     missing = [key for key, value in options.items() if value is REQUIRED]
@@ -454,7 +454,9 @@ class CompressedSensing(nn.Module):
         """
         if zero_filled is None:
             zero_filled = adjoint_operator(kspace, mask, sens_maps)
-        return cs_reconstruct(self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs)
+        return cs_reconstruct(
+            self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs
+        )
 
     def extra_repr(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in self.solver_kwargs.items())

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.mri.transforms import center_crop
+from smug.mri import center_crop
 
 # head stride 2, then two stride-2 stages inside every down-up block
 _SIZE_MULTIPLE = 8
@@ -105,9 +105,13 @@ class DIDN(nn.Module):
         if num_dubs < 1:
             raise ValueError(f"DIDN: num_dubs must be at least 1, got {num_dubs}")
         if global_residual and in_chans != out_chans:
-            raise ValueError(f"DIDN: global_residual needs in_chans == out_chans, got {in_chans} and {out_chans}")
+            raise ValueError(
+                f"DIDN: global_residual needs in_chans == out_chans, got {in_chans} and {out_chans}"
+            )
         if channels_last not in CHANNELS_LAST:
-            raise ValueError(f"DIDN: channels_last must be one of {', '.join(CHANNELS_LAST)}, got {channels_last!r}")
+            raise ValueError(
+                f"DIDN: channels_last must be one of {', '.join(CHANNELS_LAST)}, got {channels_last!r}"
+            )
         self.channels_last = channels_last
         self.in_chans = in_chans
         self.out_chans = out_chans
@@ -132,7 +136,9 @@ class DIDN(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, out_chans, H, W)``."""
         if image.ndim != 4 or image.shape[1] != self.in_chans:
-            raise ValueError(f"DIDN expects a (B, {self.in_chans}, H, W) tensor, got shape {tuple(image.shape)}")
+            raise ValueError(
+                f"DIDN expects a (B, {self.in_chans}, H, W) tensor, got shape {tuple(image.shape)}"
+            )
         height, width = image.shape[-2:]
         padded = _pad_to_multiple(image, _SIZE_MULTIPLE)
         if self.channels_last == "on" or (self.channels_last == "auto" and padded.device.type == "cpu"):

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from smug.models.unet import UNet
-from smug.mri.operators import adjoint_operator
-from smug.mri.transforms import channels_to_complex, complex_to_channels
+from smug.mri import adjoint_operator, channels_to_complex, complex_to_channels
 
 INPUT_MODES = ("magnitude", "complex")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from smug.study.methods import KINDS
+from smug.study import KINDS
 from smug.models.e2e_unet import ZeroFilledUNet
+from smug.models.generator import PerturbationGenerator
 from smug.models.modl import RSE2E, MoDL
 from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
 from smug.models.weight_encoder import WeightEncoder
@@ -48,7 +49,9 @@ def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
     weighting = {}
     if smoothing == "weighted":
         weighting = {
-            key: smoothing_cfg[key] for key in ("weight_scores", "weight_normalisation") if key in smoothing_cfg
+            key: smoothing_cfg[key]
+            for key in ("weight_scores", "weight_normalisation")
+            if key in smoothing_cfg
         }
         weighting["weight_encoder"] = WeightEncoder(**smoothing_cfg.get("weight_encoder", {}))
     return MoDL(
@@ -67,7 +70,9 @@ _BUILDERS: dict[str, Builder] = {"denoiser": _denoiser, "unrolled": _unrolled, "
 MODEL_KINDS = tuple(name for name, kind in KINDS.items() if kind.family in _BUILDERS)
 
 
-def build_model(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None) -> nn.Module:
+def build_model(
+    kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None
+) -> nn.Module:
     """A fresh network of ``kind``, built by its family in :data:`smug.study.methods.KINDS`.
 
     Args:
@@ -248,3 +253,17 @@ def network_from_record(record: dict[str, Any]) -> nn.Module:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def perturbation_generator(spec: dict[str, Any], image_shape: Sequence[int]) -> PerturbationGenerator:
+    """The min-max game's generator: 1 channel for image-domain attacks on a magnitude U-Net, 2
+    (complex) otherwise."""
+    adv = spec["adversarial"]
+    complex_out = adv["domain"] == "kspace" or spec["model"]["input_mode"] == "complex"
+    return PerturbationGenerator(
+        tuple(image_shape),
+        latent_dim=adv["latent_dim"],
+        out_chans=2 if complex_out else 1,
+        features=adv["features"],
+        num_upsamples=adv["num_upsamples"],
+    )

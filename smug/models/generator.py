@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from smug.mri.transforms import center_crop
+from smug.mri import center_crop
 
 
 class PerturbationGenerator(nn.Module):

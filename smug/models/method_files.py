@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from smug.models import classical
-from smug.utils.io import load_torch_file
-from smug.study.methods import KINDS
+from smug.utils import load_torch_file
+from smug.study import KINDS
 from smug.models.factory import network_from_record
 from smug.models.denoisers import check_arguments
 from smug.models.zero_filled import ZeroFilled

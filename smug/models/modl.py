@@ -18,7 +18,7 @@ from torch import nn
 
 from smug.mri.data_consistency import data_consistency
 from smug.models.smoothing import SmoothingTrace, complex_gaussian, denoise_complex, smoothed_denoise
-from smug.mri.operators import adjoint_operator
+from smug.mri import adjoint_operator
 
 
 @dataclass
@@ -179,8 +179,12 @@ class MoDL(nn.Module):
                 trace.inputs.append(x)
                 if smoothing_trace is not None:
                     trace.smoothing.append(smoothing_trace)
-                trace.denoised.append(z.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs)
-            x = data_consistency(z, aty, mask, self.lam, sens_maps, max_iter=self.cg_max_iter, tol=self.cg_tol)
+                trace.denoised.append(
+                    z.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs
+                )
+            x = data_consistency(
+                z, aty, mask, self.lam, sens_maps, max_iter=self.cg_max_iter, tol=self.cg_tol
+            )
         return x
 
 

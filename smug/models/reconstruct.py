@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smug.data.datasets import Batch
+from smug.data import Batch
 
 
 def reconstruct(

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from smug.mri.transforms import channels_to_complex, complex_to_channels
+from smug.mri import channels_to_complex, complex_to_channels
 
 WEIGHT_SCORES = ("denoised", "noisy")
 WEIGHT_NORMALISATIONS = ("sum", "softmax")
@@ -92,7 +92,9 @@ def smoothed_denoise(
     # Noise is added and clamped in the denoiser's (real, imaginary) channel layout, which it needs
     # anyway: one real tensor op each instead of building complex copies. The draws are those of
     # complex_gaussian((M, B, H, W)) (real parts first, then imaginary parts), reordered.
-    draws = torch.randn((2, num_samples, b, h, w), generator=generator, device=image.device, dtype=image.real.dtype)
+    draws = torch.randn(
+        (2, num_samples, b, h, w), generator=generator, device=image.device, dtype=image.real.dtype
+    )
     noisy = complex_to_channels(image).unsqueeze(0) + sigma * draws.permute(1, 2, 0, 3, 4)
     if clamp:
         noisy = noisy.clamp(-1.0, 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smug.mri.operators import adjoint_operator
+from smug.mri import adjoint_operator
 
 
 class ZeroFilled(nn.Module):

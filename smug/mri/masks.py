@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from smug.utils.io import atomic_path
+from smug.utils import atomic_path
 from smug.mri.operators import apply_column_mask
 
 Seed = int | tuple[int, ...] | None
@@ -60,9 +60,7 @@ def _center_start(num_cols: int, num_low_frequencies: int) -> int:
 def _integer_acceleration(acceleration: float) -> int:
     # Equispaced and magic masks use the acceleration as a slice step.
     if float(acceleration) != int(acceleration):
-        raise ValueError(
-            f"acceleration {acceleration} must be an integer for equispaced and magic masks"
-        )
+        raise ValueError(f"acceleration {acceleration} must be an integer for equispaced and magic masks")
     return int(acceleration)
 
 
@@ -129,16 +127,12 @@ class MaskFunc:
             ``W`` at axis -2, and the number of centre columns.
         """
         if len(shape) < 3:
-            raise ValueError(
-                f"shape {tuple(shape)} must have at least 3 dimensions (..., H, W, 2)"
-            )
+            raise ValueError(f"shape {tuple(shape)} must have at least 3 dimensions (..., H, W, 2)")
         with temp_seed(self.rng, seed):
             center_mask, acceleration_mask, num_low_frequencies = self.sample_mask(shape, offset)
         return torch.maximum(center_mask, acceleration_mask), num_low_frequencies
 
-    def sample_mask(
-        self, shape: Sequence[int], offset: int | None
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def sample_mask(self, shape: Sequence[int], offset: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Draw one (fraction, acceleration) pair and the two mask components.
 
         Returns:
@@ -148,9 +142,7 @@ class MaskFunc:
         num_cols = shape[-2]
         center_fraction, acceleration = self.choose_acceleration()
         num_low_frequencies = int(round(num_cols * center_fraction))
-        center_mask = self.reshape_mask(
-            self.calculate_center_mask(shape, num_low_frequencies), shape
-        )
+        center_mask = self.reshape_mask(self.calculate_center_mask(shape, num_low_frequencies), shape)
         acceleration_mask = self.reshape_mask(
             self.calculate_acceleration_mask(num_cols, acceleration, offset, num_low_frequencies),
             shape,
@@ -309,22 +301,16 @@ class MagicMaskFractionFunc(MagicMaskFunc):
     spacing is ``round(W / (round(W / acceleration) - num_low))``.
     """
 
-    def sample_mask(
-        self, shape: Sequence[int], offset: int | None
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def sample_mask(self, shape: Sequence[int], offset: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
         num_cols = shape[-2]
         center_fraction, acceleration = self.choose_acceleration()
         target_columns = round(num_cols / acceleration)
         num_low_frequencies = int(max(min(round(num_cols * center_fraction), target_columns), 1))
         outer_columns = target_columns - num_low_frequencies
         adjusted_acceleration = round(num_cols / outer_columns) if outer_columns > 0 else 0
-        center_mask = self.reshape_mask(
-            self.calculate_center_mask(shape, num_low_frequencies), shape
-        )
+        center_mask = self.reshape_mask(self.calculate_center_mask(shape, num_low_frequencies), shape)
         acceleration_mask = self.reshape_mask(
-            self.calculate_acceleration_mask(
-                num_cols, adjusted_acceleration, offset, num_low_frequencies
-            ),
+            self.calculate_acceleration_mask(num_cols, adjusted_acceleration, offset, num_low_frequencies),
             shape,
         )
         return center_mask, acceleration_mask, num_low_frequencies
@@ -459,9 +445,7 @@ def create_mask_for_mask_type(
     try:
         mask_class = MASK_TYPES[mask_type]
     except KeyError:
-        raise ValueError(
-            f"unknown mask type {mask_type!r}; valid types: {', '.join(MASK_TYPES)}"
-        ) from None
+        raise ValueError(f"unknown mask type {mask_type!r}; valid types: {', '.join(MASK_TYPES)}") from None
     return mask_class(center_fractions, accelerations, allow_any_combination, seed)
 
 

@@ -36,9 +36,7 @@ def broadcast_mask(mask: torch.Tensor, kspace_ndim: int = 4) -> torch.Tensor:
 def apply_column_mask(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Zero the unsampled columns of ``kspace`` ``(B, C, H, W)`` with a ``(W,)`` or ``(B, W)`` mask."""
     if mask.shape[-1] != kspace.shape[-1]:
-        raise ValueError(
-            f"mask width {mask.shape[-1]} does not match k-space width {kspace.shape[-1]}"
-        )
+        raise ValueError(f"mask width {mask.shape[-1]} does not match k-space width {kspace.shape[-1]}")
     return kspace * broadcast_mask(mask, kspace.ndim).to(kspace.real.dtype)
 
 

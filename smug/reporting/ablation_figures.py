@@ -22,7 +22,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from smug.reporting.ablation_tables import DIAGNOSTIC, middle_levels, scored_rows
-from smug.study.methods import method_label, PERTURBATION_LEVELS
+from smug.study import method_label, PERTURBATION_LEVELS
 from smug.reporting.plots import save_figure
 
 FIGURE_KINDS = ("tradeoff", "bars", "sensitivity")
@@ -49,11 +49,18 @@ def _value(rows: pd.DataFrame, model: str, perturbation: str, level: float | Non
     return None if own.empty else own.iloc[0]
 
 
-def _bar(ax, y: float, value: float, color, text: str, at: float | None = None, left: float = 0.0, **style) -> None:
+def _bar(
+    ax, y: float, value: float, color, text: str, at: float | None = None, left: float = 0.0, **style
+) -> None:
     """A horizontal bar from ``left`` to ``value``, its ``text`` printed right of ``at`` (its end)."""
     ax.barh(y, value - left, left=left, color=color, edgecolor="black", linewidth=0.5, **style)
     ax.annotate(
-        text, (value if at is None else at, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
+        text,
+        (value if at is None else at, y),
+        xytext=(3, 0),
+        textcoords="offset points",
+        va="center",
+        fontsize=7,
     )
 
 
@@ -83,7 +90,9 @@ def plot_tradeoff(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
             variants = [p for p in points if p[2]["role"] == "variant"]
             marker = "o" if variants else "s"
             if len(variants) > 1:
-                ax.plot([p[0] for p in variants], [p[1] for p in variants], "-", color=colors[method], alpha=0.6)
+                ax.plot(
+                    [p[0] for p in variants], [p[1] for p in variants], "-", color=colors[method], alpha=0.6
+                )
             for x, y, model in points:
                 face = colors[method] if model["healthy"] else "none"
                 ax.plot(x, y, marker, color=colors[method], markerfacecolor=face, markersize=7)
@@ -119,7 +128,15 @@ def plot_bars(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
             err = [[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]]
             hatch = None if model["healthy"] else "//"
             _bar(
-                ax, i, row["mean"], colors[i], f"{row['mean']:.2f}", at=row["ci_high"], left=left, xerr=err, hatch=hatch
+                ax,
+                i,
+                row["mean"],
+                colors[i],
+                f"{row['mean']:.2f}",
+                at=row["ci_high"],
+                left=left,
+                xerr=err,
+                hatch=hatch,
             )
         ax.set_title("clean" if level is None else _panel_title(perturbation, level), fontsize=9)
         ax.set_xlabel("PSNR (dB)")
@@ -181,7 +198,9 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
                 _bar(ax_bars, i + offset, shown, colors[i], f"{shown:.1f}", height=0.4, hatch=hatch)
     ax_bars.set_yticks(y, models["name"], fontsize=7)
     ax_bars.invert_yaxis()
-    ax_bars.set_title(f"sensitivity at ||e|| = {top:g} ||y||\n(plain: worst case, dotted: random)", fontsize=9)
+    ax_bars.set_title(
+        f"sensitivity at ||e|| = {top:g} ||y||\n(plain: worst case, dotted: random)", fontsize=9
+    )
     for i, model in models.iterrows():
         mine = norms[norms["model"] == model["model"]]
         clean = mine[mine["level"] == 0.0]["mean"]
@@ -198,11 +217,15 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
         )
     target = measured[measured["perturbation"] == "target_norm"]["mean"]
     if len(target):
-        ax_norm.axvline(float(target.max()), color="black", linestyle=":", linewidth=1, label="largest ||x_gt||")
+        ax_norm.axvline(
+            float(target.max()), color="black", linestyle=":", linewidth=1, label="largest ||x_gt||"
+        )
         ax_norm.legend(fontsize=7)
     ax_norm.set_yticks(y, [""] * len(models))
     ax_norm.invert_yaxis()
-    ax_norm.set_title(f"largest ||D(.)||: clean (plain), under\nworst-case e at {top:g} ||y|| (dotted)", fontsize=9)
+    ax_norm.set_title(
+        f"largest ||D(.)||: clean (plain), under\nworst-case e at {top:g} ||y|| (dotted)", fontsize=9
+    )
     scored = scored_rows(table, experiment)
     for i, model in models.iterrows():
         row = _value(scored, model["model"], "clean")

@@ -75,7 +75,9 @@ def _over_seeds(diagnostics: pd.DataFrame) -> pd.DataFrame:
         return diagnostics.assign(n_seeds=1)
     keys = ["model", "quantity", "level", "statistic"]
     grouped = diagnostics.groupby(keys, sort=False)
-    return grouped.agg(value=("value", "mean"), n_slices=("n_slices", "first"), n_seeds=("seed", "nunique")).reset_index()
+    return grouped.agg(
+        value=("value", "mean"), n_slices=("n_slices", "first"), n_seeds=("seed", "nunique")
+    ).reset_index()
 
 
 def _diagnostic_row(row: Mapping[str, Any], config_hash: str, git_commit: str) -> dict[str, Any]:

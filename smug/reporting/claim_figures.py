@@ -17,9 +17,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from smug.study.claims import NOT_RUN
+from smug.evaluation import NOT_RUN
 from smug.reporting.html import html_page
-from smug.utils.io import atomic_path, write_text_atomic
+from smug.utils import atomic_path, write_text_atomic
 from smug.reporting.plots import _PNG_DPI, save_figure
 
 _PALETTE = sns.color_palette("colorblind", 10)

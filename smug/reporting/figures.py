@@ -6,14 +6,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from smug.attacks.files import load_attack
-from smug.data.fastmri_io import open_hdf5
-from smug.mri.fftc import fft2c, ifft2c
-from smug.study.methods import FIGURES, NOISE_COUNTERPART, PERTURBATION_LEVELS
+from smug.attacks import load_attack
+from smug.data import open_hdf5
+from smug.mri import fft2c, ifft2c
+from smug.study import NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.reporting.plots import (
     plot_feature_crops,
     plot_image_grid,
@@ -21,7 +20,7 @@ from smug.reporting.plots import (
     plot_perturbations,
     plot_shift_scatter,
 )
-from smug.evaluation.small_features import feature_scores
+from smug.evaluation import feature_scores
 from smug.reporting.tables import shift_summary
 
 # Half-width of the zoomed crops around small features, in pixels.
@@ -53,15 +52,25 @@ def draw_all_figures(
     marked on the sampling-rate and unrolling shift figures (not marked when None)."""
     out = Path(out_dir)
     data = pd.read_csv(table)
-    attacks_present = {p: NOISE_COUNTERPART[p] for p in NOISE_COUNTERPART if (data["perturbation"] == p).any()}
+    attacks_present = {
+        p: NOISE_COUNTERPART[p] for p in NOISE_COUNTERPART if (data["perturbation"] == p).any()
+    }
     plot_metric_curves(
-        data, attacks_present, out / "robustness_curves.png", out / "robustness_curves.pdf", PERTURBATION_LEVELS
+        data,
+        attacks_present,
+        out / "robustness_curves.png",
+        out / "robustness_curves.pdf",
+        PERTURBATION_LEVELS,
     )
     trained = {
         "acceleration": (
-            None if train_acceleration is None else (train_acceleration, f"trained at {train_acceleration:g}x")
+            None
+            if train_acceleration is None
+            else (train_acceleration, f"trained at {train_acceleration:g}x")
         ),
-        "unrolls": None if train_unrolls is None else (train_unrolls, f"trained with {train_unrolls:g} unrolls"),
+        "unrolls": (
+            None if train_unrolls is None else (train_unrolls, f"trained with {train_unrolls:g} unrolls")
+        ),
     }
     for name, perturbation in (("acceleration_shift", "acceleration"), ("unroll_shift", "unrolls")):
         marks = {perturbation: trained[perturbation]} if trained[perturbation] else {}
@@ -84,10 +93,16 @@ def draw_all_figures(
     for model in models:
         clean = _read_recon(root / model / "clean" / "0" / fname, "reconstruction")[index]
         attacked_path = root / model / grid_attack / f"{grid_level:g}" / fname
-        attacked = _read_recon(attacked_path, "reconstruction")[index] if attacked_path.exists() else clean * np.nan
+        attacked = (
+            _read_recon(attacked_path, "reconstruction")[index] if attacked_path.exists() else clean * np.nan
+        )
         rows[model] = (clean, attacked)
     plot_image_grid(
-        target_volume[index], rows, out / "image_grid.png", out / "image_grid.pdf", f"{grid_attack} eps={grid_level:g}"
+        target_volume[index],
+        rows,
+        out / "image_grid.png",
+        out / "image_grid.pdf",
+        f"{grid_attack} eps={grid_level:g}",
     )
 
     perturbations = {}
@@ -100,7 +115,10 @@ def draw_all_figures(
         else:
             image = first
             kspace = fft2c(first)
-        perturbations[f"{attrs['model']} {attrs['attack']} eps={attrs['eps']:g}"] = (kspace.numpy(), image.numpy())
+        perturbations[f"{attrs['model']} {attrs['attack']} eps={attrs['eps']:g}"] = (
+            kspace.numpy(),
+            image.numpy(),
+        )
     if not perturbations:
         raise ValueError("no attack files given for the perturbation figure")
     plot_perturbations(perturbations, out / "perturbations.png", out / "perturbations.pdf")
@@ -135,7 +153,9 @@ def feature_crops(
     level = sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name != "target"), key=float)[0]
     images = {"target": _read_recon(folder / "target" / fname, "reconstruction_rss")[index]}
     for model in models:
-        images[model] = _read_recon(recon_root / model / "small_feature" / level / fname, "reconstruction")[index]
+        images[model] = _read_recon(recon_root / model / "small_feature" / level / fname, "reconstruction")[
+            index
+        ]
     crops: dict[str, list[np.ndarray]] = {label: [] for label in images}
     windows = []
     scores: dict[str, list[dict]] = {model: [] for model in models}

@@ -234,7 +234,9 @@ def health_table(
         a DataFrame with :data:`COLUMNS`, in the order of ``records``.
     """
     if reference not in scores:
-        raise ValueError(f"the health table needs the evaluation of {reference!r}, the baseline every model must beat")
+        raise ValueError(
+            f"the health table needs the evaluation of {reference!r}, the baseline every model must beat"
+        )
     floor = clean_psnr_by_volume(scores[reference])
     cs_psnr = clean_psnr_by_volume(scores[cs_reference]).mean() if cs_reference in scores else math.nan
     rows = []
@@ -267,7 +269,9 @@ def _test_scores(
     clean = clean_psnr_by_volume(model_scores)
     missing = sorted(set(floor.index) - set(clean.index))
     if missing:
-        raise ValueError(f"the evaluation of {name!r} has no clean PSNR for test volume(s) {', '.join(missing)}")
+        raise ValueError(
+            f"the evaluation of {name!r} has no clean PSNR for test volume(s) {', '.join(missing)}"
+        )
     gains = clean[floor.index] - floor
     accelerations = model_scores.loc[model_scores["perturbation"] == "acceleration", "level"].astype(float)
     low = accelerations.min() if len(accelerations) else nan

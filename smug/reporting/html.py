@@ -20,8 +20,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from smug.utils.io import atomic_path
-from smug.study.methods import ATTACKS, PERTURBATION_LEVELS, group_methods, method_label
+from smug.utils import atomic_path
+from smug.study import ATTACKS, PERTURBATION_LEVELS, group_methods, method_label
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 14px;
@@ -134,7 +134,9 @@ def html_table(
             span = 1
             while i + span < width and isinstance(header[i + span], tuple) and header[i + span][0] == cell[0]:
                 span += 1
-            top.append(f'<th colspan="{span}">{_cell(cell[0])}</th>' if span > 1 else f"<th>{_cell(cell[0])}</th>")
+            top.append(
+                f'<th colspan="{span}">{_cell(cell[0])}</th>' if span > 1 else f"<th>{_cell(cell[0])}</th>"
+            )
             bottom += [f"<th>{_cell(header[j][1])}</th>" for j in range(i, i + span)]
             i += span
         lines += ["<tr>" + "".join(top) + "</tr>", "<tr>" + "".join(bottom) + "</tr>"]
@@ -245,7 +247,9 @@ def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
         metrics = [m for m in _METRICS if (part["metric"] == m).any()]
         if not metrics:
             continue
-        columns = [(m, level) for m in metrics for level in sorted(part.loc[part["metric"] == m, "level"].unique())]
+        columns = [
+            (m, level) for m in metrics for level in sorted(part.loc[part["metric"] == m, "level"].unique())
+        ]
         labels = {c: level_label(perturbation, c[1]) for c in columns}
         titled = any(labels.values())
         header: list[str | tuple[str, str]] = ["Model"]
@@ -271,7 +275,11 @@ def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
             rows.append(row)
             classes.append([None] + ["best" if best[j] == i else None for j in range(len(columns))])
         protocol = str(part["protocol"].iloc[0]) if "protocol" in part else ""
-        title = f"{perturbation} — {protocol}" if protocol and protocol not in ("clean", "shift") else perturbation
+        title = (
+            f"{perturbation} — {protocol}"
+            if protocol and protocol not in ("clean", "shift")
+            else perturbation
+        )
         anchor = _anchor(perturbation)
         contents.append(f'<a href="#{anchor}">{html.escape(perturbation)}</a>')
         sections.append(f'<h2 id="{anchor}">{html.escape(title)}</h2>')
@@ -325,7 +333,8 @@ def shift_html(summary: pd.DataFrame) -> str:
     title = "Distribution shift: training vs shifted anatomy"
     if summary.empty:
         return html_page(
-            title, ['<p class="summary">Anatomy shift not measured (<code>data.shift_anatomy: null</code>).</p>']
+            title,
+            ['<p class="summary">Anatomy shift not measured (<code>data.shift_anatomy: null</code>).</p>'],
         )
     metrics = [m for m in ("PSNR", "SSIM", "NMSE") if (summary["metric"] == m).any()]
     header: list[str | tuple[str, str]] = ["Model"]
@@ -338,7 +347,11 @@ def shift_html(summary: pd.DataFrame) -> str:
         for m in metrics:
             for column, _ in _SHIFT_COLUMNS:
                 value = values[column].get((model, m), math.nan)
-                row.append(format_percent(value) if column == "gap_closed" else format_number(value, _SHIFT_DIGITS[m]))
+                row.append(
+                    format_percent(value)
+                    if column == "gap_closed"
+                    else format_number(value, _SHIFT_DIGITS[m])
+                )
         rows.append(row)
     note = (
         '<p class="note">Clean scores, mean over seeds and test volumes. gap = training-anatomy score − shifted score '
@@ -424,7 +437,9 @@ def health_html(health: pd.DataFrame) -> str:
                 row.append("✓ yes" if healthy else "✗ no")
                 classes.append("good" if healthy else "bad")
             elif column == "failed_checks":
-                checks = [c.strip() for c in str(value).split(";") if c.strip()] if isinstance(value, str) else []
+                checks = (
+                    [c.strip() for c in str(value).split(";") if c.strip()] if isinstance(value, str) else []
+                )
                 items = "".join(f"<li>{html.escape(c)}</li>" for c in checks)
                 row.append(_Markup(f'<ul class="checks">{items}</ul>') if checks else "")
                 classes.append("text")
@@ -437,7 +452,9 @@ def health_html(health: pd.DataFrame) -> str:
     bad = [m for m in models if not verdicts[m]]
     if bad:
         names = ", ".join(method_label(m) for m in bad)
-        summary = f'<p class="summary bad">{len(bad)} of {len(models)} models unhealthy: {html.escape(names)}.</p>'
+        summary = (
+            f'<p class="summary bad">{len(bad)} of {len(models)} models unhealthy: {html.escape(names)}.</p>'
+        )
     else:
         summary = f'<p class="summary">All {len(models)} models passed every check that applies to them.</p>'
     note = (

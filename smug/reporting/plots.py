@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from smug.utils.io import atomic_path
-from smug.study.methods import group_methods, method_family, method_label
+from smug.utils import atomic_path
+from smug.study import group_methods, method_family, method_label
 
 _PNG_DPI = 150
 
@@ -212,7 +212,15 @@ def plot_metric_curves(
                     color = _REFERENCE_COLOR if style == ":" else colors[model]
                     marker = _FAMILY_MARKERS.get(method_family(model) or "", "o")
                     x, mean = part["level"].to_numpy(float), part["mean"].to_numpy(float)
-                    ax.plot(x, mean, linestyle=style, marker=marker, ms=3, lw=1.1 if style == ":" else 1.4, color=color)
+                    ax.plot(
+                        x,
+                        mean,
+                        linestyle=style,
+                        marker=marker,
+                        ms=3,
+                        lw=1.1 if style == ":" else 1.4,
+                        color=color,
+                    )
                     if style != ":":
                         ax.fill_between(x, part["ci_low"], part["ci_high"], color=color, alpha=0.1, lw=0)
                     # Values below the axis: a ▼ on the bottom edge per curve and level (stacked when
@@ -238,7 +246,9 @@ def plot_metric_curves(
                         ha="center",
                         va="bottom",
                     )
-                levels = sorted({float(v) for k, part in curves.items() if k[0] == perturbation for v in part["level"]})
+                levels = sorted(
+                    {float(v) for k, part in curves.items() if k[0] == perturbation for v in part["level"]}
+                )
                 if perturbation in marks:
                     level, label = marks[perturbation]
                     ax.axvline(level, color="0.25", ls=(0, (4, 2)), lw=0.9, zorder=1)
@@ -305,19 +315,32 @@ def plot_metric_curves(
         style_handles = []
         if any(n for n in panels.values()):
             style_handles.append(Line2D([], [], color="0.2", ls="-", label="solid = attack"))
-            style_handles.append(Line2D([], [], color="0.2", ls="--", label="dashed = random noise of the same norm"))
+            style_handles.append(
+                Line2D([], [], color="0.2", ls="--", label="dashed = random noise of the same norm")
+            )
         if clipped_any:
             style_handles.append(
                 Line2D(
-                    [], [], color="0.2", marker="v", ls="none", label="below the axis (panel's lowest value printed)"
+                    [],
+                    [],
+                    color="0.2",
+                    marker="v",
+                    ls="none",
+                    label="below the axis (panel's lowest value printed)",
                 )
             )
         for perturbation, (_, label) in marks.items():
             if perturbation in panels:
                 style_handles.append(Line2D([], [], color="0.25", ls=(0, (4, 2)), lw=0.9, label=label))
-        style_handles.append(Line2D([], [], color="none", label="bands: 95 % interval over seeds and volumes"))
+        style_handles.append(
+            Line2D([], [], color="none", label="bands: 95 % interval over seeds and volumes")
+        )
         figure.legend(
-            handles=style_handles, loc="outside lower center", ncols=len(style_handles), fontsize=7, frameon=False
+            handles=style_handles,
+            loc="outside lower center",
+            ncols=len(style_handles),
+            fontsize=7,
+            frameon=False,
         )
     save_figure(figure, path_png, path_pdf)
     return figure
@@ -327,7 +350,7 @@ def tile_scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
     """PSNR, SSIM and NMSE of one shown image against the target shown beside it, with the project's
     metrics (:mod:`smug.evaluation.metrics`) on exactly those pixels; the peak and data range are the shown
     target's maximum, as fastMRI uses the volume's."""
-    from smug.evaluation.metrics import nmse, psnr, ssim
+    from smug.evaluation import nmse, psnr, ssim
 
     target, image = np.asarray(target, dtype=np.float64), np.asarray(image, dtype=np.float64)
     if not np.isfinite(image).all():
@@ -504,7 +527,9 @@ def plot_shift_scatter(
             ax.plot(span, span, ":", color="grey", lw=1, label="identity")
             if len(part) >= 2 and np.ptp(x) > 0:
                 slope, intercept = np.polyfit(x, y, 1)
-                ax.plot(span, slope * span + intercept, "-", color="black", lw=1, label=f"fit: slope {slope:.2f}")
+                ax.plot(
+                    span, slope * span + intercept, "-", color="black", lw=1, label=f"fit: slope {slope:.2f}"
+                )
             ax.legend(fontsize=7, loc="upper left")
             ax.set_title(f"{metric}: anatomy shift (arrows: test-time training)", fontsize=8)
         handles = [
@@ -512,7 +537,9 @@ def plot_shift_scatter(
             for m, (color, marker) in styles.items()
         ]
         if handles:
-            figure.legend(handles=handles, loc="outside right center", fontsize=7, title="model", title_fontsize=7)
+            figure.legend(
+                handles=handles, loc="outside right center", fontsize=7, title="model", title_fontsize=7
+            )
     save_figure(figure, path_png, path_pdf)
 
 

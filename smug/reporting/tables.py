@@ -7,9 +7,9 @@ from typing import Iterable
 
 import pandas as pd
 
-from smug.attacks.perturbations import attack_protocol
-from smug.evaluation.scoring import TABLE_COLUMNS, summarize
-from smug.utils.io import atomic_path
+from smug.attacks import attack_protocol
+from smug.evaluation import TABLE_COLUMNS, summarize
+from smug.utils import atomic_path
 
 # ``protocol`` says how each row's perturbation was made (smug.attacks.perturbations.attack_protocol): white-box
 # PGD with EOT, a SMUG paper's own protocol, random noise, a generator's transfer, clean or shift.
@@ -117,9 +117,13 @@ def write_wide_tables(table: pd.DataFrame, markdown: str | os.PathLike, latex: s
             wide = wide_table(table, perturbation, metric)
             protocol = attack_protocol(perturbation)
             title = f"{perturbation} ({protocol})" if protocol not in ("clean", "shift") else perturbation
-            md_parts.append(f"### {title}: {metric} (mean ± std over seeds and test volumes)\n\n{wide.to_markdown()}\n")
+            md_parts.append(
+                f"### {title}: {metric} (mean ± std over seeds and test volumes)\n\n{wide.to_markdown()}\n"
+            )
             tex_parts.append(
-                wide.to_latex(caption=f"{title}: {metric} (mean $\\pm$ std over seeds and test volumes)", escape=True)
+                wide.to_latex(
+                    caption=f"{title}: {metric} (mean $\\pm$ std over seeds and test volumes)", escape=True
+                )
             )
     with atomic_path(markdown) as tmp:
         tmp.write_text("\n".join(md_parts))

@@ -51,7 +51,10 @@ class Variant:
         method for a reference."""
         if self.role == REFERENCE:
             return self.method
-        return ", ".join(f"{key.rsplit('.', 1)[-1]}={format_value(value)}" for key, value in self.settings) or "default"
+        return (
+            ", ".join(f"{key.rsplit('.', 1)[-1]}={format_value(value)}" for key, value in self.settings)
+            or "default"
+        )
 
 
 def format_value(value: Any) -> str:
@@ -132,7 +135,9 @@ def variant_models(config: dict) -> dict[str, Variant]:
     }
 
 
-def model_setup(name: str, config: dict, variants: dict[str, Variant] | None = None) -> tuple[str, dict, str | None]:
+def model_setup(
+    name: str, config: dict, variants: dict[str, Variant] | None = None
+) -> tuple[str, dict, str | None]:
     """``(method, config, init)`` of a trained model: a registered method with the run's config and
     its registry's starting point, or a variant with its settings applied.
 
@@ -148,7 +153,9 @@ def model_setup(name: str, config: dict, variants: dict[str, Variant] | None = N
 
 def _check_variant(method: str, settings: dict[str, Any], where: str) -> None:
     if method not in trained_methods():
-        raise ValueError(f"config error: {where}: {method!r} is not a trained method ({', '.join(trained_methods())})")
+        raise ValueError(
+            f"config error: {where}: {method!r} is not a trained method ({', '.join(trained_methods())})"
+        )
     if not settings:
         raise ValueError(f"config error: {where}: a variant sets at least one key")
     if INIT_KEY in settings:

@@ -98,7 +98,11 @@ KINDS: dict[str, Kind] = {
         training=("ustab_target", "lambda_rec"),
     ),
     "rs_e2e": Kind(
-        "unrolled", "train", "e2e", model=(*_DENOISER, *UNROLLED_MODEL), smoothing_keys=("kspace_sigma", "num_samples")
+        "unrolled",
+        "train",
+        "e2e",
+        model=(*_DENOISER, *UNROLLED_MODEL),
+        smoothing_keys=("kspace_sigma", "num_samples"),
     ),
     "modl_pgd": Kind(
         "unrolled", "train", model=(*_DENOISER, *UNROLLED_MODEL), training=("loss",), adversarial="modl_pgd"
@@ -226,7 +230,11 @@ def spec_settings(method: str, config: dict) -> dict:
     entry = METHODS[method]
     kind = KINDS[entry.kind]
     baselines = config["baselines"]
-    training = {key: config["training"][key] for key in (*COMMON_TRAINING, *kind.training) if key in config["training"]}
+    training = {
+        key: config["training"][key]
+        for key in (*COMMON_TRAINING, *kind.training)
+        if key in config["training"]
+    }
     if kind.family == "unet":
         model = baselines["unet"]["model"]
         training.update(baselines["unet"]["training"])
@@ -277,7 +285,9 @@ ATTACKS: dict[str, Attack] = {
     "pgd_image_linf": Attack(noise="noise_image_linf"),
     "pgd_relative_l2": Attack(noise="noise_relative_l2"),
     "pgd_kspace_linf_journal": Attack(noise="noise_kspace_linf", protocol={**_JOURNAL, "surrogate": None}),
-    "pgd_image_linf_conference": Attack(noise="noise_image_linf", protocol={**_JOURNAL, "surrogate": "unsmoothed"}),
+    "pgd_image_linf_conference": Attack(
+        noise="noise_image_linf", protocol={**_JOURNAL, "surrogate": "unsmoothed"}
+    ),
     "noise_kspace_linf": Attack(),
     "noise_kspace_l2": Attack(),
     "noise_relative_l2": Attack(),
@@ -306,7 +316,6 @@ PERTURBATION_LEVELS = {
     "unrolls": "number of unrolls",
     "small_feature": "feature size (pixels)",
 }
-
 
 
 def schema_names() -> dict[str, list[str]]:

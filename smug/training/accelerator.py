@@ -23,10 +23,7 @@ from typing import Any, ContextManager, Iterator, Mapping
 import torch
 from torch import nn
 
-from smug.models.didn import DIDN
-from smug.models.dncnn import DnCNN
-from smug.models.unet import UNet
-from smug.models.weight_encoder import WeightEncoder
+from smug.models import DIDN, DnCNN, UNet, WeightEncoder
 
 LOG = logging.getLogger(__name__)
 

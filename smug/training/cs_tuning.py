@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from smug.evaluation import metrics
-from smug.models.classical import CompressedSensing
-from smug.data.datasets import Batch
-from smug.mri.operators import adjoint_operator
+from smug.models import CompressedSensing
+from smug.data import Batch
+from smug.mri import adjoint_operator
 
 
 def slice_metrics(recon: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -68,13 +68,16 @@ def tune_regularization(
             kspace, mask, target, sens_maps = batch.kspace, batch.mask, batch.target, batch.sens_maps
             zero_filled = adjoint_operator(kspace, mask, sens_maps)
             for i, model in enumerate(models):
-                slice_psnr, slice_ssim = slice_metrics(model(kspace, mask, sens_maps, zero_filled=zero_filled), target)
+                slice_psnr, slice_ssim = slice_metrics(
+                    model(kspace, mask, sens_maps, zero_filled=zero_filled), target
+                )
                 psnrs[i] += slice_psnr
                 ssims[i] += slice_ssim
     if not psnrs[0]:
         raise ValueError("tune_regularization: no validation batches")
     table = [
-        {"lam": lam, "psnr": float(np.mean(p)), "ssim": float(np.mean(s))} for lam, p, s in zip(lams, psnrs, ssims)
+        {"lam": lam, "psnr": float(np.mean(p)), "ssim": float(np.mean(s))}
+        for lam, p, s in zip(lams, psnrs, ssims)
     ]
     best = max(range(len(lams)), key=lambda i: (table[i]["psnr"], -i))
     return lams[best], table

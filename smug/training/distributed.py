@@ -49,7 +49,9 @@ def ranks_from_environment() -> Ranks:
     """The ranks ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one process without them."""
     if "RANK" not in os.environ:
         return SINGLE
-    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    ranks = Ranks(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    )
     if not 0 <= ranks.rank < ranks.world_size:
         raise ValueError(f"RANK {ranks.rank} is not below WORLD_SIZE {ranks.world_size}")
     return ranks

@@ -26,10 +26,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from smug.training import distributed
-from smug.data.datasets import Batch, collate
+from smug.data import Batch, collate
 from smug.training.distributed import SINGLE, Ranks
-from smug.utils.io import atomic_path, load_torch_file
-from smug.training.accelerator import PerformanceOptions, configure_backends, network_autocast, to_channels_last
+from smug.utils import atomic_path, epoch_seed, load_torch_file
+from smug.training.accelerator import (
+    PerformanceOptions,
+    configure_backends,
+    network_autocast,
+    to_channels_last,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -86,17 +91,12 @@ class FitResult:
     steps: int = 0
 
 
-def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
-    """Independent, reproducible seeds per (run seed, epoch, purpose, and the rank of a
-    data-parallel process; rank 0 draws what a single process draws)."""
-    entropy = [seed, epoch, stream] if rank == 0 else [seed, epoch, stream, rank]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
 def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
     name = settings.optimizer.lower()
     if name == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay)
+        return torch.optim.Adam(
+            params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay
+        )
     if name == "adamw":
         return torch.optim.AdamW(
             params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay
@@ -276,7 +276,9 @@ def fit(
         )
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not show_progress, leave=False)
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not show_progress, leave=False
+        )
         for step, batch in enumerate(bar):
             batch = batch.to(device)
             # bf16 stays inside the networks; the loss and everything complex run in float32.
@@ -313,7 +315,11 @@ def fit(
             }
             history.append(row)
             if scores["score"] > best["score"]:
-                best = {"state": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "score": scores["score"]}
+                best = {
+                    "state": copy.deepcopy(model.state_dict()),
+                    "epoch": epoch + 1,
+                    "score": scores["score"],
+                }
             LOG.info("epoch %d/%d %s", epoch + 1, settings.epochs, _format_row(row))
             save_checkpoint(
                 checkpoint_path,
@@ -357,4 +363,6 @@ def _non_finite_loss_message(loss: torch.Tensor, batch: Batch, epoch: int, step:
 
 
 def _format_row(row: dict) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch")
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"
+    )

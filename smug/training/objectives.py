@@ -12,13 +12,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from smug.attacks.perturbations import apply_perturbation, pgd_kspace_attack
-from smug.data.datasets import Batch
+from smug.attacks import apply_perturbation, pgd_kspace_attack
+from smug.data import Batch
 from smug.training.losses import SSIMLoss
-from smug.models.modl import UnrollTrace
-from smug.models.smoothing import complex_gaussian, denoise_complex
+from smug.models import UnrollTrace, complex_gaussian, denoise_complex
 from smug.models.reconstruct import reconstruct
-from smug.mri.transforms import clamp_complex
+from smug.mri import clamp_complex
 
 
 def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -26,7 +25,9 @@ def complex_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pred - target).pow(2).mean()
 
 
-def reconstruction_loss(name: str, magnitude: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def reconstruction_loss(
+    name: str, magnitude: bool = False
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``mse`` or ``l1`` on complex images, or ``ssim`` (1 - SSIM) on magnitudes.
 
     ``magnitude=True`` compares magnitudes for every loss: a magnitude network (fastMRI's U-Net)
@@ -86,7 +87,9 @@ def pgd_training_loss(
 ) -> torch.Tensor:
     """Adversarial training (Madry et al.): the loss at a PGD k-space perturbation found for the
     current weights, with the same attack code the evaluation uses."""
-    delta = pgd_kspace_attack(model, batch, eps, norm=norm, steps=steps, random_start=True, generator=generator)
+    delta = pgd_kspace_attack(
+        model, batch, eps, norm=norm, steps=steps, random_start=True, generator=generator
+    )
     perturbed = apply_perturbation(batch, delta, "kspace")
     return reconstruction_loss(loss_name)(reconstruct(model, perturbed, generator), batch.target)
 

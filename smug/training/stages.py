@@ -33,17 +33,24 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from smug.data.datasets import SliceDataset, collate, make_dataset
+from smug.data import SliceDataset, collate, make_dataset
 from smug.training.distributed import SINGLE, Ranks
-from smug.utils.io import atomic_path, file_digest, files_digest
-from smug.evaluation.metrics import psnr, ssim
-from smug.models.method_files import load_method, record_kind
-from smug.study.methods import KINDS
-from smug.models.factory import build_model, data_consistency_weight, denoiser_of, unrolled_core
-from smug.models.zero_filled import ZeroFilled
-from smug.models.smoothing import complex_gaussian, denoise_complex
+from smug.utils import atomic_path, dump_json, epoch_seed, file_digest, files_digest, provenance
+from smug.evaluation import psnr, ssim
+from smug.models import (
+    load_method,
+    record_kind,
+    build_model,
+    data_consistency_weight,
+    denoiser_of,
+    unrolled_core,
+    ZeroFilled,
+    complex_gaussian,
+    denoise_complex,
+    perturbation_generator,
+)
+from smug.study import KINDS
 from smug.training.minmax import MinMaxObjective
-from smug.models.generator import PerturbationGenerator
 from smug.training.objectives import (
     denoiser_pretraining_loss,
     distillation_loss,
@@ -53,9 +60,8 @@ from smug.training.objectives import (
     unrolled_stability_loss,
 )
 from smug.models.reconstruct import reconstruct
-from smug.utils.runtime import dump_json, provenance
-from smug.training.loop import LossFn, NonFiniteLossError, TrainSettings, epoch_seed, fit
-from smug.mri.transforms import clamp_complex
+from smug.training.loop import LossFn, NonFiniteLossError, TrainSettings, fit
+from smug.mri import clamp_complex
 
 LOG = logging.getLogger(__name__)
 
@@ -112,21 +118,9 @@ def train_settings(spec: dict[str, Any]) -> TrainSettings:
     return TrainSettings(seed=spec["seed"], **cfg)
 
 
-def perturbation_generator(spec: dict[str, Any], image_shape: Sequence[int]) -> PerturbationGenerator:
-    """The min-max game's generator: 1 channel for image-domain attacks on a magnitude U-Net, 2
-    (complex) otherwise."""
-    adv = spec["adversarial"]
-    complex_out = adv["domain"] == "kspace" or spec["model"]["input_mode"] == "complex"
-    return PerturbationGenerator(
-        tuple(image_shape),
-        latent_dim=adv["latent_dim"],
-        out_chans=2 if complex_out else 1,
-        features=adv["features"],
-        num_upsamples=adv["num_upsamples"],
-    )
-
-
-def _end_to_end(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+def _end_to_end(
+    spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device
+) -> LossFn:
     magnitude = spec["model"].get("input_mode") == "magnitude"
     return functools.partial(end_to_end_loss, loss_name=spec["training"]["loss"], magnitude=magnitude)
 
@@ -142,14 +136,22 @@ def _stability(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Seq
     )
 
 
-def _distillation(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+def _distillation(
+    spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device
+) -> LossFn:
     return functools.partial(distillation_loss, teacher=teacher)
 
 
-def _pgd_training(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
+def _pgd_training(
+    spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device
+) -> LossFn:
     adv = spec["adversarial"]
     return functools.partial(
-        pgd_training_loss, eps=adv["eps"], steps=adv["steps"], norm=adv["norm"], loss_name=spec["training"]["loss"]
+        pgd_training_loss,
+        eps=adv["eps"],
+        steps=adv["steps"],
+        norm=adv["norm"],
+        loss_name=spec["training"]["loss"],
     )
 
 
@@ -190,7 +192,12 @@ def loss_for(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Seque
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, dataset: SliceDataset, device: torch.device, batch_size: int, seed: int, denoise_sigma=None
+    model: nn.Module,
+    dataset: SliceDataset,
+    device: torch.device,
+    batch_size: int,
+    seed: int,
+    denoise_sigma=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Magnitudes of reconstructions (or of denoised noisy targets) and targets, ``(N, h, w)`` each.
 
@@ -205,7 +212,9 @@ def predict(
             out = reconstruct(model, batch, generator)
         else:
             target = batch.target
-            noisy = clamp_complex(target + complex_gaussian(tuple(target.shape), denoise_sigma, target, generator))
+            noisy = clamp_complex(
+                target + complex_gaussian(tuple(target.shape), denoise_sigma, target, generator)
+            )
             out = denoise_complex(model, noisy)
         preds.append(out.abs().cpu())
         targets.append(batch.target.abs().cpu())
@@ -229,7 +238,9 @@ def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, de
         return None
     if "init" in spec and spec["init"] is None:
         if distils:
-            raise ValueError("RS-E2E smooths a trained MoDL and cannot start from random weights (init: null)")
+            raise ValueError(
+                "RS-E2E smooths a trained MoDL and cannot start from random weights (init: null)"
+            )
         if init_path is not None:
             raise ValueError(
                 f"{spec['name']}: its spec says init: null (random weights), but --init {init_path} was given"
@@ -385,4 +396,11 @@ def write_history_csv(path: str | os.PathLike, history: list[dict], best_epoch: 
         tmp.write_text(buffer.getvalue())
 
 
-__all__ = ["NonFiniteLossError", "train_stage", "run_id", "checkpoint_identity", "predict", "validation_scores"]
+__all__ = [
+    "NonFiniteLossError",
+    "train_stage",
+    "run_id",
+    "checkpoint_identity",
+    "predict",
+    "validation_scores",
+]

@@ -81,20 +81,31 @@ def add_espirit_options(parser: argparse.ArgumentParser) -> None:
     for key, text in helps.items():
         kind = float if key in ("threshold", "crop") else int
         add_config_option(
-            parser, "--" + key.replace("_", "-"), f"fastmri.sens_maps.{key}", type=kind, help=f"ESPIRiT {text}"
+            parser,
+            "--" + key.replace("_", "-"),
+            f"fastmri.sens_maps.{key}",
+            type=kind,
+            help=f"ESPIRiT {text}",
         )
 
 
-def add_test_data_options(parser: argparse.ArgumentParser, mask_help: str | None = "column mask .npz") -> None:
+def add_test_data_options(
+    parser: argparse.ArgumentParser, mask_help: str | None = "column mask .npz"
+) -> None:
     """The test slices a model is run on: ``--test`` (volumes or @LIST), ``--mask`` (unless
     ``mask_help`` is None), ``--sens-maps`` and ``--test-slices``."""
     parser.add_argument(
-        "--test", nargs="+", required=True, help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line"
+        "--test",
+        nargs="+",
+        required=True,
+        help="test volumes (fastMRI HDF5), or @LIST: a file with one path per line",
     )
     if mask_help is not None:
         parser.add_argument("--mask", required=True, help=mask_help)
     parser.add_argument(
-        "--sens-maps", nargs="+", help="sensitivity-map files, or folders of them (multicoil data), searched in order"
+        "--sens-maps",
+        nargs="+",
+        help="sensitivity-map files, or folders of them (multicoil data), searched in order",
     )
     parser.add_argument("--test-slices", type=int, help="central test slices (default all)")
 

@@ -154,3 +154,10 @@ def provenance() -> dict[str, Any]:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """Independent, reproducible seeds per (run seed, epoch, purpose, and the rank of a
+    data-parallel process; rank 0 draws what a single process draws)."""
+    entropy = [seed, epoch, stream] if rank == 0 else [seed, epoch, stream, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
