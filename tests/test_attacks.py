@@ -8,7 +8,6 @@ import torch
 
 from smug.attacks import (
     is_randomised,
-    ATTACKS,
     apply_perturbation,
     attack_domain,
     attack_gradient,
@@ -19,6 +18,7 @@ from smug.attacks import (
     reconstruct_perturbed,
     run_attack,
 )
+from smug.study import ATTACKS
 from smug.data import Batch, knee_phantom, sample_knee_params
 from smug.mri import fft2c, adjoint_operator, forward_operator
 from smug.models import DnCNN, RSE2E, MoDL

@@ -20,9 +20,11 @@ from smug.models import (
     MODEL_KINDS,
     build_model,
     denoiser_of,
+    DENOISERS,
 )
 from smug.study import (
     ATTACKS,
+    DENOISER_NAMES,
     FIGURES,
     KINDS,
     METHODS,
@@ -62,10 +64,16 @@ def test_schema_takes_its_names_from_the_registry(tmp_path):
     )
 
 
-def test_every_attack_has_an_implementation_and_noise_counterpart():
-    assert set(attacks.ATTACKS) == set(ATTACKS)
+def test_the_schema_names_exactly_the_denoisers_the_library_builds():
+    assert schema_names()["denoiser"] == list(DENOISER_NAMES) and set(DENOISER_NAMES) == set(DENOISERS)
+
+
+def test_every_attack_has_a_noise_counterpart_of_the_same_ball():
     assert set(NOISE_COUNTERPART) == set(WHITE_BOX)
-    assert all(attacks.is_random_noise(noise) for noise in NOISE_COUNTERPART.values())
+    for name, noise in NOISE_COUNTERPART.items():
+        assert attacks.is_random_noise(noise) and not attacks.is_random_noise(name)
+        pgd, random = ATTACKS[name], ATTACKS[noise]
+        assert (pgd.domain, pgd.norm, pgd.relative) == (random.domain, random.norm, random.relative), name
 
 
 def test_every_trained_kind_is_built_and_has_a_training_loss():

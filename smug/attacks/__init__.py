@@ -12,7 +12,6 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "generation": ["compute_attack"],
         "generator_transfer": ["kspace_perturbation", "perturb_input"],
         "perturbations": [
-            "ATTACKS",
             "DOMAINS",
             "apply_perturbation",
             "attack_domain",

@@ -17,7 +17,7 @@ from smug.attacks import perturbations as attacks
 from smug.attacks.files import save_attack
 from smug.data import collate, make_dataset
 from smug.models import load_method, without_smoothing
-from smug.study import model_name
+from smug.study import ATTACKS, model_name
 from smug.utils import epoch_seed
 
 LOG = logging.getLogger(__name__)
@@ -79,12 +79,12 @@ def compute_attack(
         LOG.info("%s on %s: eps=%g done (%d slices)", attack, name, strength, len(fnames))
         attrs = {
             "eps": float(strength),
-            "norm": attacks.ATTACKS[attack][1].get("norm"),
+            "norm": ATTACKS[attack].norm,
             "steps": None if noise_only else steps,
             "step_size": None if noise_only or step_factor is None else step_factor * strength,
             "seed": seed,
             "domain": attacks.attack_domain(attack),
-            "relative": bool(attacks.ATTACKS[attack][1].get("relative", False)),
+            "relative": ATTACKS[attack].relative,
             "loss_target": None if noise_only else loss_target,
             "eot_samples": None if noise_only else eot_samples,
             "model": name,

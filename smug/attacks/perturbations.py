@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from smug.data import Batch
-from smug.study import PROTOCOLS
+from smug.study import ATTACKS, PROTOCOLS, Attack
 from smug.mri import adjoint_operator, apply_column_mask, broadcast_mask, clamp_complex
 from smug.models.reconstruct import reconstruct
 
@@ -434,22 +434,9 @@ def _random_point(
 # Registry
 # ----------------------------------------------------------------------------------------------
 
-AttackFn = Callable[..., torch.Tensor]
-
-# Each attack is a threat model: a function and the arguments that define its ball and domain.
-# eps, steps, loss_target, eot_samples and the seed come from the config.
-ATTACKS: dict[str, tuple[AttackFn, dict[str, Any]]] = {
-    "pgd_kspace_linf": (pgd_kspace_attack, {"norm": "linf"}),
-    "pgd_kspace_l2": (pgd_kspace_attack, {"norm": "l2"}),
-    "pgd_image_linf": (pgd_image_attack, {"norm": "linf"}),
-    "pgd_relative_l2": (pgd_kspace_attack, {"norm": "l2", "relative": True}),
-    "pgd_kspace_linf_journal": (pgd_kspace_attack, {"norm": "linf"}),
-    "pgd_image_linf_conference": (pgd_image_attack, {"norm": "linf"}),
-    "noise_kspace_linf": (random_perturbation, {"norm": "linf", "domain": "kspace"}),
-    "noise_kspace_l2": (random_perturbation, {"norm": "l2", "domain": "kspace"}),
-    "noise_relative_l2": (random_perturbation, {"norm": "l2", "domain": "kspace", "relative": True}),
-    "noise_image_linf": (random_perturbation, {"norm": "linf", "domain": "image"}),
-}
+# How each algorithm of the attack table (smug.study.attacks) runs in each domain; the random
+# perturbations are one function of both domains.
+_PGD = {"kspace": pgd_kspace_attack, "image": pgd_image_attack}
 
 
 # The SMUG papers' own attack protocols (smug.study.methods.PROTOCOLS) keep the authors' PGD settings, not
@@ -480,15 +467,24 @@ def is_randomised(model: nn.Module) -> bool:
 
 def is_random_noise(name: str) -> bool:
     """Whether ``name`` is a model-independent random perturbation (computed once for all models)."""
-    return _lookup(name)[0] is random_perturbation
+    return _lookup(name).algorithm == "noise"
 
 
 def attack_domain(name: str) -> str:
     """The domain ("kspace" or "image") of the perturbations the attack ``name`` produces."""
-    function, fixed = _lookup(name)
-    if function is pgd_image_attack:
-        return "image"
-    return fixed.get("domain", "kspace")
+    return _lookup(name).domain
+
+
+def fixed_arguments(name: str) -> dict[str, Any]:
+    """The arguments the attack's name fixes: its norm ball, the domain of a random perturbation
+    (PGD's is its function's) and ``relative`` where the radius scales with ``||y||``."""
+    attack = _lookup(name)
+    fixed: dict[str, Any] = {"norm": attack.norm}
+    if attack.algorithm == "noise":
+        fixed["domain"] = attack.domain
+    if attack.relative:
+        fixed["relative"] = True
+    return fixed
 
 
 def run_attack(
@@ -499,28 +495,29 @@ def run_attack(
     generator: torch.Generator | None = None,
     **kwargs: Any,
 ) -> torch.Tensor:
-    """Run the registered attack ``name`` with its fixed arguments plus ``kwargs``.
+    """Run the attack ``name`` of :data:`smug.study.attacks.ATTACKS` with its fixed arguments plus
+    ``kwargs``.
 
     ``model`` is ignored by the random perturbations. ``kwargs`` may not contradict the attack's
     fixed arguments, and for random perturbations only ``relative`` is accepted beyond them (PGD
     settings such as ``steps`` are rejected, naming the argument).
     """
-    function, fixed = _lookup(name)
+    attack, fixed = _lookup(name), fixed_arguments(name)
     for key, value in kwargs.items():
         if key in fixed and fixed[key] != value:
             raise ValueError(f"attack {name!r} fixes {key}={fixed[key]!r}; got {key}={value!r}")
     arguments = {**kwargs, **fixed}
-    if function is random_perturbation:
+    if attack.algorithm == "noise":
         unknown = sorted(set(arguments) - {"norm", "domain", "relative"})
         if unknown:
             raise ValueError(f"attack {name!r} (random noise) takes no argument(s) {', '.join(unknown)}")
         return random_perturbation(batch, eps, generator=generator, **arguments)
     if model is None:
         raise ValueError(f"attack {name!r} needs a model")
-    return function(model, batch, eps, generator=generator, **arguments)
+    return _PGD[attack.domain](model, batch, eps, generator=generator, **arguments)
 
 
-def _lookup(name: str) -> tuple[AttackFn, dict[str, Any]]:
+def _lookup(name: str) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
     return ATTACKS[name]

@@ -14,6 +14,7 @@ from smug.models.didn import DIDN
 from smug.models.dncnn import DnCNN
 from smug.models.unet import UNet
 
+# The network of each name of smug.study.methods.DENOISER_NAMES (a test holds the two equal).
 DENOISERS: dict[str, type[nn.Module]] = {"didn": DIDN, "dncnn": DnCNN, "unet": UNet}
 
 # Bounds on what a saved spec may ask for, checked before anything is built: a crafted model.pt must

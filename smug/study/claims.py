@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from smug.study.methods import NOISE_COUNTERPART, method_family
+from smug.study.attacks import NOISE_COUNTERPART
+from smug.study.methods import method_family
 
 # Conditions scored on the shift anatomy's test volumes; every other one on the training anatomy's.
 SHIFT_PERTURBATIONS = ("anatomy_shift", "ttt_anatomy_shift")

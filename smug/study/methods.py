@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from smug.study.attacks import ATTACKS
+
 # Keys of config/config.yaml's `training` section every trained kind reads (the optimiser, the
 # schedule and the speed options); the kind-specific ones are listed per kind below.
 COMMON_TRAINING = (
@@ -34,6 +36,9 @@ COMMON_TRAINING = (
     "cudnn_benchmark",
     "pin_memory",
 )
+# The denoisers a config may name (model.denoiser), each with a section of the same name holding its
+# sizes; smug.models.denoisers maps each name to its network.
+DENOISER_NAMES = ("didn", "dncnn", "unet")
 # Keys of the `model` section an unrolled network reads (besides its denoiser).
 UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter", "cg_tol", "output_bound")
 
@@ -259,75 +264,17 @@ def spec_settings(method: str, config: dict) -> dict:
     return settings
 
 
-@dataclass(frozen=True)
-class Attack:
-    """A perturbation of the robustness study.
-
-    Attributes:
-        noise: the random-noise attack of the same norm ball (its average-case counterpart), or
-            None for a random-noise attack itself.
-        protocol: the PGD settings of a SMUG paper's own protocol, fixed here rather than taken
-            from ``evaluation.pgd`` (see :mod:`smug.attacks.perturbations`), or None for a white-box attack.
-    """
-
-    noise: str | None = None
-    protocol: dict | None = None
-
-
-# The SMUG papers' protocols: journal, l_inf PGD on k-space through the smoothed model with one noise
-# draw per step; conference, l_inf PGD on the zero-filled image of the network without smoothing,
-# transferred to the smoothed one. 10 steps of eps/3 from a random start, as in the authors' code.
-_JOURNAL = {"steps": 10, "step_size": None, "random_start": True, "loss_target": "gt", "eot_samples": 1}
-
-ATTACKS: dict[str, Attack] = {
-    "pgd_kspace_linf": Attack(noise="noise_kspace_linf"),
-    "pgd_kspace_l2": Attack(noise="noise_kspace_l2"),
-    "pgd_image_linf": Attack(noise="noise_image_linf"),
-    "pgd_relative_l2": Attack(noise="noise_relative_l2"),
-    "pgd_kspace_linf_journal": Attack(noise="noise_kspace_linf", protocol={**_JOURNAL, "surrogate": None}),
-    "pgd_image_linf_conference": Attack(
-        noise="noise_image_linf", protocol={**_JOURNAL, "surrogate": "unsmoothed"}
-    ),
-    "noise_kspace_linf": Attack(),
-    "noise_kspace_l2": Attack(),
-    "noise_relative_l2": Attack(),
-    "noise_image_linf": Attack(),
-}
-# Random noise of the same norm ball as each white-box attack: the average case beside the worst.
-NOISE_COUNTERPART = {name: a.noise for name, a in ATTACKS.items() if a.noise is not None}
-PROTOCOLS = {name: a.protocol for name, a in ATTACKS.items() if a.protocol is not None}
-# White-box attacks taking their PGD settings from evaluation.pgd, and the random-noise ones.
-WHITE_BOX_ATTACKS = tuple(name for name, a in ATTACKS.items() if a.noise is not None and a.protocol is None)
-NOISE_ATTACKS = tuple(name for name, a in ATTACKS.items() if a.noise is None)
-
-# What a perturbation's level measures, as axis labels and table notes print it.
-PERTURBATION_LEVELS = {
-    "pgd_kspace_linf": "eps (l_inf, normalised k-space)",
-    "pgd_kspace_l2": "eps (l_2, normalised k-space)",
-    "pgd_image_linf": "eps (l_inf, zero-filled image)",
-    "pgd_relative_l2": "eps (||e|| / ||y||)",
-    "pgd_kspace_linf_journal": "eps (l_inf, normalised k-space; journal protocol)",
-    "pgd_image_linf_conference": "eps (l_inf, zero-filled image; conference protocol, transfer)",
-    "noise_kspace_linf": "eps (l_inf, normalised k-space)",
-    "noise_kspace_l2": "eps (l_2, normalised k-space)",
-    "noise_image_linf": "eps (l_inf, zero-filled image)",
-    "noise_relative_l2": "eps (||e|| / ||y||)",
-    "acceleration": "acceleration",
-    "unrolls": "number of unrolls",
-    "small_feature": "feature size (pixels)",
-}
-
-
 def schema_names() -> dict[str, list[str]]:
     """The registry's names as the config schema's ``$defs`` enums (filled in when the config is
     validated): every evaluated method, the trained networks test-time training adapts, the min-max
-    U-Nets whose generators attack, and the white-box attacks."""
+    U-Nets whose generators attack, the white-box attacks and the denoisers."""
     trained = [name for name in trained_methods() if METHODS[name].kind != "denoiser"]
     return {
         "evaluated_method": [name for name, m in METHODS.items() if m.kind != "denoiser"],
         "adaptable_method": trained,
         "generator_method": [name for name in trained if KINDS[METHODS[name].kind].adversarial == "unet_adv"],
         "white_box_attack": [name for name, attack in ATTACKS.items() if attack.noise is not None],
+        "denoiser": list(DENOISER_NAMES),
     }
 
 

@@ -1,6 +1,6 @@
 # Job resources of every rule: threads locally, and the sbatch options the SLURM executor plugin
 # reads under `--profile slurm`, all from config["cluster"].
-from smug.study.methods import KINDS, METHODS
+from smug.study import KINDS, METHODS
 
 
 def job_spec(rule_name):

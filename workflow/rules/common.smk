@@ -6,8 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from smug.study.ablations import experiment_models, model_setup, variant_models
-from smug.study.methods import (
+from smug.study import (
     FIGURES,
     METHODS,
     NOISE_ATTACKS,
@@ -15,10 +14,13 @@ from smug.study.methods import (
     PROTOCOLS,
     WHITE_BOX_ATTACKS,
     ancestors,
+    experiment_models,
     method_family,
+    model_setup,
     seeded,
     spec_settings,
     trained_methods,
+    variant_models,
 )
 
 

@@ -3,7 +3,7 @@
 # their indexes, splits and sensitivity maps; and the undersampling masks.
 from pathlib import Path
 
-from smug.data.synthetic import sens_map_path, volume_paths, volume_plan
+from smug.data import sens_map_path, volume_paths, volume_plan
 
 
 def synthetic_plan():

@@ -12,10 +12,8 @@ import yaml
 
 from snakemake.exceptions import WorkflowError
 
-from smug.study.ablations import apply_settings
-from smug.study.claims import check_claims
-from smug.study.methods import schema_names
-from smug.utils.yaml_safety import UnsafeYAMLError, load_config_file, load_yaml_strict
+from smug.study import apply_settings, check_claims, schema_names
+from smug.utils import UnsafeYAMLError, load_config_file, load_yaml_strict
 
 NESTED_CONFIG_HINT = (
     "Nested keys are set in a YAML file passed with --configfile (merged key by key into "
