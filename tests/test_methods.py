@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from smug.attacks import perturbations as attacks
+from smug.attacks import is_random_noise
 from smug.models import (
     CompressedSensing,
     to_record,
@@ -71,7 +71,7 @@ def test_the_schema_names_exactly_the_denoisers_the_library_builds():
 def test_every_attack_has_a_noise_counterpart_of_the_same_ball():
     assert set(NOISE_COUNTERPART) == set(WHITE_BOX)
     for name, noise in NOISE_COUNTERPART.items():
-        assert attacks.is_random_noise(noise) and not attacks.is_random_noise(name)
+        assert is_random_noise(noise) and not is_random_noise(name)
         pgd, random = ATTACKS[name], ATTACKS[noise]
         assert (pgd.domain, pgd.norm, pgd.relative) == (random.domain, random.norm, random.relative), name
 

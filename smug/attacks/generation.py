@@ -13,11 +13,11 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from smug.attacks import perturbations as attacks
+from smug.attacks.registry import attack_domain, attack_protocol, is_random_noise, run_attack
 from smug.attacks.files import save_attack
 from smug.data import collate, make_dataset
 from smug.models import load_method, without_smoothing
-from smug.study import ATTACKS, model_name
+from smug.study import ATTACKS, PROTOCOLS, model_name
 from smug.utils import epoch_seed
 
 LOG = logging.getLogger(__name__)
@@ -43,11 +43,11 @@ def compute_attack(
     device: torch.device,
 ) -> None:
     """Perturb every test slice with ``attack`` at each ``eps`` and save them to ``out``."""
-    noise_only = attacks.is_random_noise(attack)
+    noise_only = is_random_noise(attack)
     if model is None and not noise_only:
         raise ValueError(f"attack {attack!r} is white-box and needs --model")
     net, name = (None, "none") if noise_only else (load_method(model, device)[0], model_name(model))
-    protocol = attacks.PROTOCOLS.get(attack)
+    protocol = PROTOCOLS.get(attack)
     if protocol is not None:
         # A paper protocol fixes its own PGD settings; the command line's do not apply.
         steps, loss_target, eot_samples = protocol["steps"], protocol["loss_target"], protocol["eot_samples"]
@@ -73,7 +73,7 @@ def compute_attack(
         deltas, fnames, slices = [], [], []
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
             batch = batch.to(device)
-            deltas.append(attacks.run_attack(attack, net, batch, strength, generator, **pgd).cpu())
+            deltas.append(run_attack(attack, net, batch, strength, generator, **pgd).cpu())
             fnames += batch.fnames
             slices += [int(s) for s in batch.slices]
         LOG.info("%s on %s: eps=%g done (%d slices)", attack, name, strength, len(fnames))
@@ -83,13 +83,13 @@ def compute_attack(
             "steps": None if noise_only else steps,
             "step_size": None if noise_only or step_factor is None else step_factor * strength,
             "seed": seed,
-            "domain": attacks.attack_domain(attack),
+            "domain": attack_domain(attack),
             "relative": ATTACKS[attack].relative,
             "loss_target": None if noise_only else loss_target,
             "eot_samples": None if noise_only else eot_samples,
             "model": name,
             "attack": attack,
-            "protocol": attacks.attack_protocol(attack),
+            "protocol": attack_protocol(attack),
             "fname": fnames,
             "slice": slices,
         }

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from smug.attacks import perturbations as attacks, load_attack, perturb_input
+from smug.attacks import apply_perturbation, load_attack, perturb_input
 from smug.models import perturbation_generator, load_method, read_record, record_kind
 from smug.data import Batch, make_dataset
 from smug.evaluation.scoring import (
@@ -50,7 +50,7 @@ def _attack_transform(delta: torch.Tensor, domain: str, fnames: list[str], slice
             raise ValueError(
                 f"attack file perturbs slices {expected[:2]}..., evaluation reached {got[:2]}..."
             )
-        return attacks.apply_perturbation(batch, delta[first : first + n].to(batch.kspace.device), domain)
+        return apply_perturbation(batch, delta[first : first + n].to(batch.kspace.device), domain)
 
     return transform
 

@@ -35,7 +35,7 @@ rule attack:
         "../../scripts/attack.py"
 
 
-# A SMUG paper's own attack protocol fixes its PGD settings (smug.study.methods.PROTOCOLS): it reads
+# A SMUG paper's own attack protocol fixes its PGD settings (smug.study.attacks.PROTOCOLS): it reads
 # only its eps grid from the config, so evaluation.pgd does not reach it.
 use rule attack as protocol_attack with:
     wildcard_constraints:
