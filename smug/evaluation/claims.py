@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from smug.evaluation.statistics import crossed_interval, mean_interval, verdict
-from smug.study import method_family
-from smug.study.claims import ClaimKind, _same_level, claim_kinds, validate_claims
+from smug.study import method_family, ClaimKind, claim_kinds, same_level, validate_claims
 
 # The per-volume rows of every seed: smug.evaluation.scoring.ROW_COLUMNS (a test holds them equal), written
 # out so that building the DAG, which checks the claims, never imports torch.
@@ -130,7 +129,7 @@ def _score_table(
             )
         level = levels[0]
     else:
-        part = part[[_same_level(x, level) for x in part["level"]]]
+        part = part[[same_level(x, level) for x in part["level"]]]
     if part.empty:
         found = ", ".join(f"{x:g}" for x in levels)
         hint = f" (its levels: {found})" if found else ""

@@ -20,7 +20,8 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "PROTOCOLS",
             "WHITE_BOX_ATTACKS",
         ],
-        "claims": ["check_claims", "claim_kinds", "evaluated_conditions"],
+        "claim_types": ["ClaimKind", "claim_kinds"],
+        "claims": ["check_claims", "evaluated_conditions", "same_level", "validate_claims"],
         "methods": [
             "DENOISER_NAMES",
             "FIGURES",
