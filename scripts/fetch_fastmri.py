@@ -20,14 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from smug.data.download import (
-    ArchiveLimits,
-    DownloadError,
-    download,
-    extract_archive,
-    extracted_files,
-    read_sha256_file,
-)
+from smug.data import ArchiveLimits, DownloadError, extract_archive, extracted_files, read_sha256_file
+from smug.data.download import download
 from smug.utils import add_config_option, parse_args, setup_logging
 
 

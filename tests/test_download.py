@@ -18,9 +18,16 @@ import h5py
 import numpy as np
 import pytest
 
-import smug.data.download
-from smug.data.download import DownloadError, download, extract_archive, read_sha256_file, sha256_of
-from smug.data import inspect_volume, ismrmrd_header
+import smug.data.archives
+from smug.data import (
+    DownloadError,
+    extract_archive,
+    read_sha256_file,
+    sha256_of,
+    inspect_volume,
+    ismrmrd_header,
+)
+from smug.data.download import download
 
 REPO = Path(__file__).resolve().parents[1]
 _SPEC = importlib.util.spec_from_file_location("fetch_fastmri", REPO / "scripts" / "fetch_fastmri.py")
@@ -313,7 +320,7 @@ def test_interrupted_extraction_leaves_no_marker(tmp_path: Path, monkeypatch) ->
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(smug.data.download.os, "replace", failing_replace)
+    monkeypatch.setattr(smug.data.archives.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         extract_archive(tmp_path / "full.tar.xz", out)
     assert not (out / ".complete").exists()

@@ -18,8 +18,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
+import smug.data.archives
 import smug.data.download
-from smug.data.download import DownloadError, download, extract_archive
+from smug.data import DownloadError, extract_archive
+from smug.data.download import download
 from tests.test_download import (  # noqa: F401 (server is a fixture)
     REPO,
     VOLUMES,
@@ -221,7 +223,7 @@ def assert_nothing_extracted(tmp_path: Path, out: Path) -> None:
 def test_member_beyond_the_size_limit_is_not_extracted(tmp_path: Path) -> None:
     archive = tar_with(tmp_path / "bomb.tar.gz", {"multicoil_val/file1.h5": b"\0" * (2 * MB)})
     out = tmp_path / "out"
-    limits = smug.data.download.ArchiveLimits(max_member_bytes=MB, max_expansion=1e6)
+    limits = smug.data.archives.ArchiveLimits(max_member_bytes=MB, max_expansion=1e6)
     with pytest.raises(
         ValueError,
         match=r"bomb\.tar\.gz: member 'multicoil_val/file1\.h5' expands to 2097152 bytes, more than 1048576",
@@ -245,7 +247,7 @@ def test_decompression_bomb_is_refused_by_the_default_limits(tmp_path: Path) -> 
 def test_member_count_is_limited(tmp_path: Path) -> None:
     members = {f"multicoil_val/file{i:04d}.h5": b"x" for i in range(101)}
     archive = tar_with(tmp_path / "many.tar", members, mode="w")
-    limits = smug.data.download.ArchiveLimits(max_members=100)
+    limits = smug.data.archives.ArchiveLimits(max_members=100)
     with pytest.raises(ValueError, match=r"many\.tar: more than 100 members"):
         extract_archive(archive, tmp_path / "out", limits=limits)
     assert_nothing_extracted(tmp_path, tmp_path / "out")
@@ -275,8 +277,8 @@ class CountingPath(PurePosixPath):
 def test_duplicate_name_check_is_constant_time(tmp_path: Path, monkeypatch) -> None:
     count = 1000
     archive = tar_with(tmp_path / "many.tar", {f"d/file{i:05d}.h5": b"" for i in range(count)}, mode="w")
-    monkeypatch.setattr(smug.data.download, "PurePosixPath", CountingPath)
-    monkeypatch.setattr(smug.data.download.os, "fsync", lambda fd: None)  # a thousand fsyncs are slow
+    monkeypatch.setattr(smug.data.archives, "PurePosixPath", CountingPath)
+    monkeypatch.setattr(smug.data.archives.os, "fsync", lambda fd: None)  # a thousand fsyncs are slow
     CountingName.comparisons = 0
     assert len(extract_archive(archive, tmp_path / "out")) == count
     # A list scan compares each name with every earlier one: count**2 / 2, half a million here.
@@ -301,7 +303,7 @@ def test_disk_full_during_extraction_names_archive_and_member(tmp_path: Path, mo
             return FullDisk(path, "wb")
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(smug.data.download, "open", full_disk_open, raising=False)
+    monkeypatch.setattr(smug.data.archives, "open", full_disk_open, raising=False)
     with pytest.raises(OSError) as caught:
         extract_archive(archive, out)
     message = str(caught.value)
@@ -318,7 +320,7 @@ def test_disk_full_during_extraction_names_archive_and_member(tmp_path: Path, mo
 
 def test_library_limits_agree_with_config_yaml() -> None:
     limits = yaml.safe_load((REPO / "config/config.yaml").read_text())["fastmri"]["limits"]
-    defaults = smug.data.download.ArchiveLimits()
+    defaults = smug.data.archives.ArchiveLimits()
     assert limits == {
         "max_download_bytes": smug.data.download.MAX_DOWNLOAD_BYTES,
         "max_members": defaults.max_members,

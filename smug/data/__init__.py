@@ -8,6 +8,14 @@ from smug.utils.lazy import lazy_surface
 __getattr__, __dir__, __all__ = lazy_surface(
     __name__,
     {
+        "archives": [
+            "ArchiveLimits",
+            "DownloadError",
+            "extract_archive",
+            "extracted_files",
+            "read_sha256_file",
+            "sha256_of",
+        ],
         "coil_sensitivities": ["birdcage_sensitivities", "normalize_sensitivities"],
         "datasets": [
             "Batch",
