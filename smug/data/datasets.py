@@ -35,8 +35,8 @@ from smug.data.fastmri_io import (
     load_slice,
     open_volume,
     read_file_mask,
-    zero_kspace_padding,
 )
+from smug.data.ismrmrd import zero_kspace_padding
 from smug.data.sens_maps import read_sens_maps
 
 LOG = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ multicoil knee and brain (``(S, C, H, W)``, ``reconstruction_rss``; brain acquis
 
 Every problem with a file raises :class:`FastMRIFormatError` naming the file, so a bad volume
 among thousands is found from the message alone. Every HDF5 file the pipeline reads is opened by
-:func:`open_hdf5`, which refuses a file whose data lie in other files (external links, external raw
+:func:`smug.data.hdf5_safety.open_hdf5`, which refuses a file whose data lie in other files (external links, external raw
 storage, virtual datasets): a crafted volume cannot make a job read, or publish, local files.
 """
 
@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import os
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+from smug.data.hdf5_safety import FastMRIFormatError, open_hdf5
+from smug.data.ismrmrd import EncodingInfo, parse_ismrmrd_header
 
-ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
 RECON_KEYS = {"singlecoil": "reconstruction_esc", "multicoil": "reconstruction_rss"}
 # Dataset of a sensitivity-map file (read and written by smug.data.sens_maps, also by smug.data.synthetic).
 SENS_MAPS_KEY = "sens_maps"
@@ -39,30 +39,6 @@ FILE_MASK_KEY = "mask"
 # Acquisition prefixes and file-name patterns of fastMRI's two anatomies.
 _ANATOMY_ACQUISITION_PREFIXES = (("knee", "CORPD"), ("brain", "AX"))
 _ANATOMY_NAME_PATTERNS = (("brain", re.compile(r"file_brain_.*")), ("knee", re.compile(r"file1\d*(\..*)?")))
-
-
-class FastMRIFormatError(ValueError):
-    """A file that is missing or not a valid fastMRI (or sensitivity-map) volume."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-@dataclass(frozen=True)
-class EncodingInfo:
-    """The parts of the ISMRMRD header a reconstruction needs.
-
-    ``enc_size`` and ``recon_size`` are ``(x, y, z)`` matrix sizes, x the readout (k-space rows) and
-    y the phase-encode axis (k-space columns). Columns outside ``[padding_left, padding_right)`` of
-    the k-space are zero padding that was never acquired (fastMRI's ``_retrieve_metadata``).
-    """
-
-    enc_size: tuple[int, int, int]
-    recon_size: tuple[int, int, int]
-    padding_left: int
-    padding_right: int
 
 
 @dataclass(frozen=True)
@@ -184,77 +160,6 @@ def anatomy_of(fname: str, acquisition: str | None = None) -> str | None:
         if pattern.fullmatch(fname):
             return anatomy
     return None
-
-
-def zero_kspace_padding(kspace: Any, encoding: EncodingInfo | tuple[int, int]) -> Any:
-    """Zero the k-space columns outside ``[padding_left, padding_right)``, which were never acquired.
-
-    fastMRI's VarNet transform zeroes its mask there; zeroing the data itself makes every later step
-    (crop, normalisation, masks) independent of whatever a file stores in those columns. Bounds are
-    clipped to ``[0, W]`` (headers may place them outside the stored grid).
-
-    Args:
-        kspace: numpy array or torch tensor ``(..., W)``; not modified.
-        encoding: the volume's :class:`EncodingInfo`, or ``(padding_left, padding_right)``.
-
-    Returns:
-        a copy of ``kspace`` of the same type with the padding columns zero.
-
-    Raises:
-        ValueError: the clipped bounds leave no column.
-    """
-    if isinstance(encoding, EncodingInfo):
-        left, right = encoding.padding_left, encoding.padding_right
-    else:
-        left, right = (int(bound) for bound in encoding)
-    width = kspace.shape[-1]
-    left, right = min(max(left, 0), width), min(max(right, 0), width)
-    if left >= right:
-        raise ValueError(
-            f"k-space padding bounds {(left, right)} (clipped to [0, {width}]) leave no acquired column"
-        )
-    out = np.array(kspace, copy=True) if isinstance(kspace, np.ndarray) else kspace.clone()
-    out[..., :left] = 0
-    out[..., right:] = 0
-    return out
-
-
-def parse_ismrmrd_header(xml: bytes | str) -> EncodingInfo:
-    """Parse the encoded/recon matrix sizes and k-space padding from an ISMRMRD XML header.
-
-    Raises:
-        ValueError: not XML, not an ``ismrmrdHeader``, or a required field missing or not an integer.
-    """
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise ValueError(f"ismrmrd_header is not valid XML ({exc})") from None
-    namespace = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    if root.tag != f"{namespace}ismrmrdHeader":
-        raise ValueError(f"ismrmrd_header root element is {root.tag!r}, expected 'ismrmrdHeader'")
-
-    def integer(*names: str) -> int:
-        query = "/".join(f"{namespace}{name}" for name in ("encoding",) + names)
-        element = root.find(query)
-        field = "/".join(("encoding",) + names)
-        if element is None or element.text is None:
-            raise ValueError(f"ismrmrd_header lacks {field}")
-        try:
-            return int(element.text.strip())
-        except ValueError:
-            raise ValueError(f"ismrmrd_header field {field} is not an integer: {element.text!r}") from None
-
-    enc_size = tuple(integer("encodedSpace", "matrixSize", axis) for axis in "xyz")
-    recon_size = tuple(integer("reconSpace", "matrixSize", axis) for axis in "xyz")
-    center = integer("encodingLimits", "kspace_encoding_step_1", "center")
-    maximum = integer("encodingLimits", "kspace_encoding_step_1", "maximum")
-    padding_left = enc_size[1] // 2 - center
-    return EncodingInfo(
-        enc_size=enc_size,  # type: ignore[arg-type]
-        recon_size=recon_size,  # type: ignore[arg-type]
-        padding_left=padding_left,
-        padding_right=padding_left + maximum + 1,
-    )
 
 
 def inspect_volume(path: str | os.PathLike) -> VolumeInfo:
@@ -423,89 +328,6 @@ def check_file_mask(path: str | os.PathLike, mask: np.ndarray, width: int) -> np
             "fastMRI mask samples (a damaged mask)",
         )
     return sampled
-
-
-def open_hdf5(path: str | os.PathLike) -> h5py.File:
-    """Open any HDF5 file read-only: the one opener of every HDF5 file the pipeline reads.
-
-    A missing or unreadable file raises FastMRIFormatError naming it, as does one whose data lie
-    partly in other files (see :func:`check_self_contained`), checked before anything is read.
-    """
-    file_path = Path(path)
-    if not file_path.is_file():
-        raise FastMRIFormatError(file_path, "file not found")
-    try:
-        hf = h5py.File(file_path, "r")
-    except OSError as exc:
-        # h5py reports non-HDF5 and truncated files alike as OSError.
-        raise FastMRIFormatError(file_path, f"not a readable HDF5 file ({exc})") from None
-    try:
-        check_self_contained(hf, file_path)
-    except OSError as exc:
-        hf.close()
-        raise FastMRIFormatError(file_path, f"corrupt HDF5 content ({exc})") from None
-    except BaseException:
-        hf.close()
-        raise
-    return hf
-
-
-def check_self_contained(hf: h5py.File, path: str | os.PathLike) -> None:
-    """Refuse an HDF5 file that reads data from other files.
-
-    HDF5 lets a file point elsewhere: an external link (``h5py.ExternalLink``) opens another HDF5
-    file by path, a dataset with external raw storage reads its bytes from any file (``/etc/passwd``
-    as ``kspace``), and a virtual dataset maps other files' datasets. A crafted volume could so make
-    a job read local files and publish them in its reconstructions. No fastMRI or pipeline file
-    uses any of them.
-
-    The whole tree is walked by link, reading each link's kind before following it, so an
-    external link is never followed; soft links stay inside the file and are not followed (their
-    targets are walked where they are). Hard-link cycles are visited once. No data is read.
-
-    Raises:
-        FastMRIFormatError: naming the file and the offending link or dataset.
-    """
-    seen: set[h5py.h5g.GroupID] = set()
-
-    def walk(group: h5py.Group, prefix: str) -> None:
-        seen.add(group.id)
-        for name in group:
-            where = f"{prefix}{name}"
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                raise FastMRIFormatError(
-                    path,
-                    f"{where!r} is an external link to {link.filename}:{link.path}; "
-                    "refused: links to other files",
-                )
-            if isinstance(link, h5py.SoftLink):
-                continue
-            if not isinstance(link, h5py.HardLink):
-                raise FastMRIFormatError(path, f"{where!r} is a link of unknown kind; refused")
-            obj = group[name]
-            if isinstance(obj, h5py.Group) and obj.id not in seen:
-                walk(obj, f"{where}/")
-            elif isinstance(obj, h5py.Dataset):
-                _check_dataset_storage(obj, path, where)
-
-    walk(hf["/"], "/")
-
-
-def _check_dataset_storage(dataset: h5py.Dataset, path: str | os.PathLike, where: str) -> None:
-    """Refuse a dataset whose data lie in other files (external raw storage, virtual dataset)."""
-    if dataset.is_virtual:
-        sources = sorted({source.file_name for source in dataset.virtual_sources()})
-        raise FastMRIFormatError(
-            path, f"dataset {where!r} is a virtual dataset mapping {sources}; refused: data in other files"
-        )
-    plist = dataset.id.get_create_plist()
-    if plist.get_external_count() > 0:
-        count = plist.get_external_count()
-        files = [plist.get_external(i)[0].decode("utf-8", errors="replace") for i in range(count)]
-        raise FastMRIFormatError(
-            path, f"dataset {where!r} stores its data in external files {files}; refused: data in other files"
-        )
 
 
 def _describe(hf: h5py.File, path: Path) -> VolumeInfo:

@@ -26,7 +26,8 @@ import h5py
 import numpy as np
 
 from smug.data.coil_sensitivities import birdcage_sensitivities, normalize_sensitivities
-from smug.data.fastmri_io import ISMRMRD_NAMESPACE, RECON_KEYS, SENS_MAPS_KEY
+from smug.data.ismrmrd import ISMRMRD_NAMESPACE
+from smug.data.fastmri_io import RECON_KEYS, SENS_MAPS_KEY
 from smug.utils import atomic_path
 from smug.data.phantoms import PHANTOMS
 
