@@ -12,12 +12,9 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "consistency": ["kspace_consistency_loss", "split_mask"],
         "data_consistency": ["conjugate_gradient"],
         "fftc": ["fft2c", "ifft2c"],
+        "mask_functions": ["EquiSpacedMaskFunc", "MagicMaskFunc", "MaskFunc", "RandomMaskFunc"],
         "masks": [
-            "EquiSpacedMaskFunc",
             "MASK_TYPES",
-            "MagicMaskFunc",
-            "MaskFunc",
-            "RandomMaskFunc",
             "VariableDensityMaskFunc",
             "apply_mask",
             "column_mask",
