@@ -11,16 +11,12 @@ from smug.utils.lazy import lazy_surface
 __getattr__, __dir__, __all__ = lazy_surface(
     __name__,
     {
-        "classical": [
-            "CompressedSensing",
-            "METHODS",
+        "classical": ["CompressedSensing", "METHODS", "check_solver_options", "from_record", "to_record"],
+        "cs_solvers": [
             "TV_SOLVERS",
-            "check_solver_options",
-            "from_record",
             "l1_wavelet_objective",
             "l1_wavelet_recon",
             "lipschitz_bound",
-            "to_record",
             "total_variation",
             "tv_objective",
             "tv_recon",
