@@ -19,7 +19,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "score_tables",
         ],
         "diagnostics": ["CommonNoise", "diagnose", "diagnose_file", "weight_spread"],
-        "metrics": ["METRIC_FUNCS", "mean_std_match", "mse", "nmse", "psnr", "ssim"],
+        "metrics": ["METRIC_FUNCS", "mean_std_match", "mse", "nmse", "psnr", "ssim", "tile_scores"],
         "robustness": ["evaluate_model", "evaluate_test_time_training"],
         "scoring": [
             "ROW_COLUMNS",

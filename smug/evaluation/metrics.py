@@ -104,3 +104,17 @@ def mean_std_match(reference: np.ndarray, recon: np.ndarray) -> np.ndarray:
     if not ref_std > 0:
         raise ValueError("mean_std_match: the reference is constant (std 0), so it cannot be rescaled")
     return (reference - reference.mean()) / ref_std * recon.std() + recon.mean()
+
+
+def tile_scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
+    """PSNR, SSIM and NMSE of one shown image (a figure's tile) against the target shown beside it,
+    on exactly those pixels; the peak and data range are the shown target's maximum, as fastMRI uses
+    the volume's."""
+    target, image = np.asarray(target, dtype=np.float64), np.asarray(image, dtype=np.float64)
+    if not np.isfinite(image).all():
+        return {"PSNR": float("nan"), "SSIM": float("nan"), "NMSE": float("nan")}
+    return {
+        "PSNR": psnr(target, image),
+        "SSIM": ssim(target[None], image[None]),
+        "NMSE": nmse(target, image),
+    }

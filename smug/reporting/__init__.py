@@ -12,6 +12,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "ablation_tables": ["ABLATION_COLUMNS", "ablation_table"],
         "claim_figures": ["claims_html", "plot_claims", "write_claims_html"],
         "claims": ["claims_markdown", "decided_line"],
+        "curves": ["curve_y_range", "plot_metric_curves"],
         "figures": ["detection_rates", "draw_all_figures", "feature_crops"],
         "health": [
             "COLUMNS",
@@ -22,13 +23,8 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "unhealthy",
         ],
         "html": ["health_html", "robustness_html", "shift_html", "unhealthy_models", "write_html_tables"],
-        "plots": [
-            "curve_y_range",
-            "plot_feature_crops",
-            "plot_image_grid",
-            "plot_masks",
-            "plot_metric_curves",
-        ],
+        "image_figures": ["plot_feature_crops", "plot_image_grid"],
+        "plots": ["plot_masks"],
         "tables": [
             "ROBUSTNESS_COLUMNS",
             "robustness_by_seed",

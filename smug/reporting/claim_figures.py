@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from smug.evaluation import NOT_RUN
 from smug.reporting.html import html_page
 from smug.utils import atomic_path, write_text_atomic
-from smug.reporting.plots import _PNG_DPI, save_figure
+from smug.reporting.plots import PNG_DPI, save_figure
 
 _PALETTE = sns.color_palette("colorblind", 10)
 # Verdict colours from the colour-blind palette the other figures use; grey for undecided.
@@ -113,7 +113,7 @@ def plot_claims(
         save_figure(figure, path, pdf)
     else:
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=_PNG_DPI)
+            figure.savefig(tmp, format="png", dpi=PNG_DPI)
     return figure
 
 

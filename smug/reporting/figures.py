@@ -13,13 +13,9 @@ from smug.attacks import load_attack
 from smug.data import open_hdf5
 from smug.mri import fft2c, ifft2c
 from smug.study import NOISE_COUNTERPART, PERTURBATION_LEVELS
-from smug.reporting.plots import (
-    plot_feature_crops,
-    plot_image_grid,
-    plot_metric_curves,
-    plot_perturbations,
-    plot_shift_scatter,
-)
+from smug.reporting.image_figures import plot_feature_crops, plot_image_grid, plot_perturbations
+from smug.reporting.curves import plot_metric_curves
+from smug.reporting.shift_figures import plot_shift_scatter
 from smug.evaluation import feature_scores
 from smug.reporting.tables import shift_summary
 
