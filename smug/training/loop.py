@@ -241,108 +241,190 @@ def fit(
     params = list(model.parameters()) if trainable is None else list(trainable)
     optimizer = make_optimizer(params, settings)
     scheduler = make_scheduler(optimizer, settings)
-    history: list[dict] = []
-    best = {"state": copy.deepcopy(model.state_dict()), "epoch": -1, "score": -math.inf}
-    start_epoch, seconds, steps = 0, 0.0, 0
-
-    resumed = _load_checkpoint(checkpoint_path, identity, device)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        _set_rng_state(resumed["rng"])
-        if resumed.get("objective") is not None:
-            loss_fn.load_state_dict(resumed["objective"])
-        history, best, seconds = resumed["history"], resumed["best"], resumed["seconds"]
-        steps = history[-1]["steps"] if history else 0
-        start_epoch = resumed["epoch"] + 1
-        LOG.info("resuming from %s at epoch %d of %d", checkpoint_path, start_epoch, settings.epochs)
-
-    show_progress = sys.stderr.isatty()
-    for epoch in range(start_epoch, settings.epochs):
+    progress = _resume(checkpoint_path, identity, device, model, optimizer, scheduler, loss_fn, settings)
+    for epoch in range(progress.next_epoch, settings.epochs):
         tic = time.perf_counter()
-        torch.manual_seed(epoch_seed(settings.seed, epoch, 0, ranks.rank))
-        shuffle = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch, 1))
-        noise = torch.Generator(device=device).manual_seed(epoch_seed(settings.seed, epoch, 2, ranks.rank))
-        loader = DataLoader(
-            train_set,
-            batch_size=settings.batch_size,
-            sampler=distributed.ShardSampler(len(train_set), shuffle, ranks),
-            generator=shuffle,
-            collate_fn=collate,
-            num_workers=settings.num_workers,
-            pin_memory=performance.pin_memory and device.type == "cuda",
-            persistent_workers=False,
+        loader, noise = _epoch_loader(train_set, settings, epoch, device, ranks)
+        total, count, steps = _train_epoch(
+            model, loss_fn, loader, noise, optimizer, params, settings, device, epoch, ranks
         )
-        model.train()
-        total, count = 0.0, 0
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not show_progress, leave=False
-        )
-        for step, batch in enumerate(bar):
-            batch = batch.to(device)
-            # bf16 stays inside the networks; the loss and everything complex run in float32.
-            with network_autocast(model, performance, device):
-                loss = loss_fn(model, batch, noise)
-            if not distributed.all_finite(loss, ranks):
-                raise NonFiniteLossError(_non_finite_loss_message(loss, batch, epoch, step))
-            n = len(batch.fnames)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            distributed.average_gradients(params, n, ranks)
-            if settings.grad_clip:
-                nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            optimizer.step()
-            steps += 1
-            total += loss.item() * n
-            count += n
-            bar.set_postfix(loss=f"{total / count:.4g}")
+        progress.steps += steps
         total, count = distributed.sum_over_ranks(torch.tensor([total, float(count)]), ranks).tolist()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         if ranks.main:
-            model.eval()
-            with torch.no_grad():
-                scores = validate(model)
-            seconds += time.perf_counter() - tic
-            row = {
-                "epoch": epoch + 1,
-                "steps": steps,
-                "train_loss": total / max(count, 1),
-                **scores,
-                "lr": lr,
-                "seconds": seconds,
-            }
-            history.append(row)
-            if scores["score"] > best["score"]:
-                best = {
-                    "state": copy.deepcopy(model.state_dict()),
-                    "epoch": epoch + 1,
-                    "score": scores["score"],
-                }
-            LOG.info("epoch %d/%d %s", epoch + 1, settings.epochs, _format_row(row))
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "identity": dict(identity),
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(),
-                    "history": history,
-                    "best": best,
-                    "seconds": seconds,
-                    "settings": asdict(settings),
-                    "objective": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
-                },
-            )
+            _validate_epoch(model, validate, progress, epoch, total / max(count, 1), lr, tic, settings)
+            state = (model, optimizer, scheduler, loss_fn)
+            save_checkpoint(checkpoint_path, _checkpoint(identity, epoch, state, progress, settings))
         # The other ranks wait for rank 0's checkpoint, so a kill after any epoch resumes them all.
         distributed.barrier(ranks)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
+    best = progress.best
+    return FitResult(
+        best["state"], best["epoch"], best["score"], progress.history, progress.seconds, progress.steps
+    )
 
-    return FitResult(best["state"], best["epoch"], best["score"], history, seconds, steps)
+
+def _checkpoint(
+    identity: Mapping[str, str], epoch: int, state: tuple, progress: _Progress, settings: TrainSettings
+) -> dict:
+    """Everything a killed run resumes from after ``epoch``: ``state`` is the model, optimiser,
+    scheduler and objective (whose state is saved if it has one), beside the RNGs and the progress."""
+    model, optimizer, scheduler, loss_fn = state
+    return {
+        "identity": dict(identity),
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+        "history": progress.history,
+        "best": progress.best,
+        "seconds": progress.seconds,
+        "settings": asdict(settings),
+        "objective": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None,
+    }
+
+
+@dataclass
+class _Progress:
+    """What a run has done so far: its history rows, its best weights (``state``, ``epoch``,
+    ``score``), its training seconds and optimiser steps, and the epoch it continues with."""
+
+    history: list[dict]
+    best: dict
+    seconds: float = 0.0
+    steps: int = 0
+    next_epoch: int = 0
+
+
+def _resume(
+    checkpoint_path: Path,
+    identity: Mapping[str, str],
+    device: torch.device,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    loss_fn: LossFn,
+    settings: TrainSettings,
+) -> _Progress:
+    """The progress of a run: fresh, or that of the checkpoint written with the same identity, whose
+    model, optimiser, scheduler, RNG and objective states are restored."""
+    fresh = _Progress([], {"state": copy.deepcopy(model.state_dict()), "epoch": -1, "score": -math.inf})
+    resumed = _load_checkpoint(checkpoint_path, identity, device)
+    if resumed is None:
+        return fresh
+    model.load_state_dict(resumed["model"])
+    optimizer.load_state_dict(resumed["optimizer"])
+    scheduler.load_state_dict(resumed["scheduler"])
+    _set_rng_state(resumed["rng"])
+    if resumed.get("objective") is not None:
+        loss_fn.load_state_dict(resumed["objective"])
+    history = resumed["history"]
+    progress = _Progress(
+        history,
+        resumed["best"],
+        resumed["seconds"],
+        history[-1]["steps"] if history else 0,
+        resumed["epoch"] + 1,
+    )
+    LOG.info("resuming from %s at epoch %d of %d", checkpoint_path, progress.next_epoch, settings.epochs)
+    return progress
+
+
+def _validate_epoch(
+    model: nn.Module,
+    validate: ValidateFn,
+    progress: _Progress,
+    epoch: int,
+    train_loss: float,
+    lr: float,
+    tic: float,
+    settings: TrainSettings,
+) -> None:
+    """Validate after an epoch: its history row, and its weights if they score best so far."""
+    model.eval()
+    with torch.no_grad():
+        scores = validate(model)
+    progress.seconds += time.perf_counter() - tic
+    row = {
+        "epoch": epoch + 1,
+        "steps": progress.steps,
+        "train_loss": train_loss,
+        **scores,
+        "lr": lr,
+        "seconds": progress.seconds,
+    }
+    progress.history.append(row)
+    if scores["score"] > progress.best["score"]:
+        progress.best = {
+            "state": copy.deepcopy(model.state_dict()),
+            "epoch": epoch + 1,
+            "score": scores["score"],
+        }
+    LOG.info("epoch %d/%d %s", epoch + 1, settings.epochs, _format_row(row))
+
+
+def _epoch_loader(
+    train_set: Dataset, settings: TrainSettings, epoch: int, device: torch.device, ranks: Ranks
+) -> tuple[DataLoader, torch.Generator]:
+    """The epoch's shuffled share of ``train_set`` and its noise generator, each seeded from
+    ``(seed, epoch)`` (and the rank, for what each rank draws on its own)."""
+    torch.manual_seed(epoch_seed(settings.seed, epoch, 0, ranks.rank))
+    shuffle = torch.Generator().manual_seed(epoch_seed(settings.seed, epoch, 1))
+    noise = torch.Generator(device=device).manual_seed(epoch_seed(settings.seed, epoch, 2, ranks.rank))
+    loader = DataLoader(
+        train_set,
+        batch_size=settings.batch_size,
+        sampler=distributed.ShardSampler(len(train_set), shuffle, ranks),
+        generator=shuffle,
+        collate_fn=collate,
+        num_workers=settings.num_workers,
+        pin_memory=settings.performance.pin_memory and device.type == "cuda",
+        persistent_workers=False,
+    )
+    return loader, noise
+
+
+def _train_epoch(
+    model: nn.Module,
+    loss_fn: LossFn,
+    loader: DataLoader,
+    noise: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    settings: TrainSettings,
+    device: torch.device,
+    epoch: int,
+    ranks: Ranks,
+) -> tuple[float, int, int]:
+    """One pass over ``loader`` with an optimiser step per batch; returns this rank's summed loss,
+    its number of slices and the number of steps taken."""
+    model.train()
+    total, count, steps = 0.0, 0, 0
+    bar = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not sys.stderr.isatty(), leave=False
+    )
+    for step, batch in enumerate(bar):
+        batch = batch.to(device)
+        # bf16 stays inside the networks; the loss and everything complex run in float32.
+        with network_autocast(model, settings.performance, device):
+            loss = loss_fn(model, batch, noise)
+        if not distributed.all_finite(loss, ranks):
+            raise NonFiniteLossError(_non_finite_loss_message(loss, batch, epoch, step))
+        n = len(batch.fnames)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(params, n, ranks)
+        if settings.grad_clip:
+            nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        optimizer.step()
+        steps += 1
+        total += loss.item() * n
+        count += n
+        bar.set_postfix(loss=f"{total / count:.4g}")
+    return total, count, steps
 
 
 def _non_finite_loss_message(loss: torch.Tensor, batch: Batch, epoch: int, step: int) -> str:

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ from smug.training.objectives import (
     unrolled_stability_loss,
 )
 from smug.models.reconstruct import reconstruct
-from smug.training.loop import LossFn, NonFiniteLossError, TrainSettings, fit
+from smug.training.loop import FitResult, LossFn, NonFiniteLossError, TrainSettings, fit
 from smug.mri import clamp_complex
 
 LOG = logging.getLogger(__name__)
@@ -322,21 +322,7 @@ def train_stage(
         lam = data_consistency_weight(m)
         return scores if lam is None else {**scores, "lam": lam}
 
-    # What training must beat, on the same validation slices and noise draws: the identity for the
-    # denoiser (its noisy input), zero-filled for the reconstructions, and the initial weights.
-    reference = nn.Identity() if denoiser else ZeroFilled()
-    with torch.no_grad():
-        references = {
-            "reference_val_psnr": validate(reference.to(device))["val_psnr"],
-            "init_val_psnr": validate(model)["val_psnr"],
-        }
-    LOG.info(
-        "%s: validation PSNR %.2f dB at initialisation, %.2f dB for the %s",
-        spec["name"],
-        references["init_val_psnr"],
-        references["reference_val_psnr"],
-        "noisy input" if denoiser else "zero-filled reconstruction",
-    )
+    references = _reference_scores(spec["name"], model, validate, denoiser, device)
 
     objective = loss_for(spec, teacher, train_set[0]["target"].shape, device)
     identity = checkpoint_identity(spec, train_set, val_set, mask, init_path, ranks)
@@ -354,6 +340,51 @@ def train_stage(
         ranks=ranks,
     )
     model.load_state_dict(result.best_state)
+    record = _stage_record(spec, identity, result, references, model, objective, train_set, ranks, tic)
+    if ranks.main:
+        write_history_csv(out_metrics, result.history, result.best_epoch)
+        with atomic_path(out_model) as tmp:
+            torch.save({**record, "state_dict": result.best_state}, tmp)
+        # A finished run's checkpoint has done its work; left behind, it could only mislead.
+        Path(checkpoint).unlink(missing_ok=True)
+    return record
+
+
+def _reference_scores(
+    name: str, model: nn.Module, validate: Callable, denoiser: bool, device: torch.device
+) -> dict[str, float]:
+    """What training must beat, on the same validation slices and noise draws: the identity for the
+    denoiser (its noisy input), zero-filled for the reconstructions, and the initial weights."""
+    reference = nn.Identity() if denoiser else ZeroFilled()
+    with torch.no_grad():
+        references = {
+            "reference_val_psnr": validate(reference.to(device))["val_psnr"],
+            "init_val_psnr": validate(model)["val_psnr"],
+        }
+    LOG.info(
+        "%s: validation PSNR %.2f dB at initialisation, %.2f dB for the %s",
+        name,
+        references["init_val_psnr"],
+        references["reference_val_psnr"],
+        "noisy input" if denoiser else "zero-filled reconstruction",
+    )
+    return references
+
+
+def _stage_record(
+    spec: dict[str, Any],
+    identity: dict[str, str],
+    result: FitResult,
+    references: dict[str, float],
+    model: nn.Module,
+    objective,
+    train_set,
+    ranks: Ranks,
+    tic: float,
+) -> dict[str, Any]:
+    """The saved record of a finished stage, without its weights: spec, inputs, the training's
+    outcome and history, the references it beat, timing and provenance (and a min-max game's
+    generator, replayed by the evaluation as a transfer attack on every model)."""
     record = {
         "spec": spec,
         "run_id": run_id(spec),
@@ -370,17 +401,10 @@ def train_stage(
         "provenance": provenance(),
     }
     if isinstance(objective, MinMaxObjective):
-        # Kept so the evaluation can replay the trained generator as a transfer attack on every model.
         record["generator"] = {
             "image_shape": list(train_set[0]["target"].shape),
             "state_dict": objective.generator_net.state_dict(),
         }
-    if ranks.main:
-        write_history_csv(out_metrics, result.history, result.best_epoch)
-        with atomic_path(out_model) as tmp:
-            torch.save({**record, "state_dict": result.best_state}, tmp)
-        # A finished run's checkpoint has done its work; left behind, it could only mislead.
-        Path(checkpoint).unlink(missing_ok=True)
     return record
 
 
