@@ -21,10 +21,12 @@ from smug.models import (
     build_model,
     denoiser_of,
     DENOISERS,
+    FAMILY_MODELS,
 )
 from smug.study import (
     ATTACKS,
     DENOISER_NAMES,
+    FAMILIES,
     FIGURES,
     KINDS,
     METHODS,
@@ -62,6 +64,16 @@ def test_schema_takes_its_names_from_the_registry(tmp_path):
         "config error: evaluation.models.1: 'smugg' is not allowed; did you mean 'smug'?"
         in result.stdout + result.stderr
     )
+
+
+def test_every_family_is_declared_once_and_built_by_the_models():
+    assert {kind.family for kind in KINDS.values()} <= set(FAMILIES)
+    assert set(FAMILY_MODELS) == set(FAMILIES)
+    for name, family in FAMILIES.items():
+        # A family trained by scripts/train.py has a builder, a spec check, a loss and settings.
+        trained = FAMILY_MODELS[name].build is not None
+        assert (family.settings is not None) == (family.loss is not None) == trained, name
+        assert (FAMILY_MODELS[name].check_model is not None) == trained, name
 
 
 def test_the_schema_names_exactly_the_denoisers_the_library_builds():

@@ -32,7 +32,7 @@ from smug.evaluation.scoring import (
     volume_rows,
 )
 from smug.utils import atomic_dir, atomic_path
-from smug.study import KINDS, model_name
+from smug.study import FAMILIES, KINDS, model_name
 from smug.evaluation.small_features import feature_transform, score_features
 from smug.evaluation.ttt import ttt_reconstruct
 
@@ -198,7 +198,7 @@ def _score_conditions(
         shifted = make_dataset(test, test_slices, mask_path, sens_dir)
         run("acceleration", acceleration, dataset=shifted)
 
-    if family == "unrolled":
+    if FAMILIES[family].unrolls:
         trained_unrolls = record["spec"]["model"]["num_unrolls"]
         for n in unrolls:
             if n == trained_unrolls:

@@ -1,13 +1,26 @@
-"""Build the study's trained networks from a config spec, and rebuild them from a saved record."""
+"""Every method's model: build a trained network from its config spec, and rebuild any method from
+its saved ``model.pt`` record (:func:`load_method`), by the family table :data:`FAMILY_MODELS`.
+
+A trained network's record carries its spec and weights, so :func:`load_method` needs nothing but
+the file: a reviewer can re-run any evaluation from the checkpoint alone. Tuned compressed sensing,
+the untrained network and zero-filled save only their settings, under a top-level ``kind``.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
-from smug.study import KINDS
+from smug.models import classical
+from smug.models.untrained import UntrainedNetwork
+from smug.models.zero_filled import ZeroFilled
+from smug.study import KINDS, Kind
+from smug.utils import load_torch_file
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
 from smug.models.modl import RSE2E, MoDL
@@ -64,12 +77,6 @@ def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
     )
 
 
-# One builder per family of smug.study.methods.KINDS that trains a network: a new kind of these families
-# needs only its registry entry.
-_BUILDERS: dict[str, Builder] = {"denoiser": _denoiser, "unrolled": _unrolled, "unet": _unet}
-MODEL_KINDS = tuple(name for name, kind in KINDS.items() if kind.family in _BUILDERS)
-
-
 def build_model(
     kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None = None
 ) -> nn.Module:
@@ -87,7 +94,7 @@ def build_model(
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
-    return _BUILDERS[KINDS[kind].family](kind, model_cfg, smoothing_cfg)
+    return FAMILY_MODELS[KINDS[kind].family].build(kind, model_cfg, smoothing_cfg)
 
 
 def unrolled_core(model: nn.Module) -> MoDL:
@@ -143,17 +150,7 @@ def check_spec(spec: Any) -> None:
     entry = KINDS[kind]
     if "model" not in spec:
         raise ValueError("spec has no 'model' section")
-    model = spec["model"]
-    if entry.family == "unet":
-        check_arguments("spec.model", model, ZeroFilledUNet)
-    else:
-        check_arguments("spec.model", model, MoDL, allowed=entry.model)
-        if "denoiser" not in model:
-            raise ValueError("spec.model has no 'denoiser'")
-        name = model["denoiser"]
-        if not isinstance(name, str) or name.lower() not in DENOISERS:
-            raise ValueError(f"spec.model.denoiser is {name!r}, not one of {', '.join(sorted(DENOISERS))}")
-        check_arguments("spec.model.denoiser_args", model.get("denoiser_args", {}), DENOISERS[name.lower()])
+    FAMILY_MODELS[entry.family].check_model(spec["model"], entry)
     if entry.smoothing_keys:
         if not isinstance(spec.get("smoothing"), dict):
             if spec.get("smoothing") is None:
@@ -165,6 +162,22 @@ def check_spec(spec: Any) -> None:
         )
         if "weight_encoder" in smoothing:
             check_arguments("spec.smoothing.weight_encoder", smoothing["weight_encoder"], WeightEncoder)
+
+
+def _check_unet_model(model: Any, kind: Kind) -> None:
+    check_arguments("spec.model", model, ZeroFilledUNet)
+
+
+def _check_denoiser_model(model: Any, kind: Kind) -> None:
+    """A denoiser's or an unrolled network's ``model`` section: the kind's keys, a known denoiser and
+    that denoiser's own arguments."""
+    check_arguments("spec.model", model, MoDL, allowed=kind.model)
+    if "denoiser" not in model:
+        raise ValueError("spec.model has no 'denoiser'")
+    name = model["denoiser"]
+    if not isinstance(name, str) or name.lower() not in DENOISERS:
+        raise ValueError(f"spec.model.denoiser is {name!r}, not one of {', '.join(sorted(DENOISERS))}")
+    check_arguments("spec.model.denoiser_args", model.get("denoiser_args", {}), DENOISERS[name.lower()])
 
 
 # Smoothing settings named otherwise than MoDL's argument they are checked as (RS-E2E's k-space sigma
@@ -267,3 +280,117 @@ def perturbation_generator(spec: dict[str, Any], image_shape: Sequence[int]) -> 
         features=adv["features"],
         num_upsamples=adv["num_upsamples"],
     )
+
+
+class ModelFileError(ValueError):
+    """A ``model.pt`` that is no record of a method this pipeline can rebuild: a malformed spec, a
+    setting of the wrong type, an unknown key or kind, a size beyond the limits, weights that do not
+    fit the spec's network. The message starts with the file's path and names the offending key."""
+
+
+def _check_settings(record: dict[str, Any], cls: type) -> None:
+    """Check the types and sizes of the record's settings that are arguments of ``cls`` (other keys
+    are metadata, or its ``from_record``'s to refuse)."""
+    arguments = inspect.signature(cls).parameters
+    check_arguments("record", {key: value for key, value in record.items() if key in arguments}, cls)
+
+
+def _classical(record: dict[str, Any]) -> nn.Module:
+    _check_settings(record, classical.CompressedSensing)
+    if not isinstance(record.get("solver_kwargs", {}), dict):
+        raise ValueError(f"record.solver_kwargs is a {type(record['solver_kwargs']).__name__}, not a mapping")
+    return classical.from_record(record)
+
+
+def _untrained(record: dict[str, Any]) -> nn.Module:
+    _check_settings(record, UntrainedNetwork)
+    return UntrainedNetwork.from_record(record)
+
+
+def read_record(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
+    """The saved record of a ``model.pt`` (spec, provenance, history and weights), without building
+    the model.
+
+    Loaded with ``weights_only=True``: tensors, numbers, strings and containers only, so a crafted
+    file can never execute code when it is opened.
+    """
+    record = load_torch_file(path, device, what="model file")
+    if not isinstance(record, dict):
+        raise ModelFileError(f"{path}: the file holds a {type(record).__name__}, not a saved model record")
+    return record
+
+
+def record_kind(record: dict[str, Any]) -> str | None:
+    """The method kind a record was saved as: its own ``kind``, or its spec's for trained networks
+    (whatever it holds: :func:`load_method` checks it)."""
+    if "kind" in record:
+        return record["kind"]
+    spec = record.get("spec")
+    return spec.get("kind") if isinstance(spec, dict) else None
+
+
+def load_method(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild any reconstruction method the pipeline saved: trained networks (``scripts/train.py``),
+    tuned compressed sensing (``scripts/tune_classical.py``), and the settings of the untrained network
+    and the zero-filled reconstruction (``scripts/write_method.py``).
+
+    Returns ``(model in eval mode, saved record)``.
+
+    Raises:
+        ModelFileError: the record is not one this pipeline can rebuild; nothing was built (the
+            record's structure, types, sizes and weights' shapes are checked first).
+        FileNotFoundError, ValueError: no file, or one :func:`smug.utils.io.load_torch_file` refuses.
+    """
+    record = read_record(path, device)
+    kind = record_kind(record)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ModelFileError(f"{path} is not a model saved by this pipeline: {_kind_problem(record)}")
+    try:
+        model = FAMILY_MODELS[KINDS[kind].family].from_record(record)
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+    return model.to(device).eval(), record
+
+
+def _kind_problem(record: dict[str, Any]) -> str:
+    """Why a record has no method kind this pipeline knows, naming the key."""
+    known = ", ".join(KINDS)
+    if "kind" in record:
+        return f"kind is {record['kind']!r}, not one of {known}"
+    spec = record.get("spec")
+    if "spec" not in record:
+        return "it has neither a 'kind' nor a 'spec'"
+    if not isinstance(spec, dict):
+        return f"spec is a {type(spec).__name__}, not a mapping"
+    if "kind" not in spec:
+        return "spec has no 'kind'"
+    return f"spec.kind is {spec['kind']!r}, not one of {known}"
+
+
+@dataclass(frozen=True)
+class FamilyModels:
+    """How the models of one family (:data:`smug.study.methods.FAMILIES`) are made.
+
+    Attributes:
+        from_record: a saved ``model.pt`` record to its model; it checks the record's structure,
+            types and sizes before it builds anything.
+        build: a fresh network of a trained kind from its spec's ``model`` and ``smoothing``
+            sections; None for a family ``scripts/train.py`` does not train.
+        check_model: raises, naming the key, if a spec's ``model`` section is not one of the kind's.
+    """
+
+    from_record: Callable[[dict[str, Any]], nn.Module]
+    build: Builder | None = None
+    check_model: Callable[[Any, Kind], None] | None = None
+
+
+# One row per family: adding a backbone of a new family adds its row here and in study.FAMILIES.
+FAMILY_MODELS: dict[str, FamilyModels] = {
+    "denoiser": FamilyModels(network_from_record, _denoiser, _check_denoiser_model),
+    "unrolled": FamilyModels(network_from_record, _unrolled, _check_denoiser_model),
+    "unet": FamilyModels(network_from_record, _unet, _check_unet_model),
+    "classical": FamilyModels(_classical),
+    "untrained": FamilyModels(_untrained),
+    "zero_filled": FamilyModels(lambda record: ZeroFilled()),
+}
+MODEL_KINDS = tuple(name for name, kind in KINDS.items() if FAMILY_MODELS[kind.family].build is not None)

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from smug.utils import atomic_path
-from smug.study import group_methods, method_family
+from smug.study import FAMILIES, group_methods, method_family
 
 PNG_DPI = 150
 
@@ -77,7 +77,7 @@ def plot_masks(
 
 # Marker per method family in the curve figures (the panels group families already; markers keep
 # them apart in print and for colour-blind readers).
-FAMILY_MARKERS = {"unrolled": "o", "unet": "s", "classical": "^", "untrained": "D", "zero_filled": "X"}
+FAMILY_MARKERS = {name: family.marker for name, family in FAMILIES.items()}
 # Colour-blind palette without its grey (index 7), which marks zero-filled, the reference.
 GROUP_COLORS = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 3, 2, 4, 5, 6, 8, 9)]
 REFERENCE_MODEL = "zero_filled"

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 
 from smug.study.attacks import NOISE_COUNTERPART
-from smug.study.methods import method_family
+from smug.study.methods import takes_unrolls
 from smug.study.claim_types import Condition, claim_kinds
 
 # Metrics of every condition, and those scored only where small features are inserted.
@@ -203,7 +203,7 @@ def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]
                 conditions[f"generator_{generator}"] = (1.0,)
         if model != "untrained" or config["untrained"]["sampling_shift"]:
             conditions["acceleration"] = tuple(float(a) for a in accelerations)
-        if method_family(model) == "unrolled" and evaluation["unrolls"]:
+        if takes_unrolls(model) and evaluation["unrolls"]:
             conditions["unrolls"] = tuple(float(n) for n in evaluation["unrolls"])
         if shift:
             conditions["anatomy_shift"] = (0.0,)

@@ -44,11 +44,45 @@ UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter",
 
 
 @dataclass(frozen=True)
+class Family:
+    """What the models of one family share, wherever the pipeline treats families differently; how
+    they are built and rebuilt from a record is :data:`smug.models.factory.FAMILY_MODELS`.
+
+    Attributes:
+        settings: where a trained model's network settings come from: ``model`` (the ``model``
+            section, with the chosen denoiser's sizes, and ``training.epochs.<kind>``) or the name of
+            a ``baselines`` section (its ``model``, ``training`` and ``epochs``); None for a family
+            not trained by ``scripts/train.py``.
+        loss: its training objective: ``denoising`` (noisy fully sampled images to clean ones) or
+            ``end_to_end`` (the reconstruction to the target); None if not trained.
+        unrolls: whether its models take an unroll count (the unroll-count shift, its claims and
+            ablations read only these).
+        marker: its marker in the figures.
+    """
+
+    settings: str | None
+    loss: str | None
+    unrolls: bool
+    marker: str
+
+
+FAMILIES: dict[str, Family] = {
+    "denoiser": Family("model", "denoising", unrolls=False, marker="o"),
+    "unrolled": Family("model", "end_to_end", unrolls=True, marker="o"),
+    "unet": Family("unet", "end_to_end", unrolls=False, marker="s"),
+    "classical": Family(None, None, unrolls=False, marker="^"),
+    "untrained": Family(None, None, unrolls=False, marker="D"),
+    "zero_filled": Family(None, None, unrolls=False, marker="X"),
+}
+
+
+@dataclass(frozen=True)
 class Kind:
     """How the models of one kind are made.
 
     Attributes:
-        family: ``denoiser``, ``unrolled``, ``unet``, ``classical``, ``untrained`` or ``zero_filled``.
+        family: its entry of :data:`FAMILIES` (``denoiser``, ``unrolled``, ``unet``, ``classical``,
+            ``untrained`` or ``zero_filled``).
         made_by: the script that makes its ``model.pt``: ``train`` (``scripts/train.py``),
             ``tune_classical`` or ``write_method``.
         smoothing: where randomised smoothing acts: ``smug`` (the denoiser at every unroll),
@@ -160,6 +194,12 @@ def method_family(name: str) -> str | None:
     return KINDS[method.kind].family if method is not None else None
 
 
+def takes_unrolls(name: str) -> bool:
+    """Whether a method's models take an unroll count (:attr:`Family.unrolls`)."""
+    family = method_family(name)
+    return family is not None and FAMILIES[family].unrolls
+
+
 # How tables and figures group methods: families listed together, in this order; a method of a
 # family not listed (or not registered) falls under OTHER_GROUP.
 FAMILY_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -240,10 +280,11 @@ def spec_settings(method: str, config: dict) -> dict:
         for key in (*COMMON_TRAINING, *kind.training)
         if key in config["training"]
     }
-    if kind.family == "unet":
-        model = baselines["unet"]["model"]
-        training.update(baselines["unet"]["training"])
-        epochs = baselines["unet"]["epochs"]
+    source = FAMILIES[kind.family].settings
+    if source != "model":
+        model = baselines[source]["model"]
+        training.update(baselines[source]["training"])
+        epochs = baselines[source]["epochs"]
     else:
         section = config["model"]
         model = {key: section[key] for key in kind.model if key in section}

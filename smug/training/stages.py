@@ -49,7 +49,7 @@ from smug.models import (
     denoise_complex,
     perturbation_generator,
 )
-from smug.study import KINDS
+from smug.study import FAMILIES, KINDS
 from smug.training.minmax import MinMaxObjective
 from smug.training.objectives import (
     denoiser_pretraining_loss,
@@ -170,10 +170,10 @@ def _minmax(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequen
 
 
 # A stage's objective follows its registry entry (smug.study.methods.KINDS): adversarial training if it
-# has an adversary, else what its smoothing asks for, else its family's loss.
+# has an adversary, else what its smoothing asks for, else its family's loss (smug.study.methods.FAMILIES).
 _ADVERSARY_LOSSES = {"modl_pgd": _pgd_training, "unet_adv": _minmax}
 _SMOOTHING_LOSSES = {"smug": _stability, "weighted": _stability, "e2e": _distillation}
-_FAMILY_LOSSES = {"denoiser": _denoising, "unrolled": _end_to_end, "unet": _end_to_end}
+_FAMILY_LOSSES = {"denoising": _denoising, "end_to_end": _end_to_end}
 
 
 def loss_for(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
@@ -186,7 +186,7 @@ def loss_for(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Seque
     elif kind.smoothing is not None:
         make = _SMOOTHING_LOSSES[kind.smoothing]
     else:
-        make = _FAMILY_LOSSES[kind.family]
+        make = _FAMILY_LOSSES[FAMILIES[kind.family].loss]
     return make(spec, teacher, image_shape, device)
 
 
@@ -305,7 +305,7 @@ def train_stage(
     model = build_model(spec["kind"], spec["model"], spec.get("smoothing")).to(device)
     teacher = initialise(model, spec, init_path, device)
     # A denoiser learns on fully sampled targets and is scored on them, against its noisy input.
-    denoiser = KINDS[spec["kind"]].family == "denoiser"
+    denoiser = FAMILIES[KINDS[spec["kind"]].family].loss == "denoising"
 
     mask = None if denoiser else mask_path
     data = spec["data"]
