@@ -80,8 +80,8 @@ rule ablation_table:
     resources:
         **job_resources("ablation_table"),
     params:
-        experiments=ablation_experiments(),
-        config_hash=config_hash(),
+        experiments=plan.ablation_experiments(config, ABLATION_EXPERIMENTS),
+        config_hash=plan.config_hash(config),
     script:
         "../../scripts/make_ablation_table.py"
 

@@ -1,11 +1,10 @@
 # Input functions of the models' stages (training, attacks, evaluation, tables, figures): each path
 # and setting a rule needs, derived from the config. A rule's script reads its named inputs,
 # outputs and params as its options of the same names (smug.utils.cli), so nothing here builds a flag.
-import hashlib
-import json
 import re
 from pathlib import Path
 
+from smug.study import plan
 from smug.study import (
     FIGURES,
     METHODS,
@@ -15,7 +14,6 @@ from smug.study import (
     WHITE_BOX_ATTACKS,
     ancestors,
     experiment_models,
-    method_family,
     model_setup,
     seeded,
     spec_settings,
@@ -123,9 +121,7 @@ def classical_inputs(wildcards):
 
 
 def untrained_settings(wildcards):
-    """The untrained network's settings; the seed fixes its input, weights and held-out columns."""
-    keys = ("num_iters", "lr", "channels", "num_layers", "holdout_fraction", "patience")
-    return {**{key: config["untrained"][key] for key in keys}, "seed": seed_of(wildcards)}
+    return plan.untrained_settings(config, seed_of(wildcards))
 
 
 # ---- attacks and evaluation --------------------------------------------------------------------
@@ -145,28 +141,11 @@ def attack_eps(wildcards):
 
 
 def attack_loss_target(wildcards):
-    """What a white-box attack's loss compares with: its own loss_target, else evaluation.pgd's."""
-    entry = config["evaluation"]["attacks"][wildcards.attack]
-    return entry.get("loss_target", config["evaluation"]["pgd"]["loss_target"])
+    return plan.attack_loss_target(config, wildcards.attack)
 
 
 def noise_eps(wildcards):
-    """Random noise covers the eps grids of every attack with the same norm ball."""
-    grids = [
-        entry["eps"]
-        for name, entry in config["evaluation"]["attacks"].items()
-        if NOISE_COUNTERPART[name] == wildcards.attack
-    ]
-    return sorted({eps for grid in grids for eps in grid})
-
-
-def model_attacks(model):
-    """The configured attacks a model is evaluated under (an attack may name the models it is for)."""
-    return [
-        name
-        for name, entry in config["evaluation"]["attacks"].items()
-        if entry.get("models") is None or model in entry["models"]
-    ]
+    return plan.noise_eps(config, wildcards.attack)
 
 
 def attack_files(model, seed):
@@ -176,7 +155,7 @@ def attack_files(model, seed):
     if model == "untrained":
         source = config["untrained"]["attack_source"]
         return [f"results/attacks/seed{seed}/{source}/{a}.h5" for a in config["untrained"]["attacks"]]
-    attacks = model_attacks(model)
+    attacks = plan.model_attacks(config, model)
     noise = dict.fromkeys(NOISE_COUNTERPART[a] for a in attacks)
     return [f"results/attacks/seed{seed}/{model}/{a}.h5" for a in attacks] + [
         f"results/attacks/seed{seed}/noise/{n}.h5" for n in noise
@@ -205,51 +184,26 @@ def evaluation_inputs(wildcards):
     return inputs
 
 
-def ttt_models():
-    """Trained networks adapted by test-time training (none without an anatomy shift)."""
-    if not config["data"]["shift_anatomy"]:
-        return []
-    return [m for m in config["evaluation"]["ttt"]["models"] if m in config["evaluation"]["models"]]
-
-
 def ttt_inputs(wildcards):
     model = model_file(wildcards.model, wildcards.seed)
     return {**split_inputs("test", "test", config["data"]["shift_anatomy"]), "model": model}
-
-
-def ttt_settings():
-    keys = ("steps", "lr", "holdout_fraction", "patience")
-    return {key: config["evaluation"]["ttt"][key] for key in keys}
 
 
 def evaluation_csvs():
     """Every seed's per-volume scores of every evaluated model, and of test-time training."""
     return [
         *expand("results/eval/seed{seed}/{model}.csv", seed=SEEDS, model=config["evaluation"]["models"]),
-        *expand("results/eval/seed{seed}/ttt/{model}.csv", seed=SEEDS, model=ttt_models()),
+        *expand("results/eval/seed{seed}/ttt/{model}.csv", seed=SEEDS, model=plan.ttt_models(config)),
     ]
-
-
-def health_models():
-    """Every evaluated method and the pre-trained models they start from (the denoiser)."""
-    models = list(config["evaluation"]["models"])
-    for model in config["evaluation"]["models"]:
-        models += [m for m in ancestors(model) if m not in models]
-    return models
 
 
 def health_inputs(wildcards):
     return {
-        "records": model_files(health_models()),
+        "records": model_files(plan.health_models(config)),
         "scores": expand(
             "results/eval/seed{seed}/{model}.csv", seed=SEEDS, model=config["evaluation"]["models"]
         ),
     }
-
-
-def config_hash():
-    """Identifies the configuration in every row of the robustness table."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def figure_inputs(wildcards):
@@ -286,7 +240,7 @@ def ablation_attack_files(model, seed):
     health references are scored clean only."""
     if model == "untrained" or model in HEALTH_REFERENCES and model not in ablation_models():
         return []
-    check_ablation_attacks()
+    run_check(checks.check_ablation_attacks)
     return [f"results/attacks/seed{seed}/{model}/{attack}.h5" for attack in config["ablations"]["attacks"]]
 
 
@@ -299,15 +253,6 @@ def ablation_evaluation_inputs(wildcards):
         "model": model_file(wildcards.model, wildcards.seed),
         "attacks": ablation_attack_files(wildcards.model, wildcards.seed),
     }
-
-
-def diagnosed_models():
-    """Unrolled models of the experiments with diagnostics: true."""
-    names = []
-    for experiment, models in ABLATION_EXPERIMENTS.items():
-        if config["ablations"]["experiments"][experiment]["diagnostics"]:
-            names += [m.name for m in models if method_family(m.method) == "unrolled"]
-    return list(dict.fromkeys(names))
 
 
 def diagnose_inputs(wildcards):
@@ -328,29 +273,12 @@ def ablation_table_inputs(wildcards):
             "results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models()
         ),
         "diagnostics": expand(
-            "results/ablations/diagnostics/seed{seed}/{model}.csv", seed=SEEDS, model=diagnosed_models()
+            "results/ablations/diagnostics/seed{seed}/{model}.csv",
+            seed=SEEDS,
+            model=plan.diagnosed_models(config, ABLATION_EXPERIMENTS),
         ),
         "health": "results/tables/ablation_health.csv",
     }
-
-
-def ablation_experiments():
-    """Each experiment's models as the table script reads them (--experiments)."""
-    diagnosed = diagnosed_models()
-    experiments = {}
-    for experiment, models in ABLATION_EXPERIMENTS.items():
-        shows = config["ablations"]["experiments"][experiment]["diagnostics"]
-        experiments[experiment] = [
-            {
-                "model": m.name,
-                "method": m.method,
-                "setting": m.label,
-                "role": m.role,
-                "diagnosed": shows and m.name in diagnosed,
-            }
-            for m in models
-        ]
-    return experiments
 
 
 def ablation_scores():
@@ -361,9 +289,9 @@ def ablation_scores():
 def ablation_claims(wildcards):
     """The claims made of the ablation experiments (source_table: ablations), checked against the
     experiments when an ablation is built."""
-    check_ablation_attacks()
-    check_claims_config(ablations=True)
-    return [claim for claim in config["claims"] if is_ablation_claim(claim)]
+    run_check(checks.check_ablation_attacks)
+    run_check(checks.check_claims_config, ablations=True)
+    return [claim for claim in config["claims"] if checks.is_ablation_claim(claim)]
 
 
 def ablation_figure_kind(wildcards):

@@ -50,7 +50,7 @@ rule ttt:
     resources:
         **job_resources("ttt"),
     params:
-        settings=ttt_settings(),
+        settings=plan.ttt_settings(config),
         batch_size=config["evaluation"]["ttt"]["batch_size"],
         test_slices=config["evaluation"]["test_slices"],
         seed=seed_of,

@@ -33,7 +33,7 @@ rule robustness_table:
     resources:
         **job_resources("robustness_table"),
     params:
-        config_hash=config_hash(),
+        config_hash=plan.config_hash(config),
     script:
         "../../scripts/make_table.py"
 
