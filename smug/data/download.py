@@ -109,6 +109,28 @@ def download(
             outgrew it is deleted).
     """
     dest = Path(dest)
+    expected = _check_request(url, dest, expected_sha256, retries, expected_size, max_bytes)
+    if dest.exists() and _already_there(dest, expected):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+    fetch = dict(timeout=timeout, progress=progress, chunk_size=chunk_size)
+    _fetch_with_retries(url, part, dest.name, retries, backoff, expected_size, max_bytes, fetch)
+    _verify(part, dest.name, expected, expected_size)
+    os.replace(part, dest)
+    LOG.info("downloaded %s (%d bytes)", dest, dest.stat().st_size)
+    return dest
+
+
+def _check_request(
+    url: str,
+    dest: Path,
+    expected_sha256: str | None,
+    retries: int,
+    expected_size: int | None,
+    max_bytes: int,
+) -> str | None:
+    """The arguments of :func:`download` checked; returns the expected digest, normalised."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"{dest.name}: download URL must be http(s), got {_redact(url)!r}")
     if retries < 0:
@@ -116,41 +138,46 @@ def download(
     for key, value in (("expected_size", expected_size), ("max_bytes", max_bytes)):
         if value is not None and value < 1:
             raise ValueError(f"{dest.name}: {key} must be >= 1, got {value}")
-    expected = None
-    if expected_sha256 is not None:
-        if not _HEX64.fullmatch(expected_sha256.strip()):
-            raise ValueError(f"{dest.name}: expected SHA256 is not 64 hex digits: {expected_sha256!r}")
-        expected = expected_sha256.strip().lower()
+    if expected_sha256 is None:
+        return None
+    if not _HEX64.fullmatch(expected_sha256.strip()):
+        raise ValueError(f"{dest.name}: expected SHA256 is not 64 hex digits: {expected_sha256!r}")
+    return expected_sha256.strip().lower()
 
-    if dest.exists():
-        if expected is None:
-            LOG.info("%s exists and no SHA256 was given; not downloading", dest)
-            return dest
-        actual = sha256_of(dest)
-        if actual == expected:
-            LOG.info("%s exists and its SHA256 matches; not downloading", dest)
-            return dest
-        LOG.warning(
-            "%s exists but its SHA256 %s is not the expected %s; downloading anew", dest, actual, expected
-        )
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
+def _already_there(dest: Path, expected: str | None) -> bool:
+    """Whether an existing ``dest`` is kept: no digest to check, or its digest matches."""
+    if expected is None:
+        LOG.info("%s exists and no SHA256 was given; not downloading", dest)
+        return True
+    actual = sha256_of(dest)
+    if actual == expected:
+        LOG.info("%s exists and its SHA256 matches; not downloading", dest)
+        return True
+    LOG.warning(
+        "%s exists but its SHA256 %s is not the expected %s; downloading anew", dest, actual, expected
+    )
+    return False
+
+
+def _fetch_with_retries(
+    url: str,
+    part: Path,
+    name: str,
+    retries: int,
+    backoff: float,
+    expected_size: int | None,
+    max_bytes: int,
+    fetch: dict,
+) -> None:
+    """Fetch into ``part`` until complete, retrying transient errors after ``backoff * 2**k``
+    seconds; only an attempt that got no new byte counts against ``retries``."""
     failures = 0
     while True:
         size_before = file_size(part)
         try:
-            _fetch_into(
-                url,
-                part,
-                dest.name,
-                timeout=timeout,
-                progress=progress,
-                chunk_size=chunk_size,
-                expected_size=expected_size,
-                max_bytes=max_bytes,
-            )
-            break
+            _fetch_into(url, part, name, expected_size=expected_size, max_bytes=max_bytes, **fetch)
+            return
         except _TransientError as exc:
             # Reset the count when bytes arrived: only an attempt that got nowhere is a strike.
             failures = 1 if file_size(part) > size_before else failures + 1
@@ -161,18 +188,21 @@ def download(
                     else "nothing was downloaded, run again to retry"
                 )
                 raise DownloadError(
-                    f"{dest.name}: download from {_redact(url)} failed after {failures} attempt(s) without "
+                    f"{name}: download from {_redact(url)} failed after {failures} attempt(s) without "
                     f"progress: {exc}; {kept}"
                 ) from exc
             delay = backoff * 2 ** (failures - 1)
-            LOG.warning("%s: %s; retry %d of %d in %.1f s", dest.name, exc, failures, retries, delay)
+            LOG.warning("%s: %s; retry %d of %d in %.1f s", name, exc, failures, retries, delay)
             time.sleep(delay)
 
+
+def _verify(part: Path, name: str, expected: str | None, expected_size: int | None) -> None:
+    """The finished ``part`` has the archive's size and digest, else it is deleted."""
     if expected_size is not None and file_size(part) != expected_size:
         size = file_size(part)
         part.unlink(missing_ok=True)
         raise DownloadError(
-            f"{dest.name}: the download has {size} bytes, the archive {expected_size}; "
+            f"{name}: the download has {size} bytes, the archive {expected_size}; "
             f"the wrong download was deleted, run again to download anew"
         )
     if expected is not None:
@@ -180,12 +210,9 @@ def download(
         if actual != expected:
             part.unlink(missing_ok=True)
             raise DownloadError(
-                f"{dest.name}: SHA256 mismatch, expected {expected} but the download has {actual}; "
+                f"{name}: SHA256 mismatch, expected {expected} but the download has {actual}; "
                 f"the corrupt download was deleted, run again to download anew"
             )
-    os.replace(part, dest)
-    LOG.info("downloaded %s (%d bytes)", dest, dest.stat().st_size)
-    return dest
 
 
 class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
@@ -259,31 +286,9 @@ def _fetch_into(
                 f"{'not' if expected_size is not None else 'more than'} {bound}; not downloading"
             )
 
-    headers = {"User-Agent": _USER_AGENT}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
-    opener = urllib.request.build_opener(_HttpRedirectsOnly(name))
-    try:
-        response = opener.open(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        try:
-            if exc.code == 416 and offset:
-                total = _parse_content_range(exc.headers.get("Content-Range"))[2]
-                if total is None or total == offset:
-                    LOG.info("%s: the server says %s is complete (HTTP 416)", name, part)
-                    return
-                # Longer than the file itself: not a prefix of this archive, so nothing to resume.
-                LOG.warning("%s: %s has %d bytes but the archive %d; restarting", name, part, offset, total)
-                part.unlink()
-                raise _TransientError("partial file longer than the archive") from None
-            raise _http_error(exc.code, exc.reason, url, name) from None
-        finally:
-            exc.close()
-    except (OSError, http.client.HTTPException) as exc:
-        # URLError (refused, DNS, TLS), timeouts and dropped connections alike.
-        raise _TransientError(f"cannot connect to {_redact(url)}: {exc}") from exc
-
+    response = _open(url, part, name, offset, timeout)
+    if response is None:
+        return
     with response:
         if response.status == 206:
             start, _, total = _parse_content_range(response.headers.get("Content-Range"))
@@ -307,44 +312,8 @@ def _fetch_into(
 
         if total is None:
             total = expected_size
-        received = offset
-        overflow = False
-        with (
-            open(part, mode) as out,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=name,
-                file=sys.stderr,
-                disable=not progress,
-            ) as bar,
-        ):
-            try:
-                # Never more than one byte past the bound is read: the body stops where it outgrows it.
-                while block := response.read(min(chunk_size, limit - received + 1)):
-                    if received + len(block) > limit:
-                        overflow = True
-                        break
-                    out.write(block)
-                    received += len(block)
-                    bar.update(len(block))
-            except (OSError, http.client.HTTPException) as exc:
-                if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-                    raise disk_full_error(name, part, exc) from exc
-                raise _TransientError(f"connection lost after {received} bytes: {exc!r}") from exc
-            finally:
-                # The bytes received so far are what the next attempt resumes from.
-                try:
-                    out.flush()
-                    os.fsync(out.fileno())
-                except OSError as exc:
-                    if exc.errno not in DISK_FULL:
-                        raise
-                    raise disk_full_error(name, part, exc) from exc
-        if overflow:
+        received = _stream(response, part, name, mode, offset, total, limit, chunk_size, progress)
+        if received is None:
             part.unlink(missing_ok=True)
             raise DownloadError(
                 f"{name}: the server sent more than {bound} from {_redact(url)}; stopped there and "
@@ -352,6 +321,86 @@ def _fetch_into(
             )
     if total is not None and received < total:
         raise _TransientError(f"connection closed after {received} of {total} bytes")
+
+
+def _open(url: str, part: Path, name: str, offset: int, timeout: float):
+    """The response to a request for the body from byte ``offset`` on (redirects to http(s) only),
+    or None when the server says ``part`` is already complete (HTTP 416 at its size)."""
+    headers = {"User-Agent": _USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    opener = urllib.request.build_opener(_HttpRedirectsOnly(name))
+    try:
+        return opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        try:
+            if exc.code == 416 and offset:
+                total = _parse_content_range(exc.headers.get("Content-Range"))[2]
+                if total is None or total == offset:
+                    LOG.info("%s: the server says %s is complete (HTTP 416)", name, part)
+                    return None
+                # Longer than the file itself: not a prefix of this archive, so nothing to resume.
+                LOG.warning("%s: %s has %d bytes but the archive %d; restarting", name, part, offset, total)
+                part.unlink()
+                raise _TransientError("partial file longer than the archive") from None
+            raise _http_error(exc.code, exc.reason, url, name) from None
+        finally:
+            exc.close()
+    except (OSError, http.client.HTTPException) as exc:
+        # URLError (refused, DNS, TLS), timeouts and dropped connections alike.
+        raise _TransientError(f"cannot connect to {_redact(url)}: {exc}") from exc
+
+
+def _stream(
+    response,
+    part: Path,
+    name: str,
+    mode: str,
+    offset: int,
+    total: int | None,
+    limit: int,
+    chunk_size: int,
+    progress: bool,
+) -> int | None:
+    """Write the body to ``part`` (opened with ``mode``), synced to disk however it ends; returns
+    the bytes ``part`` then holds, or None when the body outgrew ``limit`` (never more than one
+    byte past it is read)."""
+    received = offset
+    with (
+        open(part, mode) as out,
+        tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=name,
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+    ):
+        try:
+            while block := response.read(min(chunk_size, limit - received + 1)):
+                if received + len(block) > limit:
+                    return None
+                out.write(block)
+                received += len(block)
+                bar.update(len(block))
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise disk_full_error(name, part, exc) from exc
+            raise _TransientError(f"connection lost after {received} bytes: {exc!r}") from exc
+        finally:
+            # The bytes received so far are what the next attempt resumes from.
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise
+                raise disk_full_error(name, part, exc) from exc
+    return received
 
 
 def _http_error(code: int, reason: str, url: str, name: str) -> Exception:
