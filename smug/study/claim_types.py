@@ -134,6 +134,90 @@ def _where(spec: tuple, with_metric: bool = False) -> str:
     return f"{text} {metric}" if with_metric else text
 
 
+def _groups(claim: dict) -> tuple[list[str], list[str]]:
+    return _group(claim["a"]), _group(claim["b"])
+
+
+def _difference_tables(claim: dict) -> list[Condition]:
+    a, b = _groups(claim)
+    at = _spec(claim, None)
+    return _tables("a", a, "a", at) + _tables("b", b, "b", at)
+
+
+def _difference(claim: dict):
+    a, b = _groups(claim)
+    return lambda t: float(_means(t, "a", a).mean() - _means(t, "b", b).mean())
+
+
+def _drop_tables(claim: dict) -> list[Condition]:
+    a, b = _groups(claim)
+    at, clean = _spec(claim, None), _clean(claim)
+    return (
+        _tables("a", a, "a", at)
+        + _tables("a.clean", a, "a", clean, fixed=True)
+        + _tables("b", b, "b", at)
+        + _tables("b.clean", b, "b", clean, fixed=True)
+    )
+
+
+def _drop_difference(claim: dict):
+    a, b = _groups(claim)
+
+    def statistic(t):
+        drop_a = _means(t, "a", a).mean() - _means(t, "a.clean", a).mean()
+        drop_b = _means(t, "b", b).mean() - _means(t, "b.clean", b).mean()
+        return float(drop_a - drop_b)
+
+    return statistic
+
+
+def _across_tables(claim: dict) -> list[Condition]:
+    models = list(claim["models"])
+    return _tables("x", models, "models", _spec(claim, "x")) + _tables(
+        "y", models, "models", _spec(claim, "y")
+    )
+
+
+def _across(function):
+    def make(claim: dict):
+        models = list(claim["models"])
+        return lambda t: function(_means(t, "x", models), _means(t, "y", models))
+
+    return make
+
+
+def _gap_tables(claim: dict) -> list[Condition]:
+    models, metric = list(claim["models"]), claim["metric"]
+    return (
+        _tables("in", models, "models", ("clean", 0.0, metric, ""), fixed=True)
+        + _tables("shifted", models, "models", ("anatomy_shift", 0.0, metric, ""), fixed=True)
+        + _tables("adapted", models, "models", ("ttt_anatomy_shift", 0.0, metric, ""), fixed=True)
+    )
+
+
+def _gap_closed(claim: dict):
+    models = list(claim["models"])
+
+    def statistic(t):
+        inside, shifted, adapted = (_means(t, role, models) for role in ("in", "shifted", "adapted"))
+        gap = inside - shifted
+        # No gap, no fraction of it: NaN, which the interval reports as no estimate.
+        return float(np.mean((adapted - shifted) / gap)) if np.all(gap != 0) else math.nan
+
+    return statistic
+
+
+def _across_text(word: str):
+    def describe(claim: dict) -> str:
+        x, y = _spec(claim, "x"), _spec(claim, "y")
+        return f"{word} of {_where(y, True)} on {_where(x, True)} across {len(claim['models'])} models"
+
+    return describe
+
+
+_PAIR = {"a": "group", "b": "group", "perturbation": "perturbation", "level": "level"}
+
+
 def claim_kinds() -> dict[str, ClaimKind]:
     """The table of claim kinds: each kind's fields, the score tables it reads and its statistic.
 
@@ -148,93 +232,21 @@ def claim_kinds() -> dict[str, ClaimKind]:
     Every statistic is a function of the tables' means, so tables on different volumes combine.
     """
 
-    def groups(claim: dict) -> tuple[list[str], list[str]]:
-        return _group(claim["a"]), _group(claim["b"])
-
-    def difference_tables(claim: dict) -> list[Condition]:
-        a, b = groups(claim)
-        at = _spec(claim, None)
-        return _tables("a", a, "a", at) + _tables("b", b, "b", at)
-
-    def difference(claim: dict):
-        a, b = groups(claim)
-        return lambda t: float(_means(t, "a", a).mean() - _means(t, "b", b).mean())
-
-    def drop_tables(claim: dict) -> list[Condition]:
-        a, b = groups(claim)
-        at, clean = _spec(claim, None), _clean(claim)
-        return (
-            _tables("a", a, "a", at)
-            + _tables("a.clean", a, "a", clean, fixed=True)
-            + _tables("b", b, "b", at)
-            + _tables("b.clean", b, "b", clean, fixed=True)
-        )
-
-    def drop_difference(claim: dict):
-        a, b = groups(claim)
-
-        def statistic(t):
-            drop_a = _means(t, "a", a).mean() - _means(t, "a.clean", a).mean()
-            drop_b = _means(t, "b", b).mean() - _means(t, "b.clean", b).mean()
-            return float(drop_a - drop_b)
-
-        return statistic
-
-    def across_tables(claim: dict) -> list[Condition]:
-        models = list(claim["models"])
-        return _tables("x", models, "models", _spec(claim, "x")) + _tables(
-            "y", models, "models", _spec(claim, "y")
-        )
-
-    def across(function):
-        def make(claim: dict):
-            models = list(claim["models"])
-            return lambda t: function(_means(t, "x", models), _means(t, "y", models))
-
-        return make
-
-    def gap_tables(claim: dict) -> list[Condition]:
-        models, metric = list(claim["models"]), claim["metric"]
-        return (
-            _tables("in", models, "models", ("clean", 0.0, metric, ""), fixed=True)
-            + _tables("shifted", models, "models", ("anatomy_shift", 0.0, metric, ""), fixed=True)
-            + _tables("adapted", models, "models", ("ttt_anatomy_shift", 0.0, metric, ""), fixed=True)
-        )
-
-    def gap_closed(claim: dict):
-        models = list(claim["models"])
-
-        def statistic(t):
-            inside, shifted, adapted = (_means(t, role, models) for role in ("in", "shifted", "adapted"))
-            gap = inside - shifted
-            # No gap, no fraction of it: NaN, which the interval reports as no estimate.
-            return float(np.mean((adapted - shifted) / gap)) if np.all(gap != 0) else math.nan
-
-        return statistic
-
-    def across_text(word: str):
-        def describe(claim: dict) -> str:
-            x, y = _spec(claim, "x"), _spec(claim, "y")
-            return f"{word} of {_where(y, True)} on {_where(x, True)} across {len(claim['models'])} models"
-
-        return describe
-
-    pair = {"a": "group", "b": "group", "perturbation": "perturbation", "level": "level"}
     return {
         "difference": ClaimKind(
-            fields=pair,
+            fields=_PAIR,
             optional=("level",),
             min_models=1,
-            conditions=difference_tables,
-            statistic=difference,
+            conditions=_difference_tables,
+            statistic=_difference,
             describe=lambda c: f"{_names(c['a'])} - {_names(c['b'])} at {_where(_spec(c, None))}",
         ),
         "drop_difference": ClaimKind(
-            fields=pair,
+            fields=_PAIR,
             optional=("level",),
             min_models=1,
-            conditions=drop_tables,
-            statistic=drop_difference,
+            conditions=_drop_tables,
+            statistic=_drop_difference,
             describe=lambda c: (
                 f"({_names(c['a'])}: {_where(_spec(c, None))} - clean) - ({_names(c['b'])}: {_where(_spec(c, None))} - clean)"
             ),
@@ -244,9 +256,9 @@ def claim_kinds() -> dict[str, ClaimKind]:
                 fields={"models": "models", "x": "condition", "y": "condition"},
                 optional=(),
                 min_models=3,
-                conditions=across_tables,
-                statistic=across(function),
-                describe=across_text(word),
+                conditions=_across_tables,
+                statistic=_across(function),
+                describe=_across_text(word),
             )
             for word, function in (("slope", _slope), ("correlation", _correlation))
         },
@@ -254,8 +266,8 @@ def claim_kinds() -> dict[str, ClaimKind]:
             fields={"models": "models"},
             optional=(),
             min_models=1,
-            conditions=gap_tables,
-            statistic=gap_closed,
+            conditions=_gap_tables,
+            statistic=_gap_closed,
             describe=lambda c: (
                 f"mean over {', '.join(c['models'])} of (ttt_anatomy_shift - anatomy_shift) / (clean - anatomy_shift)"
             ),
