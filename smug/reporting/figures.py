@@ -48,6 +48,27 @@ def draw_all_figures(
     marked on the sampling-rate and unrolling shift figures (not marked when None)."""
     out = Path(out_dir)
     data = pd.read_csv(table)
+    _curve_figures(data, out, train_acceleration, train_unrolls)
+    root = Path(recon_root)
+    _image_grid(root, models, grid_attack, grid_level, out)
+    _perturbation_figure(attack_files, out)
+    plot_shift_scatter(shift_summary(data), out / "anatomy_shift.png", out / "anatomy_shift.pdf")
+    crops, windows, scores, feature_level = feature_crops(root, models)
+    plot_feature_crops(
+        crops,
+        windows,
+        out / "small_features.png",
+        out / "small_features.pdf",
+        scores=scores,
+        rates=detection_rates(data, feature_level),
+        size=feature_level,
+    )
+
+
+def _curve_figures(
+    data: pd.DataFrame, out: Path, train_acceleration: float | None, train_unrolls: int | None
+) -> None:
+    """The robustness curves, and the sampling-rate and unrolling shifts with the trained setting marked."""
     attacks_present = {
         p: NOISE_COUNTERPART[p] for p in NOISE_COUNTERPART if (data["perturbation"] == p).any()
     }
@@ -80,7 +101,9 @@ def draw_all_figures(
             marks=marks,
         )
 
-    root = Path(recon_root)
+
+def _image_grid(root: Path, models: Sequence[str], grid_attack: str, grid_level: float, out: Path) -> None:
+    """The middle slice of the first test volume: each model's clean and attacked reconstruction."""
     target_dir = root / models[0] / "target"
     fname = sorted(p.name for p in target_dir.iterdir())[0]
     target_volume = _read_recon(target_dir / fname, "reconstruction_rss")
@@ -101,6 +124,9 @@ def draw_all_figures(
         f"{grid_attack} eps={grid_level:g}",
     )
 
+
+def _perturbation_figure(attack_files: Sequence[str], out: Path) -> None:
+    """Each attack file's last level as k-space and image (RSS of the coil images of F^H e)."""
     perturbations = {}
     for path in attack_files:
         delta, attrs = load_attack(path)[-1]
@@ -118,18 +144,6 @@ def draw_all_figures(
     if not perturbations:
         raise ValueError("no attack files given for the perturbation figure")
     plot_perturbations(perturbations, out / "perturbations.png", out / "perturbations.pdf")
-
-    plot_shift_scatter(shift_summary(data), out / "anatomy_shift.png", out / "anatomy_shift.pdf")
-    crops, windows, scores, feature_level = feature_crops(root, models)
-    plot_feature_crops(
-        crops,
-        windows,
-        out / "small_features.png",
-        out / "small_features.pdf",
-        scores=scores,
-        rates=detection_rates(data, feature_level),
-        size=feature_level,
-    )
 
 
 def feature_crops(
