@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -154,75 +154,92 @@ def _score_conditions(
 ) -> list[dict]:
     """:func:`evaluate_model`'s conditions, run in turn; returns the per-volume rows."""
     family = KINDS[record_kind(record)].family
-    rows: list[dict] = []
     base = make_dataset(test, test_slices, train_mask, sens_dir)
-
-    def run(perturbation: str, level: float, dataset=base, transform=None, num_unrolls=None, save=True):
-        volumes = reconstruct_volumes(
-            net,
-            dataset,
-            device,
-            batch_size,
-            seed,
-            transform,
-            num_unrolls,
-            progress=f"{name} {perturbation} {level:g}",
-        )
-        rows.extend(volume_rows(volumes, name, perturbation, level))
-        if save:
-            save_reconstructions(recon_dir / perturbation / f"{level:g}", volumes, "reconstruction")
-        return volumes
-
-    clean = run("clean", 0.0)
+    runner = _Runner(net, name, base, device, batch_size, seed, recon_dir)
+    clean = runner.run("clean", 0.0)
     save_reconstructions(recon_dir / "target", clean, "reconstruction_rss")
 
     for levels in attack_levels:
         for delta, attrs in levels:
             transform = _attack_transform(delta, attrs["domain"], attrs["fname"], attrs["slice"])
-            run(attrs["attack"], attrs["eps"], transform=transform)
-
+            runner.run(attrs["attack"], attrs["eps"], transform=transform)
     for source_name, source in generator_records.items():
-        run(f"generator_{source_name}", 1.0, transform=_generator_transform(source, device, seed))
-
-    def same_as_clean(perturbation: str, level: float) -> None:
-        # The shift's setting is the training one: the clean reconstruction (same data, mask,
-        # unrolls and noise draws) is its result, bit for bit, so it is not computed again.
-        rows.extend(volume_rows(clean, name, perturbation, level))
-        save_reconstructions(recon_dir / perturbation / f"{level:g}", clean, "reconstruction")
+        runner.run(f"generator_{source_name}", 1.0, transform=_generator_transform(source, device, seed))
 
     for mask_path in masks:
         acceleration = float(np.load(mask_path)["acceleration"])
         if os.path.samefile(mask_path, train_mask):
-            same_as_clean("acceleration", acceleration)
+            runner.same_as_clean(clean, "acceleration", acceleration)
             continue
         shifted = make_dataset(test, test_slices, mask_path, sens_dir)
-        run("acceleration", acceleration, dataset=shifted)
+        runner.run("acceleration", acceleration, dataset=shifted)
 
     if FAMILIES[family].unrolls:
         trained_unrolls = record["spec"]["model"]["num_unrolls"]
         for n in unrolls:
             if n == trained_unrolls:
-                same_as_clean("unrolls", float(n))
+                runner.same_as_clean(clean, "unrolls", float(n))
             else:
-                run("unrolls", float(n), num_unrolls=n)
+                runner.run("unrolls", float(n), num_unrolls=n)
 
     if shift_test:
         shifted = make_dataset(shift_test, test_slices, train_mask, sens_dir)
-        shift = run("anatomy_shift", 0.0, dataset=shifted)
+        shift = runner.run("anatomy_shift", 0.0, dataset=shifted)
         save_reconstructions(recon_dir / "anatomy_shift" / "target", shift, "reconstruction_rss")
 
     if small_features is not None:
-        windows: dict[tuple[str, int], list[np.ndarray]] = {}
-        settings = {k: small_features[k] for k in ("num_features", "size", "contrast", "kind")}
-        transform = feature_transform(seed=seed, record=windows, **settings)
-        level = float(settings["size"])
-        featured = run("small_feature", level, transform=transform)
-        folder = recon_dir / "small_feature"
-        save_reconstructions(folder / "target", featured, "reconstruction_rss")
-        save_feature_windows(folder / "windows.h5", featured, windows)
-        rows.extend(feature_rows(featured, windows, name, level))
+        _score_small_features(runner, small_features, seed)
+    return runner.rows
 
-    return rows
+
+@dataclass
+class _Runner:
+    """Scores one model under its conditions in turn: each condition's per-volume rows are
+    collected in ``rows`` and its reconstructions saved under ``recon_dir/<perturbation>/<level>``."""
+
+    net: nn.Module
+    name: str
+    base: Any
+    device: torch.device
+    batch_size: int
+    seed: int
+    recon_dir: Path
+    rows: list[dict] = field(default_factory=list)
+
+    def run(self, perturbation: str, level: float, dataset=None, transform=None, num_unrolls=None, save=True):
+        volumes = reconstruct_volumes(
+            self.net,
+            self.base if dataset is None else dataset,
+            self.device,
+            self.batch_size,
+            self.seed,
+            transform,
+            num_unrolls,
+            progress=f"{self.name} {perturbation} {level:g}",
+        )
+        self.rows.extend(volume_rows(volumes, self.name, perturbation, level))
+        if save:
+            save_reconstructions(self.recon_dir / perturbation / f"{level:g}", volumes, "reconstruction")
+        return volumes
+
+    def same_as_clean(self, clean, perturbation: str, level: float) -> None:
+        # The shift's setting is the training one: the clean reconstruction (same data, mask,
+        # unrolls and noise draws) is its result, bit for bit, so it is not computed again.
+        self.rows.extend(volume_rows(clean, self.name, perturbation, level))
+        save_reconstructions(self.recon_dir / perturbation / f"{level:g}", clean, "reconstruction")
+
+
+def _score_small_features(runner: _Runner, small_features: dict[str, Any], seed: int) -> None:
+    """Small features inserted into the test images: their reconstructions, windows and scores."""
+    windows: dict[tuple[str, int], list[np.ndarray]] = {}
+    settings = {k: small_features[k] for k in ("num_features", "size", "contrast", "kind")}
+    transform = feature_transform(seed=seed, record=windows, **settings)
+    level = float(settings["size"])
+    featured = runner.run("small_feature", level, transform=transform)
+    folder = runner.recon_dir / "small_feature"
+    save_reconstructions(folder / "target", featured, "reconstruction_rss")
+    save_feature_windows(folder / "windows.h5", featured, windows)
+    runner.rows.extend(feature_rows(featured, windows, runner.name, level))
 
 
 def feature_rows(
