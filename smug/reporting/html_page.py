@@ -1,6 +1,14 @@
 """The HTML the tables are written as: one self-contained page (its own style sheet, no script, no
 external file), tables whose every cell is escaped unless it is built markup, numbers formatted
 the same way in every table.
+
+Why not pandas' ``Styler``: it escapes, formats per column, highlights a column's best and writes
+two header rows from column MultiIndexes, but the pages need two things it cannot write: a
+full-width group heading row inside the table body (the methods' families) and a class on a whole
+row (an unhealthy model, styled and flagged across its cells); its markup also carries generated
+ids and a ``<style>`` per table, and it needs Jinja2, which the library does not otherwise use.
+What is written here by hand is the table builder (:func:`html_table`, about 50 lines), the page
+around it and the style sheet; escaping is the standard library's ``html.escape``.
 """
 
 from __future__ import annotations
