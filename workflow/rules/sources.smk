@@ -18,18 +18,14 @@ def synthetic_root(wildcards, output):
 
 def synthetic_volumes():
     """Every fastMRI-format HDF5 file of the synthetic dataset (none when the data are fastMRI's)."""
-    if config["data"]["source"] != "synthetic":
-        return []
-    return [
-        str(p) for p in volume_paths(config["data"]["root"], config["data"]["challenge"], synthetic_plan())
-    ]
+    return SOURCE["generated_volumes"]()
 
 
 def synthetic_sens_maps():
     """The true coil sensitivities written beside multicoil synthetic volumes (none for singlecoil)."""
-    if config["data"]["source"] != "synthetic" or config["data"]["challenge"] != "multicoil":
+    if config["data"]["challenge"] != "multicoil":
         return []
-    return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in synthetic_plan()]
+    return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in SOURCE["generated_plan"]()]
 
 
 # ---- data splits ------------------------------------------------------------------------------
@@ -107,32 +103,27 @@ def fastmri_index_folder(wildcards):
     return fastmri_folder(wildcards.dataset)
 
 
-def split_list_inputs(wildcards):
-    if config["data"]["source"] == "synthetic":
-        return {"volumes": split_volumes(wildcards.split, wildcards.anatomy)}
+def fastmri_split_inputs(split, anatomy):
     check_fastmri_splits()
-    datasets = fastmri_split(wildcards.split, wildcards.anatomy)["dataset"]
+    datasets = fastmri_split(split, anatomy)["dataset"]
     return {"index": expand("resources/fastmri/index/{dataset}.csv", dataset=datasets)}
 
 
-def split_entry_value(wildcards, key):
-    """start or count of a fastMRI split's entry; None for synthetic volumes, taken as they are."""
-    if config["data"]["source"] == "synthetic":
-        return None
-    return fastmri_split(wildcards.split, wildcards.anatomy)[key]
+def split_list_inputs(wildcards):
+    return SOURCE["split_inputs"](wildcards.split, wildcards.anatomy)
 
 
 def split_start(wildcards):
-    return split_entry_value(wildcards, "start")
+    return SOURCE["split_entry"](wildcards.split, wildcards.anatomy, "start")
 
 
 def split_count(wildcards):
-    return split_entry_value(wildcards, "count")
+    return SOURCE["split_entry"](wildcards.split, wildcards.anatomy, "count")
 
 
 def split_anatomy(wildcards):
-    """The anatomy a fastMRI index is filtered to (synthetic volumes are one anatomy already)."""
-    return None if config["data"]["source"] == "synthetic" else wildcards.anatomy
+    """The anatomy an index is filtered to (None: the source's volumes are one anatomy already)."""
+    return wildcards.anatomy if SOURCE["indexed"] else None
 
 
 def volume_limits():
@@ -161,16 +152,51 @@ def split_sens_maps(split, anatomy):
     of maps estimated from the fastMRI k-space; nothing for single-coil data."""
     if config["data"]["challenge"] != "multicoil":
         return []
-    if config["data"]["source"] == "fastmri":
-        return [f"resources/fastmri/sens_maps/{split}_{anatomy}"]
+    return SOURCE["sens_maps"](split, anatomy)
+
+
+def synthetic_split_sens_maps(split, anatomy):
     plan = [spec for spec in synthetic_plan() if spec.split == split and spec.anatomy == anatomy]
     return [str(sens_map_path(config["data"]["root"], spec.fname)) for spec in plan]
 
 
 def recon_size():
     """(h, w) every slice is cropped to; the masks' width."""
-    source = config["data"]["source"]
-    return config["synthetic" if source == "synthetic" else "fastmri"]["recon_size"]
+    return config[SOURCE["section"]]["recon_size"]
+
+
+# What each data.source gives the rules above; a new source is one entry here, its rules in
+# data.smk, and its config section:
+# - section: the config section holding its recon_size;
+# - generated_plan, generated_volumes: the volumes the pipeline generates (rule synthetic_dataset);
+# - split_inputs: a split list's inputs (the generated volumes, or the datasets' indexes);
+# - split_entry: a split's start or count within its datasets (None: every volume, as it is);
+# - indexed: whether its split lists are filtered from folder indexes by anatomy;
+# - sens_maps: a multicoil split's sensitivity maps (true ones, or the estimated folder).
+SOURCES = {
+    "synthetic": {
+        "section": "synthetic",
+        "generated_plan": synthetic_plan,
+        "generated_volumes": lambda: [
+            str(p)
+            for p in volume_paths(config["data"]["root"], config["data"]["challenge"], synthetic_plan())
+        ],
+        "split_inputs": lambda split, anatomy: {"volumes": split_volumes(split, anatomy)},
+        "split_entry": lambda split, anatomy, key: None,
+        "indexed": False,
+        "sens_maps": synthetic_split_sens_maps,
+    },
+    "fastmri": {
+        "section": "fastmri",
+        "generated_plan": lambda: [],
+        "generated_volumes": lambda: [],
+        "split_inputs": fastmri_split_inputs,
+        "split_entry": lambda split, anatomy, key: fastmri_split(split, anatomy)[key],
+        "indexed": True,
+        "sens_maps": lambda split, anatomy: [f"resources/fastmri/sens_maps/{split}_{anatomy}"],
+    },
+}
+SOURCE = SOURCES[config["data"]["source"]]
 
 
 # ---- undersampling masks ---------------------------------------------------------------------
