@@ -114,57 +114,72 @@ def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
     unhealthy = set(unhealthy)
     sections, contents = [], []
     for perturbation in _perturbation_order(table["perturbation"]):
-        part = table[table["perturbation"] == perturbation]
-        metrics = [m for m in _METRICS if (part["metric"] == m).any()]
-        if not metrics:
-            continue
-        columns = [
-            (m, level) for m in metrics for level in sorted(part.loc[part["metric"] == m, "level"].unique())
-        ]
-        labels = {c: level_label(perturbation, c[1]) for c in columns}
-        titled = any(labels.values())
-        header: list[str | tuple[str, str]] = ["Model"]
-        header += [(_METRICS[m][0], labels[(m, level)]) if titled else _METRICS[m][0] for m, level in columns]
-        cells = part.set_index(["model", "metric", "level"])[["mean", "std"]]
-        models, headings = _grouped_rows(part["model"])
-        means = [[cells["mean"].get((model, m, level), math.nan) for m, level in columns] for model in models]
-        best = [_best_in([row[j] for row in means], _METRICS[m][3]) for j, (m, _) in enumerate(columns)]
-        rows, classes = [], []
-        for i, model in enumerate(models):
-            row: list[object] = [_model_header(model, "unhealthy" if model in unhealthy else "")]
-            for j, (m, level) in enumerate(columns):
-                key = (model, m, level)
-                if key not in cells.index:
-                    row.append("–")
-                    continue
-                mean, std = cells.loc[key, "mean"], cells.loc[key, "std"]
-                _, kind, digits, _ = _METRICS[m]
-                if kind == "percent":
-                    row.append(f"{format_percent(mean)} ± {format_percent(std)}")
-                else:
-                    row.append(f"{format_number(mean, digits)} ± {format_number(std, digits)}")
-            rows.append(row)
-            classes.append([None] + ["best" if best[j] == i else None for j in range(len(columns))])
-        protocol = str(part["protocol"].iloc[0]) if "protocol" in part else ""
-        title = (
-            f"{perturbation} — {protocol}"
-            if protocol and protocol not in ("clean", "shift")
-            else perturbation
+        section = _perturbation_section(table[table["perturbation"] == perturbation], perturbation, unhealthy)
+        if section:
+            anchor = _anchor(perturbation)
+            contents.append(f'<a href="#{anchor}">{html.escape(perturbation)}</a>')
+            sections += section
+    nav = [f"<nav>{' '.join(contents)}</nav>"]
+    return html_page(
+        "Robustness: scores per perturbation", [*_robustness_notes(table, unhealthy), *nav, *sections]
+    )
+
+
+def _perturbation_section(part: pd.DataFrame, perturbation: str, unhealthy: set[str]) -> list[str]:
+    """One perturbation's heading, level note and table (models by family against its levels), or
+    nothing when it has none of the page's metrics."""
+    metrics = [m for m in _METRICS if (part["metric"] == m).any()]
+    if not metrics:
+        return []
+    columns = [
+        (m, level) for m in metrics for level in sorted(part.loc[part["metric"] == m, "level"].unique())
+    ]
+    labels = {c: level_label(perturbation, c[1]) for c in columns}
+    titled = any(labels.values())
+    header: list[str | tuple[str, str]] = ["Model"]
+    header += [(_METRICS[m][0], labels[(m, level)]) if titled else _METRICS[m][0] for m, level in columns]
+    cells = part.set_index(["model", "metric", "level"])[["mean", "std"]]
+    models, headings = _grouped_rows(part["model"])
+    means = [[cells["mean"].get((model, m, level), math.nan) for m, level in columns] for model in models]
+    best = [_best_in([row[j] for row in means], _METRICS[m][3]) for j, (m, _) in enumerate(columns)]
+    rows, classes = [], []
+    for i, model in enumerate(models):
+        row: list[object] = [_model_header(model, "unhealthy" if model in unhealthy else "")]
+        row += [_score_cell(cells, (model, m, level), m) for m, level in columns]
+        rows.append(row)
+        classes.append([None] + ["best" if best[j] == i else None for j in range(len(columns))])
+    protocol = str(part["protocol"].iloc[0]) if "protocol" in part else ""
+    title = (
+        f"{perturbation} — {protocol}" if protocol and protocol not in ("clean", "shift") else perturbation
+    )
+    section = [f'<h2 id="{_anchor(perturbation)}">{html.escape(title)}</h2>']
+    if titled and perturbation in PERTURBATION_LEVELS:
+        section.append(f'<p class="note">level: {html.escape(PERTURBATION_LEVELS[perturbation])}</p>')
+    section.append(
+        html_table(
+            header,
+            rows,
+            row_classes=["unhealthy" if m in unhealthy else None for m in models],
+            cell_classes=classes,
+            groups=headings,
         )
-        anchor = _anchor(perturbation)
-        contents.append(f'<a href="#{anchor}">{html.escape(perturbation)}</a>')
-        sections.append(f'<h2 id="{anchor}">{html.escape(title)}</h2>')
-        if titled and perturbation in PERTURBATION_LEVELS:
-            sections.append(f'<p class="note">level: {html.escape(PERTURBATION_LEVELS[perturbation])}</p>')
-        sections.append(
-            html_table(
-                header,
-                rows,
-                row_classes=["unhealthy" if m in unhealthy else None for m in models],
-                cell_classes=classes,
-                groups=headings,
-            )
-        )
+    )
+    return section
+
+
+def _score_cell(cells: pd.DataFrame, key: tuple, metric: str) -> str:
+    """``mean ± std`` of one model, metric and level, in the metric's format; a dash if unscored."""
+    if key not in cells.index:
+        return "–"
+    mean, std = cells.loc[key, "mean"], cells.loc[key, "std"]
+    _, kind, digits, _ = _METRICS[metric]
+    if kind == "percent":
+        return f"{format_percent(mean)} ± {format_percent(std)}"
+    return f"{format_number(mean, digits)} ± {format_number(std, digits)}"
+
+
+def _robustness_notes(table: pd.DataFrame, unhealthy: set[str]) -> list[str]:
+    """What the page's numbers are, the run's config hash and commit, and the flagged models."""
     notes = [
         '<p class="note">Mean ± standard deviation over training seeds and test volumes; the best score of each '
         "column in bold (highest PSNR, SSIM and share of features detected; lowest feature error). NMSE and "
@@ -183,8 +198,7 @@ def robustness_html(table: pd.DataFrame, unhealthy: Iterable[str] = ()) -> str:
         notes.append(
             f'<p class="summary bad">Flagged unhealthy in the training-health table: {html.escape(flagged)}.</p>'
         )
-    nav = [f"<nav>{' '.join(contents)}</nav>"]
-    return html_page("Robustness: scores per perturbation", [*notes, *nav, *sections])
+    return notes
 
 
 _SHIFT_COLUMNS = (
