@@ -173,28 +173,8 @@ def plot_feature_crops(
                 ax.set_title(title, fontsize=7)
             if c == 0 or label not in scores or r >= len(scores[label]):
                 continue
-            score = scores[label][r]
-            detected = bool(score["detected"])
-            color = "#1a7f37" if detected else "#cf222e"
-            for spine in ax.spines.values():
-                spine.set_edgecolor(color)
-                spine.set_linewidth(2.5)
-            fraction = score.get("recovered_fraction", float("nan"))
-            text = ("✓ detected" if detected else "✗ missed") + (
-                f", contrast {100 * fraction:.0f} %" if np.isfinite(fraction) else ""
-            )
-            ax.set_xlabel(text, fontsize=7, color=color, fontweight="bold", labelpad=2)
-        rows, cols = np.nonzero(windows[r])
-        axes[r, 0].add_patch(
-            Rectangle(
-                (cols.min() - 0.5, rows.min() - 0.5),
-                np.ptp(cols) + 1,
-                np.ptp(rows) + 1,
-                fill=False,
-                edgecolor="red",
-                lw=0.8,
-            )
-        )
+            _mark_detection(ax, scores[label][r])
+        _outline_window(axes[r, 0], windows[r])
         axes[r, 0].set_ylabel(f"feature {r + 1}", fontsize=7)
     if scores:
         sized = f"{size:g}-pixel " if size is not None else ""
@@ -205,3 +185,32 @@ def plot_feature_crops(
         )
     save_figure(figure, path_png, path_pdf)
     return figure
+
+
+def _mark_detection(ax, score: Mapping) -> None:
+    """A model's tile framed green (detected, ✓) or red (missed, ✗), with the contrast it recovered."""
+    detected = bool(score["detected"])
+    color = "#1a7f37" if detected else "#cf222e"
+    for spine in ax.spines.values():
+        spine.set_edgecolor(color)
+        spine.set_linewidth(2.5)
+    fraction = score.get("recovered_fraction", float("nan"))
+    text = ("✓ detected" if detected else "✗ missed") + (
+        f", contrast {100 * fraction:.0f} %" if np.isfinite(fraction) else ""
+    )
+    ax.set_xlabel(text, fontsize=7, color=color, fontweight="bold", labelpad=2)
+
+
+def _outline_window(ax, window: np.ndarray) -> None:
+    """The feature's window outlined in red on the target's tile."""
+    rows, cols = np.nonzero(window)
+    ax.add_patch(
+        Rectangle(
+            (cols.min() - 0.5, rows.min() - 0.5),
+            np.ptp(cols) + 1,
+            np.ptp(rows) + 1,
+            fill=False,
+            edgecolor="red",
+            lw=0.8,
+        )
+    )
