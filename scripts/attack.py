@@ -17,15 +17,8 @@ import argparse
 import sys
 
 from smug.attacks import compute_attack
-from smug.utils import (
-    add_compute_arguments,
-    add_config_option,
-    add_test_data_options,
-    parse_args,
-    setup_logging,
-    select_device,
-    setup_compute,
-)
+from smug.utils import add_compute_arguments, add_config_option, add_test_data_options, parse_args
+from smug.utils import select_device, setup_compute, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

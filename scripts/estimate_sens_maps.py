@@ -20,22 +20,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from smug.data import (
-    select_slices,
-    inspect_volume,
-    ESTIMATOR,
-    estimate_volume_maps,
-    maps_file_matches,
-    write_sens_maps,
-)
-from smug.utils import (
-    add_compute_arguments,
-    add_espirit_options,
-    parse_args,
-    setup_logging,
-    select_device,
-    setup_compute,
-)
+from smug.data import estimate_volume_maps, ESTIMATOR, inspect_volume, maps_file_matches, select_slices
+from smug.data import write_sens_maps
+from smug.utils import add_compute_arguments, add_espirit_options, parse_args, select_device, setup_compute
+from smug.utils import setup_logging
 
 LOG = logging.getLogger("smug")
 

@@ -18,13 +18,8 @@ import sys
 import pandas as pd
 
 from smug.utils import parse_args
-from smug.data import (
-    add_volume_limits_argument,
-    select_volumes,
-    validate_volume,
-    volume_limits_from,
-    write_volume_list,
-)
+from smug.data import add_volume_limits_argument, select_volumes, validate_volume, volume_limits_from
+from smug.data import write_volume_list
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,15 +17,8 @@ import sys
 from tqdm import tqdm
 
 from smug.utils import add_config_option, parse_args, setup_compute
-from smug.data import (
-    PHANTOMS,
-    CHALLENGES,
-    SPLITS,
-    sens_map_path,
-    volume_paths,
-    volume_plan,
-    write_synthetic_volume,
-)
+from smug.data import CHALLENGES, PHANTOMS, sens_map_path, SPLITS, volume_paths, volume_plan
+from smug.data import write_synthetic_volume
 
 
 def parse_volumes(items: list[str]) -> dict[str, int]:

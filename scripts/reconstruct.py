@@ -19,15 +19,8 @@ Examples:
 import argparse
 import sys
 
-from smug.utils import (
-    add_compute_arguments,
-    add_config_option,
-    add_espirit_options,
-    parse_args,
-    setup_logging,
-    select_device,
-    setup_compute,
-)
+from smug.utils import add_compute_arguments, add_config_option, add_espirit_options, parse_args
+from smug.utils import select_device, setup_compute, setup_logging
 from smug.evaluation import reconstruct_files
 
 

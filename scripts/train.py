@@ -20,16 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smug.utils import (
-    add_compute_arguments,
-    argument_words,
-    load_spec,
-    parse_args,
-    setup_logging,
-    select_device,
-    setup_compute,
-    use_deterministic_algorithms,
-)
+from smug.utils import add_compute_arguments, argument_words, load_spec, parse_args, select_device
+from smug.utils import setup_compute, setup_logging, use_deterministic_algorithms
 from smug.training import ranks_from_environment, start, stop, NonFiniteLossError, train_stage
 
 

@@ -25,17 +25,8 @@ from torch.utils.data import DataLoader
 from smug.models import METHODS, TV_SOLVERS, CompressedSensing, check_solver_options, to_record
 from smug.training import tune_regularization
 from smug.data import SliceDataset, select_slices, collate
-from smug.utils import (
-    atomic_path,
-    write_text_atomic,
-    add_compute_arguments,
-    add_config_option,
-    parse_args,
-    setup_logging,
-    provenance,
-    select_device,
-    setup_compute,
-)
+from smug.utils import add_compute_arguments, add_config_option, atomic_path, parse_args, provenance
+from smug.utils import select_device, setup_compute, setup_logging, write_text_atomic
 from smug.mri import load_mask, WAVELETS
 
 LOG = logging.getLogger("smug")

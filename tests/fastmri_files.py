@@ -26,15 +26,8 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from smug.data import (
-    FILE_MASK_KEY,
-    RECON_KEYS,
-    SENS_MAPS_KEY,
-    parse_ismrmrd_header,
-    fft2c_np,
-    ifft2c_np,
-    ismrmrd_header,
-)
+from smug.data import fft2c_np, FILE_MASK_KEY, ifft2c_np, ismrmrd_header, parse_ismrmrd_header, RECON_KEYS
+from smug.data import SENS_MAPS_KEY
 from smug.utils import atomic_path
 from smug.mri import center_crop_or_pad
 

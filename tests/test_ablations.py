@@ -12,14 +12,8 @@ import torch
 import yaml
 
 from smug.reporting import plot_experiment, ABLATION_COLUMNS, ablation_table
-from smug.study import (
-    apply_settings,
-    experiment_models,
-    model_setup,
-    variant_models,
-    variant_name,
-    spec_settings,
-)
+from smug.study import apply_settings, experiment_models, model_setup, spec_settings, variant_models
+from smug.study import variant_name
 from smug.data import Batch
 from smug.evaluation import CommonNoise, diagnose, weight_spread, ROW_COLUMNS
 from smug.mri import fft2c, apply_column_mask

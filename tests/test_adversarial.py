@@ -7,14 +7,8 @@ import copy
 import pytest
 import torch
 
-from smug.training import (
-    MinMaxObjective,
-    generator_ascent_step,
-    hinge_penalty,
-    minmax_step,
-    reconstructor_objective,
-    complex_mse,
-)
+from smug.training import complex_mse, generator_ascent_step, hinge_penalty, minmax_step, MinMaxObjective
+from smug.training import reconstructor_objective
 from smug.attacks import kspace_perturbation, perturb_input
 from smug.data import Batch
 from smug.models import ZeroFilledUNet, PerturbationGenerator

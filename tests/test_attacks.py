@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from smug.attacks import (
-    is_randomised,
-    apply_perturbation,
-    attack_domain,
-    attack_gradient,
-    attack_loss,
-    pgd_image_attack,
-    pgd_kspace_attack,
-    random_perturbation,
-    reconstruct_perturbed,
-    run_attack,
-)
+from smug.attacks import apply_perturbation, attack_domain, attack_gradient, attack_loss, is_randomised
+from smug.attacks import pgd_image_attack, pgd_kspace_attack, random_perturbation, reconstruct_perturbed
+from smug.attacks import run_attack
 from smug.study import ATTACKS
 from smug.data import Batch, knee_phantom, sample_knee_params
 from smug.mri import fft2c, adjoint_operator, forward_operator

@@ -17,15 +17,8 @@ import torch
 
 from smug.mri.data_consistency import conjugate_gradient, data_consistency
 from smug.models import build_model
-from smug.training import (
-    end_to_end_loss,
-    PerformanceOptions,
-    autocast,
-    channel_networks,
-    network_autocast,
-    TrainSettings,
-    fit,
-)
+from smug.training import autocast, channel_networks, end_to_end_loss, fit, network_autocast
+from smug.training import PerformanceOptions, TrainSettings
 from smug.mri import apply_column_mask, normal_operator
 from tests.conftest import TinySlices, random_complex, random_sens_maps
 

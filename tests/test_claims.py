@@ -16,15 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from smug.evaluation import (
-    CLAIM_COLUMNS,
-    COMPARISON_COLUMNS,
-    SCORE_COLUMNS,
-    comparison_pairs,
-    comparisons,
-    evaluate_claims,
-    score_tables,
-)
+from smug.evaluation import CLAIM_COLUMNS, COMPARISON_COLUMNS, comparison_pairs, comparisons, evaluate_claims
+from smug.evaluation import SCORE_COLUMNS, score_tables
 from smug.study import check_claims, claim_kinds, evaluated_conditions, schema_names
 from smug.reporting import claims_markdown
 from tests.workflow_utils import REPO

@@ -12,29 +12,12 @@ import pytest
 import torch
 
 from smug.evaluation import metrics
-from smug.models import (
-    CompressedSensing,
-    from_record,
-    l1_wavelet_objective,
-    l1_wavelet_recon,
-    lipschitz_bound,
-    to_record,
-    total_variation,
-    tv_objective,
-    tv_recon,
-)
+from smug.models import CompressedSensing, from_record, l1_wavelet_objective, l1_wavelet_recon
+from smug.models import lipschitz_bound, to_record, total_variation, tv_objective, tv_recon
 from smug.training import tune_regularization
 from smug.data import Batch
-from smug.mri import (
-    adjoint_operator,
-    forward_operator,
-    normal_operator,
-    WAVELETS,
-    analysis_matrix,
-    dwt2,
-    idwt2,
-    wavelet_filters,
-)
+from smug.mri import adjoint_operator, analysis_matrix, dwt2, forward_operator, idwt2, normal_operator
+from smug.mri import wavelet_filters, WAVELETS
 from tests.conftest import random_complex, random_sens_maps
 
 N = 32

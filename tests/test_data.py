@@ -8,27 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri import (
-    sens_combine,
-    ifft2c,
-    create_mask_for_mask_type,
-    save_mask,
-    center_crop,
-    center_crop_or_pad,
-)
-from smug.data import (
-    SliceDataset,
-    central_slices,
-    make_dataset,
-    preprocess_slice,
-    select_slices,
-    read_file_mask,
-    read_slice,
-    sens_map_path,
-    volume_paths,
-    volume_plan,
-    write_synthetic_volume,
-)
+from smug.mri import center_crop, center_crop_or_pad, create_mask_for_mask_type, ifft2c, save_mask
+from smug.mri import sens_combine
+from smug.data import central_slices, make_dataset, preprocess_slice, read_file_mask, read_slice
+from smug.data import select_slices, sens_map_path, SliceDataset, volume_paths, volume_plan
+from smug.data import write_synthetic_volume
 from tests.fastmri_files import LAYOUTS, fill_padding_columns, write_layout
 
 

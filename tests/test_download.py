@@ -19,14 +19,8 @@ import numpy as np
 import pytest
 
 import smug.data.archives
-from smug.data import (
-    DownloadError,
-    extract_archive,
-    read_sha256_file,
-    sha256_of,
-    inspect_volume,
-    ismrmrd_header,
-)
+from smug.data import DownloadError, extract_archive, inspect_volume, ismrmrd_header, read_sha256_file
+from smug.data import sha256_of
 from smug.data.download import download
 
 REPO = Path(__file__).resolve().parents[1]

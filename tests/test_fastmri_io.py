@@ -10,22 +10,9 @@ import pytest
 
 import torch
 
-from smug.data import (
-    EncodingInfo,
-    FastMRIFormatError,
-    anatomy_of,
-    inspect_volume,
-    load_slice,
-    open_volume,
-    parse_ismrmrd_header,
-    read_file_mask,
-    read_slice,
-    zero_kspace_padding,
-    read_sens_maps,
-    ismrmrd_header,
-    volume_plan,
-    write_synthetic_volume,
-)
+from smug.data import anatomy_of, EncodingInfo, FastMRIFormatError, inspect_volume, ismrmrd_header, load_slice
+from smug.data import open_volume, parse_ismrmrd_header, read_file_mask, read_sens_maps, read_slice
+from smug.data import volume_plan, write_synthetic_volume, zero_kspace_padding
 from tests.fastmri_files import LAYOUTS, write_fastmri_volume, write_layout
 
 HEADER = ismrmrd_header((16, 8, 1), (8, 8, 1), center=4, maximum=7)

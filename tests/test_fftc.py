@@ -2,17 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri import (
-    fft2c,
-    ifft2c,
-    rss,
-    sens_combine,
-    sens_expand,
-    center_crop,
-    channels_to_complex,
-    complex_to_channels,
-    clamp_complex,
-)
+from smug.mri import center_crop, channels_to_complex, clamp_complex, complex_to_channels, fft2c, ifft2c, rss
+from smug.mri import sens_combine, sens_expand
 from tests.conftest import random_complex, random_sens_maps
 
 

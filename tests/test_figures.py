@@ -8,14 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smug.reporting import (
-    detection_rates,
-    feature_crops,
-    curve_y_range,
-    plot_feature_crops,
-    plot_image_grid,
-    plot_metric_curves,
-)
+from smug.reporting import curve_y_range, detection_rates, feature_crops, plot_feature_crops, plot_image_grid
+from smug.reporting import plot_metric_curves
 from smug.study import NOISE_COUNTERPART, PERTURBATION_LEVELS
 from smug.evaluation import nmse, psnr, ssim
 

@@ -10,15 +10,8 @@ import pandas as pd
 import pytest
 
 from smug.evaluation import VolumeStack, volume_rows
-from smug.reporting import (
-    COLUMNS as HEALTH_COLUMNS,
-    health_html,
-    robustness_html,
-    shift_html,
-    unhealthy_models,
-    robustness_table,
-    shift_summary,
-)
+from smug.reporting import COLUMNS as HEALTH_COLUMNS, health_html, robustness_html, robustness_table
+from smug.reporting import shift_html, shift_summary, unhealthy_models
 from smug.study import method_label
 
 

@@ -15,19 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from smug.mri import (
-    EquiSpacedMaskFunc,
-    MagicMaskFunc,
-    MaskFunc,
-    RandomMaskFunc,
-    VariableDensityMaskFunc,
-    apply_mask,
-    column_mask,
-    create_mask_for_mask_type,
-    load_mask,
-    save_mask,
-    variable_density_mask,
-)
+from smug.mri import apply_mask, column_mask, create_mask_for_mask_type, EquiSpacedMaskFunc, load_mask
+from smug.mri import MagicMaskFunc, MaskFunc, RandomMaskFunc, save_mask, variable_density_mask
+from smug.mri import VariableDensityMaskFunc
 
 REPO = Path(__file__).resolve().parents[1]
 FNAME_SEED = tuple(map(ord, "file1000001.h5"))

@@ -12,29 +12,10 @@ import torch
 import yaml
 
 from smug.attacks import is_random_noise
-from smug.models import (
-    CompressedSensing,
-    to_record,
-    load_method,
-    record_kind,
-    MODEL_KINDS,
-    build_model,
-    denoiser_of,
-    DENOISERS,
-    FAMILY_MODELS,
-)
-from smug.study import (
-    ATTACKS,
-    DENOISER_NAMES,
-    FAMILIES,
-    FIGURES,
-    KINDS,
-    METHODS,
-    NOISE_COUNTERPART,
-    schema_names,
-    spec_settings,
-    trained_methods,
-)
+from smug.models import build_model, CompressedSensing, denoiser_of, DENOISERS, FAMILY_MODELS, load_method
+from smug.models import MODEL_KINDS, record_kind, to_record
+from smug.study import ATTACKS, DENOISER_NAMES, FAMILIES, FIGURES, KINDS, METHODS, NOISE_COUNTERPART
+from smug.study import schema_names, spec_settings, trained_methods
 from smug.training import initialise, loss_for
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
 

@@ -3,16 +3,8 @@
 import pytest
 import torch
 
-from smug.models import (
-    WeightEncoder,
-    build_denoiser,
-    build_model,
-    RSE2E,
-    MoDL,
-    UnrollTrace,
-    denoise_complex,
-    smoothed_denoise,
-)
+from smug.models import build_denoiser, build_model, denoise_complex, MoDL, RSE2E, smoothed_denoise
+from smug.models import UnrollTrace, WeightEncoder
 from smug.mri import adjoint_operator, apply_column_mask, clamp_complex
 from tests.conftest import random_complex, random_sens_maps
 

@@ -4,13 +4,8 @@ import pytest
 import torch
 
 from smug.mri.data_consistency import cg_dc, closed_form_dc, conjugate_gradient, data_consistency
-from smug.mri import (
-    adjoint_operator,
-    apply_column_mask,
-    forward_operator,
-    normal_operator,
-    normal_operator_fn,
-)
+from smug.mri import adjoint_operator, apply_column_mask, forward_operator, normal_operator
+from smug.mri import normal_operator_fn
 from tests.conftest import random_complex, random_sens_maps
 
 

@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smug.utils import (
-    config_value,
-    load_spec,
-    MAX_ALIAS_VALUES,
-    UnsafeYAMLError,
-    load_config_file,
-    load_json_strict,
-    load_yaml_strict,
-)
+from smug.utils import config_value, load_config_file, load_json_strict, load_spec, load_yaml_strict
+from smug.utils import MAX_ALIAS_VALUES, UnsafeYAMLError
 from tests.workflow_utils import REPO, copy_workflow, snakemake
 
 

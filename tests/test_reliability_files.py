@@ -16,19 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data import (
-    SliceDataset,
-    select_slices,
-    FastMRIFormatError,
-    VolumeLimits,
-    inspect_volume,
-    open_volume,
-    read_file_mask,
-    read_slice,
-    maps_file_matches,
-    read_sens_maps,
-    validate_volume,
-)
+from smug.data import FastMRIFormatError, inspect_volume, maps_file_matches, open_volume, read_file_mask
+from smug.data import read_sens_maps, read_slice, select_slices, SliceDataset, validate_volume, VolumeLimits
 from smug.mri import save_mask
 from smug.utils import provenance
 from smug.evaluation import reconstruct_files

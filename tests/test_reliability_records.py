@@ -17,15 +17,8 @@ import pytest
 import torch
 import yaml
 
-from smug.models import (
-    CompressedSensing,
-    to_record,
-    ModelFileError,
-    load_method,
-    denoisers,
-    DnCNN,
-    build_model,
-)
+from smug.models import build_model, CompressedSensing, denoisers, DnCNN, load_method, ModelFileError
+from smug.models import to_record
 from smug.study import METHODS, spec_settings
 from tests.workflow_utils import REPO, TINY_CONFIG, deep_update
 

@@ -11,18 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from smug.data import (
-    birdcage_sensitivities,
-    select_slices,
-    FastMRIFormatError,
-    calibration_region,
-    espirit_maps,
-    estimate_volume_maps,
-    maps_file_matches,
-    read_sens_maps,
-    write_sens_maps,
-    ismrmrd_header,
-)
+from smug.data import birdcage_sensitivities, calibration_region, espirit_maps, estimate_volume_maps
+from smug.data import FastMRIFormatError, ismrmrd_header, maps_file_matches, read_sens_maps, select_slices
+from smug.data import write_sens_maps
 from smug.mri import fft2c, ifft2c, center_crop
 
 REPO = Path(__file__).resolve().parents[1]

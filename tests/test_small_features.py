@@ -9,16 +9,8 @@ import pytest
 import torch
 
 from smug.data import Batch
-from smug.evaluation import (
-    reconstruct_volumes,
-    feature_scores,
-    feature_transform,
-    feature_window,
-    insert_features,
-    place_features,
-    ring_mask,
-    score_features,
-)
+from smug.evaluation import feature_scores, feature_transform, feature_window, insert_features, place_features
+from smug.evaluation import reconstruct_volumes, ring_mask, score_features
 from smug.models import ZeroFilled
 from smug.mri import forward_operator
 from tests.conftest import random_sens_maps

@@ -12,20 +12,9 @@ import pytest
 import torch
 
 from smug.mri import rss, sens_combine, fft2c, ifft2c, center_crop
-from smug.data import (
-    parse_ismrmrd_header,
-    read_sens_maps,
-    SyntheticVolume,
-    VolumeSpec,
-    fft2c_np,
-    ifft2c_np,
-    ismrmrd_header,
-    sens_map_path,
-    synthesize_volume,
-    volume_paths,
-    volume_plan,
-    write_synthetic_volume,
-)
+from smug.data import fft2c_np, ifft2c_np, ismrmrd_header, parse_ismrmrd_header, read_sens_maps, sens_map_path
+from smug.data import synthesize_volume, SyntheticVolume, volume_paths, volume_plan, VolumeSpec
+from smug.data import write_synthetic_volume
 
 REPO = Path(__file__).resolve().parents[1]
 RECON, KSPACE = (16, 16), (32, 16)

@@ -5,13 +5,8 @@ import pandas as pd
 import pytest
 
 from smug.evaluation import VolumeStack, save_reconstructions, volume_rows, psnr
-from smug.reporting import (
-    ROBUSTNESS_COLUMNS,
-    robustness_by_seed,
-    robustness_table,
-    wide_table,
-    write_wide_tables,
-)
+from smug.reporting import robustness_by_seed, ROBUSTNESS_COLUMNS, robustness_table, wide_table
+from smug.reporting import write_wide_tables
 
 
 def _volumes(rng, n_volumes=4, noise=0.05):

@@ -25,25 +25,12 @@ from benchmarks.harness import (
     time_sized,
 )
 from smug.attacks import pgd_kspace_attack
-from smug.data import (
-    Batch,
-    SliceDataset,
-    collate,
-    select_slices,
-    sens_map_path,
-    volume_paths,
-    volume_plan,
-    write_synthetic_volume,
-)
+from smug.data import Batch, collate, select_slices, sens_map_path, SliceDataset, volume_paths, volume_plan
+from smug.data import write_synthetic_volume
 from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
 from smug.models import RSE2E, MoDL, build_denoiser, denoise_complex
-from smug.training import (
-    end_to_end_loss,
-    PerformanceOptions,
-    configure_backends,
-    network_autocast,
-    to_channels_last,
-)
+from smug.training import configure_backends, end_to_end_loss, network_autocast, PerformanceOptions
+from smug.training import to_channels_last
 from smug.mri import adjoint_operator, forward_operator, normal_operator
 
 LOG = logging.getLogger("smug.bench")

@@ -95,6 +95,3 @@ def compute_attack(
         }
         levels.append((torch.cat(deltas), attrs))
     save_attack(out, levels)
-
-
-__all__ = ["compute_attack"]

@@ -142,14 +142,3 @@ def write_volume_list(path: str | os.PathLike, volumes: Sequence[str | os.PathLi
         raise ValueError(f"volume list {path} would be empty")
     with atomic_path(path) as tmp:
         tmp.write_text("".join(f"{v}\n" for v in volumes))
-
-
-__all__ = [
-    "INDEX_COLUMNS",
-    "add_volume_limits_argument",
-    "index_volumes",
-    "select_volumes",
-    "validate_volume",
-    "volume_limits_from",
-    "write_volume_list",
-]

@@ -226,14 +226,3 @@ def diagnose_file(
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return table
-
-
-__all__ = [
-    "COLUMNS",
-    "CommonNoise",
-    "diagnose",
-    "diagnose_file",
-    "image_norms",
-    "largest_denoised_norm",
-    "weight_spread",
-]

@@ -326,6 +326,3 @@ def evaluate_test_time_training(
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
     return table
-
-
-__all__ = ["evaluate_model", "evaluate_test_time_training", "feature_rows"]

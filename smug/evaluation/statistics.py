@@ -161,6 +161,3 @@ def _finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{what} is not finite ({value})")
     return value
-
-
-__all__ = ["Estimate", "VERDICTS", "crossed_interval", "mean_interval", "verdict"]

@@ -25,19 +25,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from smug.data import (
-    SliceDataset,
-    collate,
-    select_slices,
-    FastMRIFormatError,
-    VolumeInfo,
-    check_recon_fits,
-    inspect_volume,
-    ESTIMATOR,
-    estimate_volume_maps,
-    maps_file_matches,
-    write_sens_maps,
-)
+from smug.data import SliceDataset, collate, select_slices
+from smug.data import FastMRIFormatError
+from smug.data import VolumeInfo, check_recon_fits, inspect_volume
+from smug.data import ESTIMATOR, estimate_volume_maps, maps_file_matches, write_sens_maps
 from smug.utils import atomic_path
 from smug.mri import load_mask, center_crop_or_pad
 from smug.models import load_method

@@ -19,13 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from smug.mri import (
-    adjoint_operator,
-    forward_operator,
-    kspace_consistency_loss,
-    split_mask,
-    channels_to_complex,
-)
+from smug.mri import adjoint_operator, forward_operator
+from smug.mri import kspace_consistency_loss, split_mask
+from smug.mri import channels_to_complex
 
 
 class ConvDecoder(nn.Module):

@@ -206,6 +206,3 @@ def write_claims_html(
 ) -> None:
     """:func:`claims_html` written atomically."""
     write_text_atomic(path, claims_html(claims_table, decided))
-
-
-__all__ = ["VERDICT_COLORS", "claims_html", "plot_claims", "write_claims_html"]

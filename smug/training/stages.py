@@ -44,11 +44,10 @@ from smug.models import (
     data_consistency_weight,
     denoiser_of,
     unrolled_core,
-    ZeroFilled,
-    complex_gaussian,
-    denoise_complex,
     perturbation_generator,
 )
+from smug.models import ZeroFilled
+from smug.models import complex_gaussian, denoise_complex
 from smug.study import FAMILIES, KINDS
 from smug.training.minmax import MinMaxObjective
 from smug.training.objectives import (
@@ -60,7 +59,7 @@ from smug.training.objectives import (
     unrolled_stability_loss,
 )
 from smug.models.reconstruct import reconstruct
-from smug.training.loop import FitResult, LossFn, NonFiniteLossError, TrainSettings, fit
+from smug.training.loop import FitResult, LossFn, TrainSettings, fit
 from smug.mri import clamp_complex
 
 LOG = logging.getLogger(__name__)
@@ -418,13 +417,3 @@ def write_history_csv(path: str | os.PathLike, history: list[dict], best_epoch: 
         writer.writerow({**row, "best": row["epoch"] == best_epoch})
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
-
-
-__all__ = [
-    "NonFiniteLossError",
-    "train_stage",
-    "run_id",
-    "checkpoint_identity",
-    "predict",
-    "validation_scores",
-]
