@@ -216,6 +216,27 @@ def brain_phantom(
     d_head = (outline - radius) * min(a, b)
     depth = d_head - (p["scalp"] + p["skull"] + p["csf_rim"])  # inside the brain surface
 
+    sulcus, fissure, white = _folds(p, v, u, vc, z, pixel, depth, size, edge)
+    ventricles, deep_gray = _deep_structures(p, u, vc, z, depth, edge)
+    tissue_texture = 1.0 + 0.04 * _wave_field(p["tissue_waves"], v, u, z, pixel)
+    magnitude = np.zeros_like(depth)
+    magnitude = _blend(magnitude, intensity["scalp"], _smooth_step(d_head, edge))
+    magnitude = _blend(magnitude, intensity["skull"], _smooth_step(d_head - p["scalp"], edge))
+    magnitude = _blend(magnitude, intensity["csf"], _smooth_step(d_head - p["scalp"] - p["skull"], edge))
+    in_brain = _smooth_step(depth, edge)
+    magnitude = _blend(magnitude, intensity["gray"] * tissue_texture, in_brain)
+    magnitude = _blend(magnitude, intensity["white"] * tissue_texture, white * in_brain)
+    magnitude = _blend(magnitude, intensity["deep_gray"] * tissue_texture, deep_gray * in_brain)
+    magnitude = _blend(magnitude, intensity["csf"], np.maximum(sulcus, fissure) * in_brain)
+    magnitude = _blend(magnitude, intensity["csf"], ventricles * in_brain)
+
+    magnitude = _add_dots(magnitude, p["dots"], u, vc, z, size, edge, in_brain)
+    return _with_phase(magnitude, p["phase"], v, u, z)
+
+
+def _folds(p: PhantomParams, v, u, vc, z: float, pixel: float, depth, size: float, edge: float):
+    """(sulcus, fissure, white): the CSF of the sulci and of the interhemispheric fissure, and the
+    white matter beneath the gray-matter ribbon that lines the surface and the sulci."""
     # Sulci are sheets of CSF running in from the brain surface along the zero set of a random
     # field (a network of curves, like gyral folding); the gray-matter ribbon lines both the surface
     # and the sulci, and white matter fills what lies further from either.
@@ -233,7 +254,11 @@ def brain_phantom(
     )
     distance_to_csf = np.minimum(depth, distance_to_sulcus)
     white = _smooth_step(distance_to_csf - p["gray_thickness"], edge)
+    return sulcus, fissure, white
 
+
+def _deep_structures(p: PhantomParams, u, vc, z: float, depth, edge: float):
+    """(ventricles, deep_gray): the lateral ventricles and deep gray nuclei, present over their own z range."""
     ventricle_scale = p["ventricle_size"] * np.sqrt(max(0.0, 1.0 - ((z - p["ventricle_z"]) / 0.55) ** 2))
     ventricles = np.zeros_like(depth)
     deep_gray = np.zeros_like(depth)
@@ -248,20 +273,11 @@ def brain_phantom(
                 deep_gray,
                 _smooth_step(_ellipse_distance(u, vc, side * 0.22 * s, 0.04, 0.08 * s, 0.12 * s), edge),
             )
+    return ventricles, deep_gray
 
-    tissue_texture = 1.0 + 0.04 * _wave_field(p["tissue_waves"], v, u, z, pixel)
-    magnitude = np.zeros_like(depth)
-    magnitude = _blend(magnitude, intensity["scalp"], _smooth_step(d_head, edge))
-    magnitude = _blend(magnitude, intensity["skull"], _smooth_step(d_head - p["scalp"], edge))
-    magnitude = _blend(magnitude, intensity["csf"], _smooth_step(d_head - p["scalp"] - p["skull"], edge))
-    in_brain = _smooth_step(depth, edge)
-    magnitude = _blend(magnitude, intensity["gray"] * tissue_texture, in_brain)
-    magnitude = _blend(magnitude, intensity["white"] * tissue_texture, white * in_brain)
-    magnitude = _blend(magnitude, intensity["deep_gray"] * tissue_texture, deep_gray * in_brain)
-    magnitude = _blend(magnitude, intensity["csf"], np.maximum(sulcus, fissure) * in_brain)
-    magnitude = _blend(magnitude, intensity["csf"], ventricles * in_brain)
 
-    dots = p["dots"]
+def _add_dots(magnitude, dots, u, vc, z: float, size: float, edge: float, in_brain):
+    """The small dots (small spheres) blended into the brain where the slice crosses them."""
     for du, dv, dz, extent, r, value in zip(
         dots["u"], dots["v"], dots["z"], dots["z_extent"], dots["radius"], dots["intensity"]
     ):
@@ -270,7 +286,7 @@ def brain_phantom(
         if r_slice > 0.0:
             dot = _smooth_step(r_slice - np.hypot(u - du * size, vc - dv * size), edge)
             magnitude = _blend(magnitude, value, dot * in_brain)
-    return _with_phase(magnitude, p["phase"], v, u, z)
+    return magnitude
 
 
 PHANTOMS: dict[str, tuple[Callable[[np.random.Generator], PhantomParams], Callable[..., np.ndarray]]] = {
