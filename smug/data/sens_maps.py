@@ -93,29 +93,8 @@ def espirit_maps(
     Returns:
         complex64 ``(C, h, w)`` on ``kspace``'s device.
     """
-    if not isinstance(kspace, torch.Tensor) or not torch.is_complex(kspace) or kspace.ndim != 3:
-        raise ValueError(f"kspace must be a complex tensor (coils, H, W), got {_describe(kspace)}")
+    out_h, out_w = _check_espirit_arguments(kspace, num_acs, kernel_size, threshold, crop, out_shape)
     num_coils, height, width = kspace.shape
-    if min(kspace.shape) < 1:
-        raise ValueError(f"kspace is empty, shape {tuple(kspace.shape)}")
-    if not _is_int(num_acs) or not 1 <= num_acs <= width:
-        raise ValueError(f"num_acs must be an integer in [1, W={width}], got {num_acs!r}")
-    calib_rows = min(height, int(num_acs))
-    if not _is_int(kernel_size) or not 1 <= kernel_size <= min(calib_rows, num_acs):
-        raise ValueError(
-            f"kernel_size must be an integer in [1, {min(calib_rows, num_acs)}] "
-            f"(the {calib_rows} x {num_acs} calibration block), got {kernel_size!r}"
-        )
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
-    if not 0 <= crop < 1:
-        raise ValueError(f"crop must be in [0, 1), got {crop!r}")
-    out_h, out_w = (height, width) if out_shape is None else (int(out_shape[0]), int(out_shape[1]))
-    if not (0 < out_h <= height and 0 < out_w <= width):
-        raise ValueError(
-            f"out_shape {(out_h, out_w)} must be positive and at most the k-space grid {(height, width)}"
-        )
-
     rows, cols = calibration_region((height, width), int(num_acs))
     # The calibration problem is small; double precision costs nothing there and keeps the
     # thresholded subspace stable.
@@ -139,21 +118,61 @@ def espirit_maps(
     block_rows = max(1, _BLOCK_ELEMENTS // (out_w * num_coils * num_coils))
     for start in range(0, out_h, block_rows):
         stop = min(out_h, start + block_rows)
-        # G[y, x] = sum over offsets (dy, dx) of coefficients[:, :, dy, dx] e^{2 pi i (dy y / H + dx x / W)}
-        partial = torch.einsum("ceab,ya->yceb", coefficients, phase_rows[start:stop])
-        matrices = torch.einsum("yceb,xb->yxce", partial, phase_cols)
-        eigenvalues, eigenvectors = torch.linalg.eigh(matrices)
-        top_vectors = eigenvectors[..., -1]  # (y, x, C), unit norm
-        projection = (reference.conj() * top_vectors).sum(-1, keepdim=True)
-        rotation = torch.where(
-            projection.abs() > 0,
-            projection.conj() / projection.abs().clamp_min(1e-30),
-            torch.ones_like(projection),
-        )
-        block = top_vectors * rotation
-        block = torch.where(eigenvalues[..., -1:] >= crop, block, torch.zeros_like(block))
+        block = _top_eigenvectors(coefficients, phase_rows[start:stop], phase_cols, reference, crop)
         maps[:, start:stop] = block.permute(2, 0, 1)
     return maps
+
+
+def _check_espirit_arguments(kspace, num_acs, kernel_size, threshold, crop, out_shape) -> tuple[int, int]:
+    """:func:`espirit_maps`' arguments checked, each error naming the argument; returns ``(h, w)``."""
+    if not isinstance(kspace, torch.Tensor) or not torch.is_complex(kspace) or kspace.ndim != 3:
+        raise ValueError(f"kspace must be a complex tensor (coils, H, W), got {_describe(kspace)}")
+    num_coils, height, width = kspace.shape
+    if min(kspace.shape) < 1:
+        raise ValueError(f"kspace is empty, shape {tuple(kspace.shape)}")
+    if not _is_int(num_acs) or not 1 <= num_acs <= width:
+        raise ValueError(f"num_acs must be an integer in [1, W={width}], got {num_acs!r}")
+    calib_rows = min(height, int(num_acs))
+    if not _is_int(kernel_size) or not 1 <= kernel_size <= min(calib_rows, num_acs):
+        raise ValueError(
+            f"kernel_size must be an integer in [1, {min(calib_rows, num_acs)}] "
+            f"(the {calib_rows} x {num_acs} calibration block), got {kernel_size!r}"
+        )
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    if not 0 <= crop < 1:
+        raise ValueError(f"crop must be in [0, 1), got {crop!r}")
+    out_h, out_w = (height, width) if out_shape is None else (int(out_shape[0]), int(out_shape[1]))
+    if not (0 < out_h <= height and 0 < out_w <= width):
+        raise ValueError(
+            f"out_shape {(out_h, out_w)} must be positive and at most the k-space grid {(height, width)}"
+        )
+    return out_h, out_w
+
+
+def _top_eigenvectors(
+    coefficients: torch.Tensor,
+    phase_rows: torch.Tensor,
+    phase_cols: torch.Tensor,
+    reference: torch.Tensor,
+    crop: float,
+) -> torch.Tensor:
+    """The maps of a block of rows ``(y, x, C)``: each pixel's principal eigenvector of its ``C x C``
+    matrix, its phase fixed against ``reference``, zeroed where the eigenvalue is below ``crop``."""
+    # G[y, x] = sum over offsets (dy, dx) of coefficients[:, :, dy, dx] e^{2 pi i (dy y / H + dx x / W)}
+    partial = torch.einsum("ceab,ya->yceb", coefficients, phase_rows)
+    matrices = torch.einsum("yceb,xb->yxce", partial, phase_cols)
+    eigenvalues, eigenvectors = torch.linalg.eigh(matrices)
+    top_vectors = eigenvectors[..., -1]  # (y, x, C), unit norm
+    projection = (reference.conj() * top_vectors).sum(-1, keepdim=True)
+    rotation = torch.where(
+        projection.abs() > 0,
+        projection.conj() / projection.abs().clamp_min(1e-30),
+        torch.ones_like(projection),
+    )
+    block = top_vectors * rotation
+    block = torch.where(eigenvalues[..., -1:] >= crop, block, torch.zeros_like(block))
+    return block
 
 
 def estimate_volume_maps(
