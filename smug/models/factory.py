@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 from smug.models import classical
-from smug.models.untrained import UntrainedNetwork
-from smug.models.zero_filled import ZeroFilled
-from smug.study import KINDS, Kind
-from smug.utils import load_torch_file
+from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
 from smug.models.modl import RSE2E, MoDL
-from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
+from smug.models.untrained import UntrainedNetwork
 from smug.models.weight_encoder import WeightEncoder
+from smug.models.zero_filled import ZeroFilled
+from smug.study import KINDS, Kind
+from smug.utils import load_torch_file
 
 Builder = Callable[[str, dict[str, Any], dict[str, Any] | None], nn.Module]
 
