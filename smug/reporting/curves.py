@@ -13,8 +13,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from smug.study import group_methods, method_family, method_label
-from smug.reporting.plots import FAMILY_MARKERS, REFERENCE_COLOR, REFERENCE_MODEL, group_colors, save_figure
+from smug.study import group_methods, method_label
+from smug.reporting.plots import REFERENCE_COLOR, REFERENCE_MODEL, group_colors, model_marker, save_figure
 
 # How far the curve figures' y-axis reaches below the lowest of the models' best scores (their clean
 # score, for attacks); lower values are drawn as a downward marker on the bottom edge, with the
@@ -161,7 +161,7 @@ def _draw_panel(
             continue
         part = curves[key]
         color = REFERENCE_COLOR if style == ":" else colors[model]
-        marker = FAMILY_MARKERS.get(method_family(model) or "", "o")
+        marker = model_marker(model)
         x, mean = part["level"].to_numpy(float), part["mean"].to_numpy(float)
         ax.plot(x, mean, linestyle=style, marker=marker, ms=3, lw=1.1 if style == ":" else 1.4, color=color)
         if style != ":":
@@ -227,7 +227,7 @@ def _group_legend(ax, group: str, members: list[str], colors: dict, reference: b
             [],
             [],
             color=colors[m],
-            marker=FAMILY_MARKERS.get(method_family(m) or "", "o"),
+            marker=model_marker(m),
             ms=4,
             label=method_label(m),
         )

@@ -77,7 +77,12 @@ def plot_masks(
 
 # Marker per method family in the curve figures (the panels group families already; markers keep
 # them apart in print and for colour-blind readers).
-FAMILY_MARKERS = {name: family.marker for name, family in FAMILIES.items()}
+def model_marker(model: str) -> str:
+    """A model's marker in the figures: its family's (smug.study.methods.FAMILIES), "o" if unregistered."""
+    family = method_family(model)
+    return FAMILIES[family].marker if family is not None else "o"
+
+
 # Colour-blind palette without its grey (index 7), which marks zero-filled, the reference.
 GROUP_COLORS = [sns.color_palette("colorblind", 10)[i] for i in (0, 1, 3, 2, 4, 5, 6, 8, 9)]
 REFERENCE_MODEL = "zero_filled"
@@ -103,5 +108,5 @@ def model_styles(models) -> dict[str, tuple[tuple, str]]:
     for _, members in group_methods(models):
         colors = group_colors(members)
         for model in members:
-            styles[model] = (colors[model], FAMILY_MARKERS.get(method_family(model) or "", "o"))
+            styles[model] = (colors[model], model_marker(model))
     return styles
