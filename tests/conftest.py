@@ -41,6 +41,14 @@ class TinySlices(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def reconstruct(self, model: torch.nn.Module, seed: int = 5) -> torch.Tensor:
+        """``model``'s reconstruction of every slice, through the one reconstructor interface."""
+        from smug.data import Batch
+        from smug.models.reconstruct import reconstruct
+
+        batch = Batch(kspace=self.kspace, mask=self.mask, target=self.targets)
+        return reconstruct(model, batch, torch.Generator().manual_seed(seed))
+
     def __getitem__(self, i: int) -> dict:
         return {
             "kspace": self.kspace[i],

@@ -16,7 +16,7 @@ from smug.study import apply_settings, experiment_models, model_setup, spec_sett
 from smug.study import variant_name
 from smug.data import Batch
 from smug.evaluation import CommonNoise, diagnose, weight_spread, ROW_COLUMNS
-from smug.mri import fft2c, apply_column_mask
+from smug.mri import MRIPhysics, fft2c, apply_column_mask
 from smug.models import MoDL, UnrollTrace, SmoothingTrace
 from tests.conftest import random_complex
 from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
@@ -160,8 +160,11 @@ def test_common_noise_fixes_the_draws_and_the_bound_caps_the_output_norm():
     fixed = CommonNoise(smug, seed=4)
     batch = batches[0]
     with torch.no_grad():
-        once, twice = (fixed(batch.kspace, batch.mask) for _ in range(2))
-        free = [smug(batch.kspace, batch.mask, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+        once, twice = (fixed(batch.kspace, MRIPhysics(batch.mask)) for _ in range(2))
+        free = [
+            smug(batch.kspace, MRIPhysics(batch.mask), generator=torch.Generator().manual_seed(s))
+            for s in (1, 2)
+        ]
     torch.testing.assert_close(once, twice)
     assert not torch.allclose(free[0], free[1])
     bound = 0.05

@@ -12,7 +12,7 @@ from smug.training import reconstructor_objective
 from smug.attacks import kspace_perturbation, perturb_input
 from smug.data import Batch
 from smug.models import ZeroFilledUNet, PerturbationGenerator
-from smug.mri import adjoint_operator, forward_operator
+from smug.mri import MRIPhysics, adjoint_operator, forward_operator
 from tests.conftest import random_complex, random_sens_maps
 
 SIZE = 32
@@ -132,7 +132,7 @@ def test_zero_filled_unet_shapes_and_gradients(input_mode, coils, gen):
     batch = make_batch(gen, coils)
     model = tiny_unet(input_mode)
     zero_filled = adjoint_operator(batch.kspace, batch.mask, batch.sens_maps).requires_grad_()
-    out = model(batch.kspace, batch.mask, batch.sens_maps, zero_filled=zero_filled)
+    out = model(batch.kspace, MRIPhysics(batch.mask, batch.sens_maps, zero_filled=zero_filled))
     assert out.shape == (2, SIZE, SIZE) and out.dtype == torch.complex64
     if input_mode == "magnitude":
         assert out.imag.abs().max() == 0
@@ -142,7 +142,7 @@ def test_zero_filled_unet_shapes_and_gradients(input_mode, coils, gen):
     assert model.unet.up_blocks[-1][-1].weight.grad.abs().sum() > 0
     assert zero_filled.grad is not None and zero_filled.grad.abs().sum() > 0  # white-box attacks need it
     # without zero_filled the model computes A^H y itself
-    torch.testing.assert_close(model(batch.kspace, batch.mask, batch.sens_maps), out.detach())
+    torch.testing.assert_close(model(batch.kspace, batch.physics), out.detach())
 
 
 @pytest.mark.parametrize("input_mode", ["magnitude", "complex"])
@@ -151,8 +151,8 @@ def test_zero_filled_unet_undoes_normalisation(input_mode, gen):
     batch = make_batch(gen)
     model = tiny_unet(input_mode).eval()
     with torch.no_grad():
-        base = model(batch.kspace, batch.mask)
-        scaled = model(7.0 * batch.kspace, batch.mask)
+        base = model(batch.kspace, MRIPhysics(batch.mask))
+        scaled = model(7.0 * batch.kspace, MRIPhysics(batch.mask))
     torch.testing.assert_close(scaled, 7.0 * base, rtol=1e-4, atol=1e-5)
 
 
@@ -177,9 +177,9 @@ def test_minmax_step_ascends_then_descends(domain, gen):
             return complex_mse(
                 model(
                     batch.kspace,
-                    batch.mask,
-                    batch.sens_maps,
-                    zero_filled=perturb_input(batch, perturbation, domain),
+                    MRIPhysics(
+                        batch.mask, batch.sens_maps, zero_filled=perturb_input(batch, perturbation, domain)
+                    ),
                 ),
                 batch.target,
             ).item()

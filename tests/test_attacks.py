@@ -11,7 +11,7 @@ from smug.attacks import pgd_image_attack, pgd_kspace_attack, random_perturbatio
 from smug.attacks import run_attack
 from smug.study import ATTACKS
 from smug.data import Batch, knee_phantom, sample_knee_params
-from smug.mri import fft2c, adjoint_operator, forward_operator
+from smug.mri import MRIPhysics, fft2c, adjoint_operator, forward_operator
 from smug.models import DnCNN, RSE2E, MoDL
 from smug.training import complex_mse
 from tests.conftest import random_sens_maps
@@ -69,7 +69,7 @@ def trained_model() -> MoDL:
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(40):
         optimiser.zero_grad()
-        loss = complex_mse(model(batch.kspace, batch.mask), batch.target)
+        loss = complex_mse(model(batch.kspace, MRIPhysics(batch.mask)), batch.target)
         loss.backward()
         optimiser.step()
     return model.eval()
@@ -152,7 +152,7 @@ def test_zero_eps_reproduces_the_clean_reconstruction(attack, kwargs):
     assert torch.count_nonzero(delta) == 0
     domain = "image" if attack is pgd_image_attack else "kspace"
     with torch.no_grad():
-        clean = model(batch.kspace, batch.mask)
+        clean = model(batch.kspace, MRIPhysics(batch.mask))
         perturbed = reconstruct_perturbed(model, batch, delta, domain)
     assert torch.equal(perturbed, clean)
 
@@ -160,7 +160,7 @@ def test_zero_eps_reproduces_the_clean_reconstruction(attack, kwargs):
 def test_clean_target_starts_at_zero_loss_and_increases(trained_model):
     batch = _batch(seed=4)
     with torch.no_grad():
-        clean = trained_model(batch.kspace, batch.mask)
+        clean = trained_model(batch.kspace, MRIPhysics(batch.mask))
     _, start_loss = attack_gradient(trained_model, batch, torch.zeros_like(batch.kspace), clean)
     assert torch.all(start_loss == 0)
     delta = pgd_kspace_attack(

@@ -19,7 +19,7 @@ from smug.mri.data_consistency import conjugate_gradient, data_consistency
 from smug.models import build_model
 from smug.training import autocast, channel_networks, end_to_end_loss, fit, network_autocast
 from smug.training import PerformanceOptions, TrainSettings
-from smug.mri import apply_column_mask, normal_operator
+from smug.mri import MRIPhysics, apply_column_mask, normal_operator
 from tests.conftest import TinySlices, random_complex, random_sens_maps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def test_bf16_stays_inside_the_networks(coils, gen):
     cpu = torch.device("cpu")
     # Plain autocast lets the U-Net's last convolution hand bfloat16 to torch.complex, which refuses it.
     with pytest.raises(RuntimeError, match="BFloat16"), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(kspace, mask, sens, generator=torch.Generator().manual_seed(0))
+        model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(0))
 
     conv_dtypes = []
     first_conv = next(m for m in model.denoiser.modules() if isinstance(m, torch.nn.Conv2d))
@@ -267,7 +267,7 @@ def test_bf16_stays_inside_the_networks(coils, gen):
     options = PerformanceOptions(amp="bf16", channels_last=True)
     assert channel_networks(model) == [model.denoiser, model.weight_encoder]
     with network_autocast(model, options, cpu):
-        out = model(kspace, mask, sens, generator=torch.Generator().manual_seed(0))
+        out = model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(0))
         # Data consistency called beside the networks still solves in complex64.
         dc = data_consistency(out, out, mask, 0.5, sens, max_iter=3)
     assert set(conv_dtypes) == {torch.bfloat16}
@@ -282,7 +282,7 @@ def test_bf16_stays_inside_the_networks(coils, gen):
     # The original forward is back: float32 again, and the reduced-precision result is close to it.
     conv_dtypes.clear()
     with torch.no_grad():
-        reference = model(kspace, mask, sens, generator=torch.Generator().manual_seed(0))
+        reference = model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(0))
     assert set(conv_dtypes) == {torch.float32} and "forward" not in vars(model.denoiser)
     assert (out.detach() - reference).abs().max() < 0.1 * reference.abs().max()
 
@@ -291,7 +291,7 @@ def _fit(tmp_path, model, name, **options):
     data = TinySlices(n=4)
 
     def validate(m):
-        out = m(data.kspace, data.mask, generator=torch.Generator().manual_seed(5))
+        out = data.reconstruct(m)
         return {"score": -float((out - data.targets).abs().pow(2).mean())}
 
     settings = TrainSettings(epochs=1, batch_size=2, lr=1e-3, schedule="constant", seed=3, **options)

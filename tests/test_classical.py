@@ -16,7 +16,15 @@ from smug.models import CompressedSensing, from_record, l1_wavelet_objective, l1
 from smug.models import lipschitz_bound, to_record, total_variation, tv_objective, tv_recon
 from smug.training import tune_regularization
 from smug.data import Batch
-from smug.mri import adjoint_operator, analysis_matrix, dwt2, forward_operator, idwt2, normal_operator
+from smug.mri import (
+    MRIPhysics,
+    adjoint_operator,
+    analysis_matrix,
+    dwt2,
+    forward_operator,
+    idwt2,
+    normal_operator,
+)
 from smug.mri import wavelet_filters, WAVELETS
 from tests.conftest import random_complex, random_sens_maps
 
@@ -257,13 +265,13 @@ def test_compressed_sensing_module_matches_solver():
     model = CompressedSensing("l1_wavelet", lam=3e-3, num_iters=5, wavelet="haar", levels=2)
     assert list(model.parameters()) == []
     expected = l1_wavelet_recon(zero_filled, mask, sens, 3e-3, 5, wavelet="haar", levels=2)
-    torch.testing.assert_close(model(kspace, mask, sens), expected)
+    torch.testing.assert_close(model(kspace, MRIPhysics(mask, sens)), expected)
     # zero_filled overrides A^H y: a shifted image changes the output.
-    shifted = model(kspace, mask, sens, zero_filled=zero_filled + 0.1)
+    shifted = model(kspace, MRIPhysics(mask, sens, zero_filled=zero_filled + 0.1))
     assert (shifted - expected).abs().max() > 1e-3
     restored = from_record(to_record(model, tuning=[{"lam": 3e-3, "psnr": 1.0, "ssim": 0.5}]))
     assert (restored.method, restored.lam, restored.num_iters) == ("l1_wavelet", 3e-3, 5)
-    torch.testing.assert_close(restored(kspace, mask, sens), expected)
+    torch.testing.assert_close(restored(kspace, MRIPhysics(mask, sens)), expected)
 
 
 def test_bad_options_raise_naming_them():
@@ -297,7 +305,7 @@ def test_tune_regularization_picks_the_clearly_best_lam():
     assert table[1]["ssim"] > table[0]["ssim"]
     # The table holds the mean slice PSNR of exactly that reconstruction.
     model = CompressedSensing("tv", 3e-3, 20, solver="pdhg")
-    direct = np.mean([psnr(b.target, model(b.kspace, b.mask)) for b in batches])
+    direct = np.mean([psnr(b.target, model(b.kspace, MRIPhysics(b.mask))) for b in batches])
     assert psnrs[1] == pytest.approx(direct, rel=1e-9)
     with pytest.raises(ValueError, match="empty"):
         tune_regularization("tv", [], batches, num_iters=20, solver="pdhg")
@@ -317,7 +325,9 @@ def test_gradients_reach_zero_filled(method, options, coils):
     zero_filled = zero_filled.to(torch.complex64).requires_grad_(True)
     sens = None if sens is None else sens.to(torch.complex64)
     model = CompressedSensing(method, 3e-3, 5, **options)
-    model(kspace.to(torch.complex64), mask, sens, zero_filled=zero_filled).abs().pow(2).sum().backward()
+    model(kspace.to(torch.complex64), MRIPhysics(mask, sens, zero_filled=zero_filled)).abs().pow(
+        2
+    ).sum().backward()
     grad = zero_filled.grad
     assert torch.isfinite(torch.view_as_real(grad)).all()
     assert grad.abs().max() > 1e-3

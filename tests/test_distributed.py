@@ -36,7 +36,7 @@ def _train(checkpoint, batch_size, ranks=distributed.SINGLE, on_epoch_end=None):
 
     def validate(m):
         with torch.no_grad():
-            out = m(data.kspace, data.mask)
+            out = data.reconstruct(m)
         return {"score": -float((out - data.targets).abs().pow(2).mean())}
 
     settings = TrainSettings(

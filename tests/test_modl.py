@@ -5,7 +5,7 @@ import torch
 
 from smug.models import build_denoiser, build_model, denoise_complex, MoDL, RSE2E, smoothed_denoise
 from smug.models import UnrollTrace, WeightEncoder
-from smug.mri import adjoint_operator, apply_column_mask, clamp_complex
+from smug.mri import MRIPhysics, adjoint_operator, apply_column_mask, clamp_complex
 from tests.conftest import random_complex, random_sens_maps
 
 H, W = 16, 20
@@ -75,11 +75,11 @@ def test_fixed_generator_makes_smug_repeatable_and_fresh_noise_per_unroll(gen):
     kspace, mask, sens = _problem(3, gen)
     model = MoDL(_denoiser(), num_unrolls=3, smoothing="smug", num_samples=3, sigma=0.05).eval()
     with torch.no_grad():
-        a = model(kspace, mask, sens, generator=torch.Generator().manual_seed(3))
-        b = model(kspace, mask, sens, generator=torch.Generator().manual_seed(3))
-        c = model(kspace, mask, sens, generator=torch.Generator().manual_seed(4))
+        a = model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(3))
+        b = model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(3))
+        c = model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(4))
         trace = UnrollTrace()
-        model(kspace, mask, sens, generator=torch.Generator().manual_seed(3), trace=trace)
+        model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(3), trace=trace)
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
     noise_0 = trace.smoothing[0].noisy_outputs - trace.smoothing[0].noisy_outputs.mean(0)
@@ -91,7 +91,9 @@ def test_fixed_generator_makes_smug_repeatable_and_fresh_noise_per_unroll(gen):
 def test_zero_unrolls_return_the_zero_filled_image(coils, gen):
     kspace, mask, sens = _problem(coils, gen)
     model = MoDL(_denoiser(), num_unrolls=4)
-    torch.testing.assert_close(model(kspace, mask, sens, num_unrolls=0), adjoint_operator(kspace, mask, sens))
+    torch.testing.assert_close(
+        model(kspace, MRIPhysics(mask, sens), num_unrolls=0), adjoint_operator(kspace, mask, sens)
+    )
 
 
 @pytest.mark.parametrize("coils", [None, 3])
@@ -101,7 +103,7 @@ def test_every_model_reconstructs_and_backpropagates(kind, coils, gen):
     model_cfg = _model_cfg()
     smoothing_cfg = dict(sigma=0.01, num_samples=3, kspace_sigma=0.01, weight_encoder=dict(num_chans=4))
     model = build_model(kind, model_cfg, smoothing_cfg)
-    out = model(kspace, mask, sens, generator=torch.Generator().manual_seed(0))
+    out = model(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, H, W) and out.dtype == torch.complex64
     out.abs().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
@@ -112,9 +114,9 @@ def test_unrolls_are_a_runtime_argument(gen):
     kspace, mask, sens = _problem(3, gen)
     model = MoDL(_denoiser(), num_unrolls=8).eval()
     with torch.no_grad():
-        outs = [model(kspace, mask, sens, num_unrolls=n) for n in (1, 8, 16)]
+        outs = [model(kspace, MRIPhysics(mask, sens), num_unrolls=n) for n in (1, 8, 16)]
     assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[1], outs[2])
-    torch.testing.assert_close(outs[1], model(kspace, mask, sens))
+    torch.testing.assert_close(outs[1], model(kspace, MRIPhysics(mask, sens)))
 
 
 def test_rs_e2e_with_zero_noise_is_the_network(gen):
@@ -122,7 +124,8 @@ def test_rs_e2e_with_zero_noise_is_the_network(gen):
     modl = MoDL(_denoiser(), num_unrolls=2).eval()
     with torch.no_grad():
         torch.testing.assert_close(
-            RSE2E(modl, sigma=0.0, num_samples=3)(kspace, mask, sens), modl(kspace, mask, sens)
+            RSE2E(modl, sigma=0.0, num_samples=3)(kspace, MRIPhysics(mask, sens)),
+            modl(kspace, MRIPhysics(mask, sens)),
         )
 
 
@@ -177,7 +180,7 @@ def test_learned_lam_stays_above_its_floor_and_cg_still_converges(gen):
     residual = (normal(x) + lam * x - rhs).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1)
     assert (residual < 1e-5).all() and (iterations < 200).all(), (residual, iterations)
     with torch.no_grad():
-        assert torch.isfinite(model(kspace, mask, sens)).all()
+        assert torch.isfinite(model(kspace, MRIPhysics(mask, sens))).all()
 
 
 def test_lam_must_be_positive_and_above_a_learned_floor():
@@ -210,10 +213,10 @@ def test_without_smoothing_gives_the_network_that_is_smoothed(gen):
     modl = build_model("modl", model_cfg, smoothing_cfg).eval()
     modl.load_state_dict(plain.state_dict())
     with torch.no_grad():
-        first = plain(kspace, mask, sens, generator=torch.Generator().manual_seed(1))
-        second = plain(kspace, mask, sens, generator=torch.Generator().manual_seed(2))
+        first = plain(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(1))
+        second = plain(kspace, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(2))
         torch.testing.assert_close(first, second)  # no noise left
-        torch.testing.assert_close(first, modl(kspace, mask, sens))
+        torch.testing.assert_close(first, modl(kspace, MRIPhysics(mask, sens)))
     assert plain.denoiser is smug.denoiser  # weights shared, not copied
     rs = build_model("rs_e2e", model_cfg, smoothing_cfg)
     assert without_smoothing(rs) is rs.modl
@@ -232,13 +235,15 @@ def test_a_bounded_denoiser_never_outputs_beyond_its_bound(gen):
     model = MoDL(Amplifier(), num_unrolls=2, smoothing="smug", num_samples=2, output_bound=bound).eval()
     trace = UnrollTrace()
     with torch.no_grad():
-        model(kspace * 100, mask, sens, generator=torch.Generator().manual_seed(0), trace=trace)
+        model(kspace * 100, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(0), trace=trace)
     outputs = torch.cat([torch.view_as_real(step.noisy_outputs).flatten() for step in trace.smoothing])
     assert outputs.abs().max() <= bound and outputs.abs().max() == pytest.approx(bound)
     unbounded = MoDL(Amplifier(), num_unrolls=2, smoothing="smug", num_samples=2).eval()
     trace = UnrollTrace()
     with torch.no_grad():
-        unbounded(kspace * 100, mask, sens, generator=torch.Generator().manual_seed(0), trace=trace)
+        unbounded(
+            kspace * 100, MRIPhysics(mask, sens), generator=torch.Generator().manual_seed(0), trace=trace
+        )
     assert torch.view_as_real(trace.smoothing[0].noisy_outputs).abs().max() > 10 * bound
     with pytest.raises(ValueError, match="output_bound"):
         MoDL(Amplifier(), output_bound=0.0)

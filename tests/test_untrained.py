@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from smug.mri import fft2c, adjoint_operator, forward_operator, kspace_consistency_loss, split_mask
+from smug.mri import (
+    MRIPhysics,
+    fft2c,
+    adjoint_operator,
+    forward_operator,
+    kspace_consistency_loss,
+    split_mask,
+)
 from smug.models import ConvDecoder, UntrainedNetwork, fit_untrained, slice_seed
 from tests.conftest import random_complex, random_sens_maps
 
@@ -312,9 +319,9 @@ def test_untrained_network_runs_under_no_grad_and_is_repeatable():
     kspace = forward_operator(batch_images, mask)
     model = small_network().eval()
     with torch.no_grad():
-        first = model(kspace, mask)
+        first = model(kspace, MRIPhysics(mask))
     with torch.inference_mode():
-        second = model(kspace, mask)
+        second = model(kspace, MRIPhysics(mask))
     assert first.shape == (2, 16, WIDTH) and torch.is_complex(first)
     assert torch.equal(first, second)
     assert len(model.last_info) == 2 and all(info["iterations"] == 8 for info in model.last_info)
@@ -338,10 +345,10 @@ def test_untrained_network_single_coil_zero_filled_input_reproduces_measurements
     mask = column_mask()
     kspace = forward_operator(smooth_phantom()[None, :16], mask)
     model = small_network()
-    from_kspace = model(kspace, mask)
-    from_image = model(kspace, mask, zero_filled=adjoint_operator(kspace, mask))
+    from_kspace = model(kspace, MRIPhysics(mask))
+    from_image = model(kspace, MRIPhysics(mask, zero_filled=adjoint_operator(kspace, mask)))
     assert torch.allclose(from_kspace, from_image, atol=1e-3)
-    perturbed = model(kspace, mask, zero_filled=adjoint_operator(kspace, mask) + 0.05)
+    perturbed = model(kspace, MRIPhysics(mask, zero_filled=adjoint_operator(kspace, mask) + 0.05))
     assert not torch.allclose(from_kspace, perturbed, atol=1e-3)
 
 

@@ -27,7 +27,7 @@ from benchmarks.harness import (
 from smug.attacks import pgd_kspace_attack
 from smug.data import Batch, collate, select_slices, sens_map_path, SliceDataset, volume_paths, volume_plan
 from smug.data import write_synthetic_volume
-from smug.mri.data_consistency import closed_form_dc, conjugate_gradient, data_consistency
+from smug.mri.data_consistency import closed_form_dc, conjugate_gradient
 from smug.models import RSE2E, MoDL, build_denoiser, denoise_complex
 from smug.training import configure_backends, end_to_end_loss, network_autocast, PerformanceOptions
 from smug.training import to_channels_last
@@ -169,15 +169,15 @@ def bench_smug(
     """MoDL, SMUG and RS-E2E forwards, and SMUG against the sum of its parts, on the multicoil problem."""
     denoiser, modl, smug = make_models(size, device, options)
     batch = make_problem(size, device)
-    kspace, mask, sens = batch.kspace, batch.mask, batch.sens_maps
+    kspace, physics = batch.kspace, batch.physics
     noise = torch.Generator(device=device).manual_seed(_SEED)
-    aty = adjoint_operator(kspace, mask, sens)
+    aty = physics.A_adjoint(kspace)
     noisy_copies = aty.repeat(size.samples, 1, 1)
 
     def forward(model: MoDL) -> Callable[[], Any]:
         def call() -> torch.Tensor:
             with torch.no_grad(), network_autocast(model, options, device):
-                return model(kspace, mask, sens, generator=noise)
+                return model(kspace, physics, generator=noise)
 
         return call
 
@@ -191,7 +191,7 @@ def bench_smug(
 
     @torch.no_grad()
     def dc_step() -> torch.Tensor:
-        return data_consistency(z, aty, mask, smug.lam, sens, max_iter=size.cg_max_iter, tol=size.cg_tol)
+        return physics.data_consistency(z, aty, smug.lam, max_iter=size.cg_max_iter, tol=size.cg_tol)
 
     rs_e2e = RSE2E(modl, sigma=0.01, num_samples=size.samples).to(device).eval()
     t_modl, t_rs_e2e = time_interleaved([forward(modl), forward(rs_e2e)], size, device)
@@ -246,7 +246,7 @@ def bench_layouts(
         )
         calls += [
             torch.no_grad()(lambda d=denoiser: d(images)),
-            torch.no_grad()(lambda m=smug: m(batch.kspace, batch.mask, batch.sens_maps, generator=noise)),
+            torch.no_grad()(lambda m=smug: m(batch.kspace, batch.physics, generator=noise)),
         ]
     times = time_interleaved(calls, size, device)
     rows, ratios = [], []
@@ -380,7 +380,7 @@ def bench_pgd(
     def forward_backward() -> None:
         modl.zero_grad(set_to_none=True)
         with network_autocast(modl, options, device):
-            recon = modl(batch.kspace, batch.mask, batch.sens_maps)
+            recon = modl(batch.kspace, batch.physics)
         torch.view_as_real(recon - batch.target).square().sum().backward()
 
     t_pgd = time_sized(pgd_step, size, device)

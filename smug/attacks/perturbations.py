@@ -6,7 +6,7 @@ Two threat models, as in the studies:
 - **k-space**: ``y -> y + M delta`` with ``delta`` complex ``(B, C, H, W)``, non-zero only on sampled
   columns (the SMUG journal code; Darestani et al. with ``relative=True``).
 - **image**: ``A^H y -> A^H y + delta`` with ``delta`` complex ``(B, H, W)``, handed to the model
-  through its ``zero_filled=`` argument (the SMUG conference code).
+  through the physics it is reconstructed with (``physics.zero_filled``; the SMUG conference code).
 
 Norm balls: ``linf`` bounds the real and imaginary parts separately (``|Re|, |Im| <= eps``, the
 2-channel view the SMUG code attacks); ``l2`` bounds each sample's Euclidean norm by ``eps``, or by
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from smug.data import Batch
-from smug.mri import adjoint_operator, apply_column_mask, broadcast_mask, clamp_complex
+from smug.mri import apply_column_mask, broadcast_mask, clamp_complex
 from smug.models.reconstruct import reconstruct
 
 NORMS = ("linf", "l2")
@@ -94,9 +94,7 @@ def perturbation_shape(batch: Batch, domain: str) -> tuple[int, ...]:
 
 def zero_filled_image(batch: Batch) -> torch.Tensor:
     """``A^H y`` of a batch, complex ``(B, H, W)``: its ``zero_filled`` if it has one."""
-    if batch.zero_filled is not None:
-        return batch.zero_filled
-    return adjoint_operator(batch.kspace, batch.mask, batch.sens_maps)
+    return batch.physics.zero_filled_image(batch.kspace)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smug.mri import sens_combine, rss, fft2c, ifft2c, load_mask, apply_column_mask, center_crop_or_pad
+from smug.mri import (
+    MRIPhysics,
+    sens_combine,
+    rss,
+    fft2c,
+    ifft2c,
+    load_mask,
+    apply_column_mask,
+    center_crop_or_pad,
+)
 from smug.data.fastmri_io import (
     EncodingInfo,
     VolumeInfo,
@@ -383,6 +392,11 @@ class Batch:
     fnames: list[str] = field(default_factory=list)
     slices: list[int] = field(default_factory=list)
     zero_filled: torch.Tensor | None = None
+
+    @property
+    def physics(self) -> MRIPhysics:
+        """The operator every model is given with ``kspace``: ``model(batch.kspace, batch.physics)``."""
+        return MRIPhysics(self.mask, self.sens_maps, self.zero_filled)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensor fields that are set, by name."""

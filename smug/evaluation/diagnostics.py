@@ -35,6 +35,7 @@ from smug.utils import atomic_path
 from smug.models import load_method, MoDL, RSE2E, UnrollTrace
 from smug.study import model_name
 from smug.models.reconstruct import reconstruct
+from smug.mri import MRIPhysics
 
 LOG = logging.getLogger(__name__)
 
@@ -52,19 +53,11 @@ class CommonNoise(nn.Module):
         self.model = model
         self.seed = seed
 
-    def forward(
-        self, kspace, mask, sens_maps=None, num_unrolls=None, generator=None, trace=None, zero_filled=None
-    ):
+    def forward(self, kspace: torch.Tensor, physics: MRIPhysics, **options) -> torch.Tensor:
+        """The wrapped model's reconstruction, its noise drawn from the fixed seed; ``options``
+        (``trace``, ``num_unrolls``) reach it unchanged."""
         fixed = torch.Generator(device=kspace.device).manual_seed(self.seed)
-        return self.model(
-            kspace,
-            mask,
-            sens_maps,
-            num_unrolls=num_unrolls,
-            generator=fixed,
-            trace=trace,
-            zero_filled=zero_filled,
-        )
+        return self.model(kspace, physics, generator=fixed, **options)
 
 
 def image_norms(images: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from smug.mri import adjoint_operator, WAVELETS
+from smug.mri import WAVELETS, MRIPhysics
 from smug.models.cs_solvers import TV_SOLVERS, l1_wavelet_recon, tv_recon
 
 METHODS = ("l1_wavelet", "tv")
@@ -88,26 +88,19 @@ class CompressedSensing(nn.Module):
         self.lam = float(lam)
         self.num_iters = int(num_iters)
 
-    def forward(
-        self,
-        kspace: torch.Tensor,
-        mask: torch.Tensor,
-        sens_maps: torch.Tensor | None = None,
-        num_unrolls: int | None = None,
-        generator: torch.Generator | None = None,
-        trace: Any = None,
-        zero_filled: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Reconstruct complex ``(B, H, W)`` from k-space ``(B, C, H, W)``.
-
-        ``zero_filled`` overrides ``A^H y`` (image-domain attacks perturb it). ``num_unrolls``,
-        ``generator`` and ``trace`` are accepted for interface compatibility and ignored: the number
-        of solver iterations is a fixed setting, not an unroll count, and the solvers are deterministic.
+    def forward(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
+        """Reconstruct complex ``(B, H, W)`` from k-space ``(B, C, H, W)``, starting from
+        ``physics.zero_filled_image(y)`` (``A^H y`` or its image-domain perturbation). The number of
+        solver iterations is a setting, not an unroll count, and the solvers are deterministic.
         """
-        if zero_filled is None:
-            zero_filled = adjoint_operator(kspace, mask, sens_maps)
         return cs_reconstruct(
-            self.method, zero_filled, mask, sens_maps, self.lam, self.num_iters, **self.solver_kwargs
+            self.method,
+            physics.zero_filled_image(kspace),
+            physics.mask,
+            physics.sens_maps,
+            self.lam,
+            self.num_iters,
+            **self.solver_kwargs,
         )
 
     def extra_repr(self) -> str:

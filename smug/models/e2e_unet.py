@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from smug.models.unet import UNet
-from smug.mri import adjoint_operator, channels_to_complex, complex_to_channels
+from smug.mri import MRIPhysics, channels_to_complex, complex_to_channels
 
 INPUT_MODES = ("magnitude", "complex")
 
@@ -73,30 +73,19 @@ class ZeroFilledUNet(nn.Module):
         num_chans = 1 if input_mode == "magnitude" else 2
         self.unet = UNet(num_chans, num_chans, chans, num_pool_layers, drop_prob)
 
-    def forward(
-        self,
-        kspace: torch.Tensor,
-        mask: torch.Tensor,
-        sens_maps: torch.Tensor | None = None,
-        num_unrolls: int | None = None,
-        generator: torch.Generator | None = None,
-        trace: object | None = None,
-        zero_filled: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         """Reconstruct from undersampled k-space.
 
         Args:
-            kspace: measured k-space, complex ``(B, C, H, W)`` (``C = 1`` single-coil).
-            mask: column mask ``(W,)`` or ``(B, W)``.
-            sens_maps: complex ``(B, C, H, W)`` or None for single-coil.
-            num_unrolls, generator, trace: accepted for the shared interface and ignored (the
-                network is not unrolled and has no internal randomness besides dropout).
-            zero_filled: complex ``(B, H, W)`` used instead of ``A^H y`` (image-domain attacks).
+            kspace: measured k-space ``y``, complex ``(B, C, H, W)`` (``C = 1`` single-coil).
+            physics: the batch's operator; the network sees only ``physics.zero_filled_image(y)``
+                (``A^H y``, or its image-domain perturbation). It is not unrolled and has no
+                randomness besides dropout.
 
         Returns:
             complex ``(B, H, W)``; real-valued (zero imaginary part) in magnitude mode.
         """
-        aty = adjoint_operator(kspace, mask, sens_maps) if zero_filled is None else zero_filled
+        aty = physics.zero_filled_image(kspace)
         if not torch.is_complex(aty) or aty.ndim != 3:
             raise ValueError(
                 f"zero-filled image must be complex (B, H, W), got {aty.dtype} {tuple(aty.shape)}"

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.mri.data_consistency import data_consistency
 from smug.models.smoothing import SmoothingTrace, complex_gaussian, denoise_complex, smoothed_denoise
-from smug.mri import adjoint_operator
+from smug.mri import MRIPhysics
 
 
 @dataclass
@@ -148,30 +147,27 @@ class MoDL(nn.Module):
     def forward(
         self,
         kspace: torch.Tensor,
-        mask: torch.Tensor,
-        sens_maps: torch.Tensor | None = None,
-        num_unrolls: int | None = None,
+        physics: MRIPhysics,
+        *,
         generator: torch.Generator | None = None,
         trace: UnrollTrace | None = None,
-        zero_filled: torch.Tensor | None = None,
+        num_unrolls: int | None = None,
     ) -> torch.Tensor:
         """Reconstruct from undersampled k-space.
 
         Args:
-            kspace: measured k-space, complex ``(B, C, H, W)`` (``C = 1`` single-coil).
-            mask: column mask ``(W,)`` or ``(B, W)``.
-            sens_maps: complex ``(B, C, H, W)`` or None for single-coil.
-            num_unrolls: overrides the trained N (0 returns the zero-filled image ``A^H y``).
+            kspace: measured k-space ``y``, complex ``(B, C, H, W)`` (``C = 1`` single-coil).
+            physics: the batch's operator; the measurements enter MoDL only through
+                ``physics.zero_filled_image(y)`` (``A^H y``, or its image-domain perturbation).
             generator: smoothing noise source; fresh noise is drawn at every unroll.
             trace: if given, filled with the intermediates the stability loss needs.
-            zero_filled: ``A^H y`` to use instead of the one computed from ``kspace`` (the
-                measurements enter MoDL only through it; image-domain attacks perturb it).
+            num_unrolls: overrides the trained N (0 returns the zero-filled image).
 
         Returns:
             complex ``(B, H, W)``.
         """
         n = self.num_unrolls if num_unrolls is None else num_unrolls
-        aty = adjoint_operator(kspace, mask, sens_maps) if zero_filled is None else zero_filled
+        aty = physics.zero_filled_image(kspace)
         x = aty
         for _ in range(n):
             z, smoothing_trace = self.regularize(x, generator)
@@ -182,9 +178,7 @@ class MoDL(nn.Module):
                 trace.denoised.append(
                     z.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs
                 )
-            x = data_consistency(
-                z, aty, mask, self.lam, sens_maps, max_iter=self.cg_max_iter, tol=self.cg_tol
-            )
+            x = physics.data_consistency(z, aty, self.lam, max_iter=self.cg_max_iter, tol=self.cg_tol)
         return x
 
 
@@ -214,33 +208,29 @@ class RSE2E(nn.Module):
     def forward(
         self,
         kspace: torch.Tensor,
-        mask: torch.Tensor,
-        sens_maps: torch.Tensor | None = None,
-        num_unrolls: int | None = None,
+        physics: MRIPhysics,
+        *,
         generator: torch.Generator | None = None,
         trace: UnrollTrace | None = None,
-        zero_filled: torch.Tensor | None = None,
+        num_unrolls: int | None = None,
     ) -> torch.Tensor:
-        """Same signature as :meth:`MoDL.forward`; ``trace`` records the smoothed MoDL's passes, the M
-        noisy copies of each slice side by side in the batch dimension.
+        """As :meth:`MoDL.forward`; ``trace`` records the smoothed MoDL's passes, the M noisy copies
+        of each slice side by side in the batch dimension.
 
         The k-space noise reaches the network as ``A^H (M eta)`` added to the zero-filled image,
         which is exactly what noisy measurements would give, so image-domain inputs work too.
         """
         m = self.num_samples
         b = kspace.shape[0]
-        aty = adjoint_operator(kspace, mask, sens_maps) if zero_filled is None else zero_filled
+        aty = physics.zero_filled_image(kspace)
         noise = complex_gaussian((m * b, *kspace.shape[1:]), self.sigma, kspace, generator)
-        batch_mask = mask if mask.ndim == 1 else mask.repeat(m, 1)
-        batch_sens = None if sens_maps is None else sens_maps.repeat(m, 1, 1, 1)
-        noisy_aty = aty.repeat(m, 1, 1) + adjoint_operator(noise, batch_mask, batch_sens)
+        copies = physics.repeat(m)
+        noisy_aty = aty.repeat(m, 1, 1) + copies.A_adjoint(noise)
         out = self.modl(
             kspace.repeat(m, 1, 1, 1),
-            batch_mask,
-            batch_sens,
-            num_unrolls=num_unrolls,
+            copies.with_zero_filled(noisy_aty),
             trace=trace,
-            zero_filled=noisy_aty,
+            num_unrolls=num_unrolls,
         )
         return out.reshape(m, b, *out.shape[1:]).mean(0)
 

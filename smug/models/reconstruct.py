@@ -1,8 +1,10 @@
-"""Calling any reconstruction model on a batch: the one place that knows the shared signature.
+"""Calling any reconstruction model on a batch: the one place that knows the interface.
 
 Every model (MoDL and its smoothed variants, U-Nets, compressed sensing, the untrained network,
-zero-filled) is called as ``model(kspace, mask, sens_maps, num_unrolls=..., generator=...,
-trace=..., zero_filled=...)``, with the fields of a :class:`smug.data.datasets.Batch`.
+zero-filled) is called as ``model(y, physics, **options)``: the measured k-space and the batch's
+:class:`smug.mri.MRIPhysics`. A model declares only the options it uses: ``generator`` (its noise
+source) when it is ``randomised``, ``trace`` and ``num_unrolls`` when it is unrolled; this function
+passes each only where it applies, so no model accepts an option to ignore it.
 """
 
 from __future__ import annotations
@@ -24,17 +26,16 @@ def reconstruct(
 
     Args:
         model: any reconstruction model.
-        batch: the slices; its ``kspace``, ``mask``, ``sens_maps`` and ``zero_filled`` reach the model.
-        generator: noise source of randomised models.
-        trace: :class:`smug.models.modl.UnrollTrace` to fill (unrolled models).
-        num_unrolls: unroll count override (unrolled models; others ignore it).
+        batch: the slices; ``batch.kspace`` and ``batch.physics`` reach the model.
+        generator: noise source, passed to randomised models (``model.randomised``) only.
+        trace: :class:`smug.models.modl.UnrollTrace` to fill (unrolled models only).
+        num_unrolls: unroll count override (unrolled models only).
     """
-    return model(
-        batch.kspace,
-        batch.mask,
-        batch.sens_maps,
-        num_unrolls=num_unrolls,
-        generator=generator,
-        trace=trace,
-        zero_filled=batch.zero_filled,
-    )
+    options = {}
+    if getattr(model, "randomised", False):
+        options["generator"] = generator
+    if trace is not None:
+        options["trace"] = trace
+    if num_unrolls is not None:
+        options["num_unrolls"] = num_unrolls
+    return model(batch.kspace, batch.physics, **options)

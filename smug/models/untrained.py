@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from smug.mri import adjoint_operator, forward_operator
+from smug.mri import MRIPhysics, adjoint_operator
 from smug.mri import kspace_consistency_loss, split_mask
 from smug.mri import channels_to_complex
 
@@ -299,7 +299,7 @@ class UntrainedNetwork(nn.Module):
     returns the same images. The module has no parameters; the per-slice fit reports of the last call
     are kept in ``last_info``.
 
-    Image-domain inputs: with ``zero_filled`` given (an image-domain attack), the network is fitted
+    Image-domain inputs: under an image-domain attack (``physics.zero_filled``), the network is fitted
     to ``y' = M F S zero_filled``. For single-coil data ``M F (A^H y) = M y`` exactly, so an
     unperturbed input reproduces the measurements. For multicoil data ``S S^H`` is not the identity
     on coil images, so even an unperturbed ``y'`` is only the projection of ``y`` onto the range of
@@ -348,25 +348,14 @@ class UntrainedNetwork(nn.Module):
         self.check_every = int(check_every)
         self.last_info: list[dict[str, Any]] = []
 
-    def forward(
-        self,
-        kspace: torch.Tensor,
-        mask: torch.Tensor,
-        sens_maps: torch.Tensor | None = None,
-        num_unrolls: int | None = None,
-        generator: torch.Generator | None = None,
-        trace: Any = None,
-        zero_filled: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         """Reconstruct each slice by fitting an untrained network to it.
 
         Args:
-            kspace: measured k-space, complex ``(B, C, H, W)``.
-            mask: column mask ``(W,)`` or ``(B, W)``.
-            sens_maps: complex ``(B, C, H, W)`` or None for single-coil.
-            num_unrolls, generator, trace: accepted for the common interface and ignored (the
-                fits are seeded by ``seed``, not by ``generator``, so results are repeatable).
-            zero_filled: image-domain input ``(B, H, W)`` replacing ``A^H y`` (see class notes).
+            kspace: measured k-space ``y``, complex ``(B, C, H, W)``.
+            physics: the batch's operator; an image-domain perturbation it carries replaces ``y``
+                by ``A`` of the perturbed image (see the class notes). The fits are seeded by
+                ``seed``, so results are repeatable without a generator.
 
         Returns:
             complex ``(B, H, W)``, detached.
@@ -374,6 +363,7 @@ class UntrainedNetwork(nn.Module):
         if kspace.ndim != 4:
             raise ValueError(f"kspace must be (B, C, H, W), got shape {tuple(kspace.shape)}")
         batch = kspace.shape[0]
+        zero_filled = physics.zero_filled
         if zero_filled is not None and zero_filled.shape != (batch, *kspace.shape[-2:]):
             raise ValueError(
                 f"zero_filled shape {tuple(zero_filled.shape)} does not match kspace shape "
@@ -381,16 +371,15 @@ class UntrainedNetwork(nn.Module):
             )
         images, infos = [], []
         for index in range(batch):
-            slice_mask = mask if mask.ndim == 1 else mask[index]
-            slice_sens = None if sens_maps is None else sens_maps[index : index + 1]
-            if zero_filled is None:
+            one = physics.select(index)
+            if one.zero_filled is None:
                 slice_kspace = kspace[index : index + 1]
             else:
-                slice_kspace = forward_operator(zero_filled[index : index + 1], slice_mask, slice_sens)
+                slice_kspace = one.A(one.zero_filled)
             image, info = fit_untrained(
                 slice_kspace,
-                slice_mask,
-                slice_sens,
+                one.mask,
+                one.sens_maps,
                 num_iters=self.num_iters,
                 lr=self.lr,
                 channels=self.channels,

@@ -5,20 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smug.mri import adjoint_operator
+from smug.mri import MRIPhysics
 
 
 class ZeroFilled(nn.Module):
-    """``f(y) = A^H y`` with the shared reconstruction-model call signature (no parameters)."""
+    """``f(y) = A^H y`` behind the reconstruction-model interface (no parameters)."""
 
-    def forward(
-        self,
-        kspace: torch.Tensor,
-        mask: torch.Tensor,
-        sens_maps: torch.Tensor | None = None,
-        num_unrolls: int | None = None,
-        generator: torch.Generator | None = None,
-        trace: object | None = None,
-        zero_filled: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return adjoint_operator(kspace, mask, sens_maps) if zero_filled is None else zero_filled
+    def forward(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
+        """``A^H y`` of k-space ``(B, C, H, W)`` (or the image-domain perturbation of it the physics
+        carries), complex ``(B, H, W)``."""
+        return physics.zero_filled_image(kspace)

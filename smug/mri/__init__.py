@@ -31,6 +31,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "normal_operator",
             "normal_operator_fn",
         ],
+        "physics": ["MRIPhysics"],
         "transforms": [
             "center_crop",
             "center_crop_or_pad",

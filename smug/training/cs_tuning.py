@@ -10,7 +10,6 @@ import torch
 from smug.evaluation import metrics
 from smug.models import CompressedSensing
 from smug.data import Batch
-from smug.mri import adjoint_operator
 
 
 def slice_metrics(recon: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -65,12 +64,10 @@ def tune_regularization(
                 raise ValueError("tune_regularization: a batch has no target to score against")
             if device is not None:
                 batch = batch.to(device)
-            kspace, mask, target, sens_maps = batch.kspace, batch.mask, batch.target, batch.sens_maps
-            zero_filled = adjoint_operator(kspace, mask, sens_maps)
+            # A^H y once per batch, shared by every lam of the grid.
+            physics = batch.physics.with_zero_filled(batch.physics.A_adjoint(batch.kspace))
             for i, model in enumerate(models):
-                slice_psnr, slice_ssim = slice_metrics(
-                    model(kspace, mask, sens_maps, zero_filled=zero_filled), target
-                )
+                slice_psnr, slice_ssim = slice_metrics(model(batch.kspace, physics), batch.target)
                 psnrs[i] += slice_psnr
                 ssims[i] += slice_ssim
     if not psnrs[0]:
