@@ -1,5 +1,6 @@
 """MRI physics over tensors: centred FFTs, the multicoil SENSE operators, data consistency,
-sampling masks, wavelets, coil combination and the k-space consistency losses."""
+sampling masks, wavelets, coil combination and the k-space consistency losses; and
+:class:`MRIPhysics`, the operator object every reconstruction model is given (``model(y, physics)``)."""
 
 from smug.utils.lazy import lazy_surface
 
