@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import yaml
 
-from smug.study import plan
+from smug.study import experiment_models, plan, variant_models
 from tests.workflow_utils import REPO
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -60,3 +61,72 @@ def test_the_config_hash_follows_every_setting_and_no_key_order():
     assert plan.config_hash(config) == plan.config_hash(reordered)
     config["seeds"] = [*config["seeds"], 99]
     assert plan.config_hash(config) != plan.config_hash(reordered)
+
+
+def test_masks_pair_every_acceleration_with_a_centre_that_keeps_its_line_count():
+    config = copy.deepcopy(CONFIG)
+    config["masks"].update(acceleration=4, center_fraction=0.08, eval_accelerations=[8, 2, 4])
+    assert plan.mask_accelerations(config) == [2, 4, 8]
+    assert plan.mask_center_fractions(config) == [0.16, 0.08, 0.04]
+
+
+def test_maps_are_estimated_for_the_largest_slice_count_of_a_split():
+    config = copy.deepcopy(CONFIG)
+    config["training"]["val_slices"], config["classical"]["val_slices"] = 4, 9
+    config["evaluation"]["test_slices"] = None
+    assert plan.split_slices(config, "val") == 9
+    assert plan.split_slices(config, "test") is None  # every slice
+    config["data"]["volume_limits"] = {"max_width": 4, "max_slices": 1, "max_height": 3, "max_coils": 2}
+    assert plan.volume_limits(config) == [1, 2, 3, 4]
+
+
+def test_a_fastmri_split_names_its_datasets_as_a_list_or_says_which_entry_is_missing():
+    config = copy.deepcopy(CONFIG)
+    config["fastmri"]["splits"]["val"] = {"knee": {"dataset": "knee_multicoil_val", "count": 3}}
+    assert plan.fastmri_split(config, "val", "knee") == {
+        "dataset": ["knee_multicoil_val"],
+        "start": 0,
+        "count": 3,
+    }
+    with pytest.raises(ValueError, match=r"fastmri.splits.val has no entry for anatomy 'brain'"):
+        plan.fastmri_split(config, "val", "brain")
+
+
+def test_a_training_spec_holds_the_settings_of_its_kind_and_what_it_starts_from():
+    spec = plan.training_spec(CONFIG, "smug", 2, {})
+    assert (spec["name"], spec["kind"], spec["init"], spec["seed"]) == ("smug", "smug", "denoiser", 2)
+    assert "smoothing" in spec and "adversarial" not in spec
+    unet = plan.training_spec(CONFIG, "unet", 0, {})
+    assert unet["init"] is None and "smoothing" not in unet and "model" in unet
+
+
+def test_each_model_is_scored_under_its_attacks_their_noise_and_the_untrained_under_transfers():
+    config = copy.deepcopy(CONFIG)
+    config["evaluation"]["attacks"] = {
+        "pgd_kspace_linf": {"eps": [0.01]},
+        "pgd_kspace_linf_journal": {"eps": [0.02]},
+        "pgd_image_linf": {"eps": [0.1], "models": ["smug"]},
+    }
+    assert plan.model_perturbations(config, "modl") == [
+        ("modl", "pgd_kspace_linf"),
+        ("modl", "pgd_kspace_linf_journal"),
+        ("noise", "noise_kspace_linf"),
+    ]
+    assert ("noise", "noise_image_linf") in plan.model_perturbations(config, "smug")
+    config["untrained"].update(attacks=["pgd_kspace_linf"], attack_source="modl")
+    assert plan.model_perturbations(config, "untrained") == [("modl", "pgd_kspace_linf")]
+
+
+def test_ablation_models_are_each_listed_once_with_the_health_references_scored_clean():
+    experiments = experiment_models(CONFIG)
+    variants = variant_models(CONFIG)
+    models = plan.ablation_models(experiments)
+    assert len(models) == len(set(models)) and "modl" in models
+    scored = plan.ablation_scored_models(experiments)
+    assert scored[: len(models)] == models and set(plan.HEALTH_REFERENCES) <= set(scored)
+    trained = plan.ablation_trained_models(experiments, variants)
+    assert set(variants) <= set(trained) and "zero_filled" not in trained
+    assert plan.ablation_attacks(CONFIG, experiments, "modl") == CONFIG["ablations"]["attacks"]
+    assert plan.ablation_attacks(CONFIG, experiments, "untrained") == []
+    if "cs_tv" not in models:
+        assert plan.ablation_attacks(CONFIG, experiments, "cs_tv") == []

@@ -20,7 +20,7 @@ use rule evaluate as ablation_evaluate with:
 
 rule diagnose:
     input:
-        unpack(diagnose_inputs),
+        unpack(model_test_inputs),
     output:
         out="results/ablations/diagnostics/seed{seed}/{model}.csv",
     log:
@@ -109,7 +109,7 @@ rule ablation_figure:
         **job_resources("ablation_figure"),
     params:
         experiment="{experiment}",
-        kind=ablation_figure_kind,
+        kind=lambda w: config["ablations"]["experiments"][w.experiment]["figure"],
     script:
         "../../scripts/make_ablation_figure.py"
 

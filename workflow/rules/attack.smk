@@ -4,7 +4,7 @@
 
 rule attack:
     input:
-        unpack(attack_inputs),
+        unpack(model_test_inputs),
     output:
         out="results/attacks/seed{seed}/{model}/{attack}.h5",
     log:
@@ -21,11 +21,11 @@ rule attack:
         **job_resources("attack"),
     params:
         attack="{attack}",
-        eps=attack_eps,
+        eps=lambda w: config["evaluation"]["attacks"][w.attack]["eps"],
         steps=config["evaluation"]["pgd"]["steps"],
         step_factor=config["evaluation"]["pgd"]["step_factor"],
         random_start=config["evaluation"]["pgd"]["random_start"],
-        loss_target=attack_loss_target,
+        loss_target=lambda w: plan.attack_loss_target(config, w.attack),
         eot_samples=config["evaluation"]["pgd"]["eot_samples"],
         test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
@@ -67,7 +67,7 @@ rule noise:
         **job_resources("noise"),
     params:
         attack="{attack}",
-        eps=noise_eps,
+        eps=lambda w: plan.noise_eps(config, w.attack),
         test_slices=config["evaluation"]["test_slices"],
         batch_size=config["evaluation"]["batch_size"],
         seed=seed_of,

@@ -9,14 +9,11 @@ from smug.study import (
     FIGURES,
     METHODS,
     NOISE_ATTACKS,
-    NOISE_COUNTERPART,
     PROTOCOLS,
     WHITE_BOX_ATTACKS,
-    ancestors,
     experiment_models,
     model_setup,
     seeded,
-    spec_settings,
     trained_methods,
     variant_models,
 )
@@ -94,34 +91,8 @@ def training_inputs(wildcards):
 
 
 def training_spec(wildcards):
-    """The spec scripts/train.py receives: exactly the settings that determine the model's weights
-    (smug.study.methods.spec_settings, with an ablation variant's settings applied) and the method it
-    starts from, so a setting change retrains only the models reading it."""
-    name = wildcards.model
-    method, settings, init = model_setup(name, config, ABLATION_MODELS)
-    return {
-        "name": name,
-        "kind": METHODS[method].kind,
-        "init": init,
-        "seed": seed_of(wildcards),
-        **spec_settings(method, settings),
-        "data": {
-            "challenge": config["data"]["challenge"],
-            "train_slices": config["training"]["train_slices"],
-            "val_slices": config["training"]["val_slices"],
-        },
-    }
-
-
-# ---- methods that are not trained by scripts/train.py ----------------------------------------
-
-
-def classical_inputs(wildcards):
-    return split_inputs("val", "val", config["data"]["train_anatomy"])
-
-
-def untrained_settings(wildcards):
-    return plan.untrained_settings(config, seed_of(wildcards))
+    """The spec scripts/train.py receives: only the settings its weights depend on (study.plan)."""
+    return plan.training_spec(config, wildcards.model, seed_of(wildcards), ABLATION_MODELS)
 
 
 # ---- attacks and evaluation --------------------------------------------------------------------
@@ -132,46 +103,30 @@ def test_inputs():
     return split_inputs("test", "test", config["data"]["train_anatomy"])
 
 
-def attack_inputs(wildcards):
+def model_test_inputs(wildcards):
+    """The test inputs and the job's model (an attack, a diagnosis)."""
     return {**test_inputs(), "model": model_file(wildcards.model, wildcards.seed)}
 
 
-def attack_eps(wildcards):
-    return config["evaluation"]["attacks"][wildcards.attack]["eps"]
-
-
-def attack_loss_target(wildcards):
-    return plan.attack_loss_target(config, wildcards.attack)
-
-
-def noise_eps(wildcards):
-    return plan.noise_eps(config, wildcards.attack)
+def scoring_inputs(wildcards):
+    """What every evaluation reads: the test split, its maps, the training mask and the model."""
+    inputs = model_test_inputs(wildcards)
+    inputs["train_mask"] = inputs.pop("mask")
+    return inputs
 
 
 def attack_files(model, seed):
-    """Perturbations a model is evaluated under with a seed: its own white-box attacks and random
-    noise of the same norms, or, for the untrained network (no gradient), attacks transferred from
-    another model of the same seed."""
-    if model == "untrained":
-        source = config["untrained"]["attack_source"]
-        return [f"results/attacks/seed{seed}/{source}/{a}.h5" for a in config["untrained"]["attacks"]]
-    attacks = plan.model_attacks(config, model)
-    noise = dict.fromkeys(NOISE_COUNTERPART[a] for a in attacks)
-    return [f"results/attacks/seed{seed}/{model}/{a}.h5" for a in attacks] + [
-        f"results/attacks/seed{seed}/noise/{n}.h5" for n in noise
-    ]
+    """Perturbations a model is evaluated under with a seed (study.plan.model_perturbations)."""
+    pairs = plan.model_perturbations(config, model)
+    return [f"results/attacks/seed{seed}/{folder}/{attack}.h5" for folder, attack in pairs]
 
 
 def evaluation_inputs(wildcards):
     untrained = wildcards.model == "untrained"
     generators = [] if untrained else config["evaluation"]["generators"]
     sampling_shift = not untrained or config["untrained"]["sampling_shift"]
-    tests = test_inputs()
     inputs = {
-        "test": tests["test"],
-        "sens_maps": tests["sens_maps"],
-        "train_mask": tests["mask"],
-        "model": model_file(wildcards.model, wildcards.seed),
+        **scoring_inputs(wildcards),
         "masks": mask_files() if sampling_shift else [],
         "attacks": attack_files(wildcards.model, wildcards.seed),
         "generators": [model_file(g, wildcards.seed) for g in generators],
@@ -218,60 +173,34 @@ def figure_inputs(wildcards):
     }
 
 
-# ---- ablations (target `ablations`, smug.study.ablations) -------------------------------------------
+# ---- ablations (target `ablations`; smug.study.plan derives the models) ------------------------
 
 ABLATION_EXPERIMENTS = experiment_models(config)
-# The health checks hold every model against these, evaluated clean on the same test slices.
-HEALTH_REFERENCES = ("zero_filled", "cs_tv")
-
-
-def ablation_models():
-    """Every model of an experiment (variants and references), each once."""
-    return list(dict.fromkeys(m.name for models in ABLATION_EXPERIMENTS.values() for m in models))
-
-
-def ablation_trained_models():
-    """The experiments' models with a training record (all but zero-filled, CS, untrained)."""
-    return [m for m in ablation_models() if m in ABLATION_MODELS or m in TRAINED_MODELS]
 
 
 def ablation_attack_files(model, seed):
-    """A model's perturbations under ablations.attacks; the untrained network (no gradient) and the
-    health references are scored clean only."""
-    if model == "untrained" or model in HEALTH_REFERENCES and model not in ablation_models():
-        return []
+    """A model's perturbations under ablations.attacks (none for the untrained network)."""
     run_check(checks.check_ablation_attacks)
-    return [f"results/attacks/seed{seed}/{model}/{attack}.h5" for attack in config["ablations"]["attacks"]]
+    attacks = plan.ablation_attacks(config, ABLATION_EXPERIMENTS, model)
+    return [f"results/attacks/seed{seed}/{model}/{attack}.h5" for attack in attacks]
 
 
 def ablation_evaluation_inputs(wildcards):
-    tests = test_inputs()
-    return {
-        "test": tests["test"],
-        "sens_maps": tests["sens_maps"],
-        "train_mask": tests["mask"],
-        "model": model_file(wildcards.model, wildcards.seed),
-        "attacks": ablation_attack_files(wildcards.model, wildcards.seed),
-    }
-
-
-def diagnose_inputs(wildcards):
-    return {**test_inputs(), "model": model_file(wildcards.model, wildcards.seed)}
+    attacks = ablation_attack_files(wildcards.model, wildcards.seed)
+    return {**scoring_inputs(wildcards), "attacks": attacks}
 
 
 def ablation_health_inputs(wildcards):
-    scored = [*ablation_models(), *(m for m in HEALTH_REFERENCES if m not in ablation_models())]
+    scored = plan.ablation_scored_models(ABLATION_EXPERIMENTS)
     return {
-        "records": model_files(ablation_trained_models()),
+        "records": model_files(plan.ablation_trained_models(ABLATION_EXPERIMENTS, ABLATION_MODELS)),
         "scores": expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=scored),
     }
 
 
 def ablation_table_inputs(wildcards):
     return {
-        "scores": expand(
-            "results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models()
-        ),
+        "scores": ablation_scores(),
         "diagnostics": expand(
             "results/ablations/diagnostics/seed{seed}/{model}.csv",
             seed=SEEDS,
@@ -283,7 +212,11 @@ def ablation_table_inputs(wildcards):
 
 def ablation_scores():
     """Every seed's per-volume scores of the experiments' models (their claims read them)."""
-    return expand("results/ablations/eval/seed{seed}/{model}.csv", seed=SEEDS, model=ablation_models())
+    return expand(
+        "results/ablations/eval/seed{seed}/{model}.csv",
+        seed=SEEDS,
+        model=plan.ablation_models(ABLATION_EXPERIMENTS),
+    )
 
 
 def ablation_claims(wildcards):
@@ -292,10 +225,6 @@ def ablation_claims(wildcards):
     run_check(checks.check_ablation_attacks)
     run_check(checks.check_claims_config, ablations=True)
     return [claim for claim in config["claims"] if checks.is_ablation_claim(claim)]
-
-
-def ablation_figure_kind(wildcards):
-    return config["ablations"]["experiments"][wildcards.experiment]["figure"]
 
 
 # ---- reconstructing a user's own files (target `reconstructions`) ------------------------------

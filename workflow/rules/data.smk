@@ -82,16 +82,16 @@ rule index_fastmri:
     resources:
         **job_resources("index_fastmri"),
     params:
-        folder=fastmri_index_folder,
+        folder=lambda w: fastmri_folder(w.dataset),
         challenge=config["data"]["challenge"],
-        volume_limits=volume_limits(),
+        volume_limits=plan.volume_limits(config),
     script:
         "../../scripts/index_fastmri.py"
 
 
 rule split_list:
     input:
-        unpack(split_list_inputs),
+        unpack(lambda w: SOURCE["split_inputs"](w.split, w.anatomy)),
     output:
         out="resources/splits/{split}_{anatomy}.txt",
     log:
@@ -107,10 +107,10 @@ rule split_list:
     resources:
         **job_resources("split_list"),
     params:
-        start=split_start,
-        num_volumes=split_count,
+        start=lambda w: SOURCE["split_entry"](w.split, w.anatomy, "start"),
+        num_volumes=lambda w: SOURCE["split_entry"](w.split, w.anatomy, "count"),
         anatomy=split_anatomy,
-        volume_limits=volume_limits(),
+        volume_limits=plan.volume_limits(config),
     script:
         "../../scripts/make_split.py"
 
@@ -133,7 +133,7 @@ rule sens_maps:
     resources:
         **job_resources("sens_maps"),
     params:
-        slices=sens_maps_slices,
+        slices=lambda w: plan.split_slices(config, w.split),
         recon_size=recon_size(),
         num_acs=config["fastmri"]["sens_maps"]["num_acs"],
         kernel_size=config["fastmri"]["sens_maps"]["kernel_size"],

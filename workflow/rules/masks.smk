@@ -22,8 +22,8 @@ rule masks:
         **job_resources("masks"),
     params:
         mask_type=config["masks"]["type"],
-        accelerations=mask_accelerations(),
-        center_fractions=mask_center_fractions(),
+        accelerations=plan.mask_accelerations(config),
+        center_fractions=plan.mask_center_fractions(config),
         width=recon_size()[1],
         height=recon_size()[0],
         seed=config["masks"]["seed"],

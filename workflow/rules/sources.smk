@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from smug.data import sens_map_path, volume_paths, volume_plan
+from smug.study import plan
 
 
 def synthetic_plan():
@@ -48,20 +49,6 @@ def split_list(split, anatomy):
     return f"resources/splits/{split}_{anatomy}.txt"
 
 
-def fastmri_split(split, anatomy):
-    """The fastmri.splits entry of a split: datasets (a list), start and count."""
-    entry = config["fastmri"]["splits"][split].get(anatomy)
-    if entry is None:
-        raise ValueError(
-            f"fastmri.splits.{split} has no entry for anatomy {anatomy!r}; add one "
-            f"(e.g. {{dataset: {anatomy}_{config['data']['challenge']}_val, start: 0, count: 10}})"
-        )
-    entry = {"start": 0, "count": None, **entry}
-    if isinstance(entry["dataset"], str):
-        entry["dataset"] = [entry["dataset"]]
-    return entry
-
-
 def fastmri_folder(dataset):
     """Where a fastMRI dataset's volumes are: under fastmri.root if given, else where it is downloaded."""
     root = config["fastmri"]["root"]
@@ -99,52 +86,15 @@ def fastmri_index_inputs(wildcards):
     return {"marker": fastmri_marker().format(dataset=wildcards.dataset)}
 
 
-def fastmri_index_folder(wildcards):
-    return fastmri_folder(wildcards.dataset)
-
-
 def fastmri_split_inputs(split, anatomy):
     check_fastmri_splits()
-    datasets = fastmri_split(split, anatomy)["dataset"]
+    datasets = plan.fastmri_split(config, split, anatomy)["dataset"]
     return {"index": expand("resources/fastmri/index/{dataset}.csv", dataset=datasets)}
-
-
-def split_list_inputs(wildcards):
-    return SOURCE["split_inputs"](wildcards.split, wildcards.anatomy)
-
-
-def split_start(wildcards):
-    return SOURCE["split_entry"](wildcards.split, wildcards.anatomy, "start")
-
-
-def split_count(wildcards):
-    return SOURCE["split_entry"](wildcards.split, wildcards.anatomy, "count")
 
 
 def split_anatomy(wildcards):
     """The anatomy an index is filtered to (None: the source's volumes are one anatomy already)."""
     return wildcards.anatomy if SOURCE["indexed"] else None
-
-
-def volume_limits():
-    """data.volume_limits as SLICES COILS HEIGHT WIDTH."""
-    limits = config["data"]["volume_limits"]
-    return [limits[key] for key in ("max_slices", "max_coils", "max_height", "max_width")]
-
-
-def split_slices(split):
-    """Slices each consumer of a split uses; sensitivity maps are estimated for the largest count,
-    whose central-slice selection contains every smaller one (smug.data.datasets.select_slices)."""
-    counts = {
-        "train": [config["training"]["train_slices"]],
-        "val": [config["training"]["val_slices"], config["classical"]["val_slices"]],
-        "test": [config["evaluation"]["test_slices"]],
-    }[split]
-    return None if None in counts else max(counts)
-
-
-def sens_maps_slices(wildcards):
-    return split_slices(wildcards.split)
 
 
 def split_sens_maps(split, anatomy):
@@ -191,7 +141,7 @@ SOURCES = {
         "generated_plan": lambda: [],
         "generated_volumes": lambda: [],
         "split_inputs": fastmri_split_inputs,
-        "split_entry": lambda split, anatomy, key: fastmri_split(split, anatomy)[key],
+        "split_entry": lambda split, anatomy, key: plan.fastmri_split(config, split, anatomy)[key],
         "indexed": True,
         "sens_maps": lambda split, anatomy: [f"resources/fastmri/sens_maps/{split}_{anatomy}"],
     },
@@ -202,21 +152,8 @@ SOURCE = SOURCES[config["data"]["source"]]
 # ---- undersampling masks ---------------------------------------------------------------------
 
 
-def mask_accelerations():
-    """The training acceleration and every acceleration a model is evaluated at, sorted."""
-    m = config["masks"]
-    return sorted({m["acceleration"], *m["eval_accelerations"]})
-
-
-def mask_center_fractions():
-    """Centre fractions paired with mask_accelerations(): the number of fully sampled centre lines
-    scales as 1/acceleration, as fastMRI pairs 4x with 8% and 8x with 4%."""
-    m = config["masks"]
-    return [m["center_fraction"] * m["acceleration"] / acc for acc in mask_accelerations()]
-
-
 def mask_files():
-    return expand("resources/masks/{acc}x.npz", acc=mask_accelerations())
+    return expand("resources/masks/{acc}x.npz", acc=plan.mask_accelerations(config))
 
 
 def training_mask():

@@ -32,7 +32,7 @@ rule train:
 
 rule tune_classical:
     input:
-        unpack(classical_inputs),
+        unpack(lambda w: split_inputs("val", "val", config["data"]["train_anatomy"])),
     output:
         out="results/models/cs_{method}/model.pt",
         table="results/models/cs_{method}/tuning.csv",
@@ -76,7 +76,7 @@ rule untrained_method:
         **job_resources("untrained_method"),
     params:
         kind="untrained",
-        settings=untrained_settings,
+        settings=lambda w: plan.untrained_settings(config, seed_of(w)),
     script:
         "../../scripts/write_method.py"
 

@@ -75,7 +75,7 @@ def check_fastmri_splits():
     """The splits a run reads must not share volumes where they draw from the same datasets."""
     used = {}
     for split, anatomy in checks.used_splits(config):
-        entry = fastmri_split(split, anatomy)
+        entry = plan.fastmri_split(config, split, anatomy)
         key = (tuple(entry["dataset"]), anatomy)
         stop = float("inf") if entry["count"] is None else entry["start"] + entry["count"]
         for other, (start, other_stop) in used.get(key, {}).items():
