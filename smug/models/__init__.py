@@ -25,6 +25,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "didn": ["DIDN", "DownUpBlock"],
         "dncnn": ["DnCNN"],
         "e2e_unet": ["ZeroFilledUNet"],
+        "fastmri_checkpoints": ["PUBLISHED_SIZES", "build_fastmri_model", "load_fastmri_checkpoint"],
         "factory": [
             "FAMILY_MODELS",
             "MODEL_KINDS",
@@ -44,6 +45,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "unet": ["UNet"],
         "untrained": ["ConvDecoder", "UntrainedNetwork", "fit_untrained", "slice_seed"],
         "weight_encoder": ["WeightEncoder"],
+        "varnet": ["E2EVarNet", "NormUNet", "SensitivityNet"],
         "zero_filled": ["ZeroFilled"],
     },
 )
