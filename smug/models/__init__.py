@@ -40,6 +40,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "unrolled_core",
         ],
         "generator": ["PerturbationGenerator"],
+        "ista_net": ["ISTANetPlus", "ISTATrace", "symmetry_loss"],
         "modl": ["MoDL", "RSE2E", "UnrollTrace", "without_smoothing"],
         "smoothing": ["SmoothingTrace", "complex_gaussian", "denoise_complex", "smoothed_denoise"],
         "unet": ["UNet"],
