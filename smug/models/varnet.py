@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smug.models.unet import UNet
-from smug.mri import MRIPhysics, fft2c, ifft2c, rss, sens_combine, sens_expand
+from smug.mri import MRIPhysics, broadcast_mask, fft2c, ifft2c, rss, sens_combine, sens_expand
 
 
 class NormUNet(nn.Module):
@@ -92,8 +92,7 @@ class SensitivityNet(nn.Module):
 
     def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """k-space ``(B, C, H, W)`` and its column mask to maps ``(B, C, H, W)``, complex."""
-        centre = center_columns(mask)
-        centre = centre.reshape((1, 1, 1, -1) if centre.ndim == 1 else (centre.shape[0], 1, 1, -1))
+        centre = broadcast_mask(center_columns(mask))
         coil_images = ifft2c(kspace * centre.to(kspace.real.dtype))
         batch, coils = coil_images.shape[:2]
         maps = self.norm_unet(coil_images.reshape(batch * coils, *coil_images.shape[-2:]))
@@ -156,8 +155,7 @@ class E2EVarNet(nn.Module):
     def forward(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         """Measured k-space ``(B, C, H, W)`` to the complex image ``(B, H, W)``."""
         maps = self.coil_maps(kspace, physics)
-        mask = physics.mask.bool()
-        mask = mask.reshape((1, 1, 1, -1) if mask.ndim == 1 else (mask.shape[0], 1, 1, -1))
+        mask = broadcast_mask(physics.mask.bool())
         estimate = physics.kspace_input(kspace)
         for cascade in self.cascades:
             estimate = cascade(estimate, kspace, mask, maps)
