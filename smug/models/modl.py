@@ -224,7 +224,7 @@ class RSE2E(nn.Module):
         b = kspace.shape[0]
         aty = physics.zero_filled_image(kspace)
         noise = complex_gaussian((m * b, *kspace.shape[1:]), self.sigma, kspace, generator)
-        copies = physics.repeat(m)
+        copies = physics.with_zero_filled(None).repeat(m)  # the image is replaced below: no need to copy it
         noisy_aty = aty.repeat(m, 1, 1) + copies.A_adjoint(noise)
         out = self.modl(
             kspace.repeat(m, 1, 1, 1),
