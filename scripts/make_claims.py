@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         help="per-volume scores of the ablation models (claims with source_table: ablations)",
     )
     parser.add_argument(
+        "--backbone-scores",
+        nargs="*",
+        help="per-volume scores of the backbones' models (claims with source_table: backbones)",
+    )
+    parser.add_argument(
         "--claims",
         nargs="+",
         required=True,
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         claims = read_claims(args.claims)
         scores = read_scores(args.scores, "--scores")
         ablation = read_scores(args.ablation_scores, "--ablation-scores") if args.ablation_scores else None
-        table = evaluate_claims(scores, claims, ablation)
+        backbone = read_scores(args.backbone_scores, "--backbone-scores") if args.backbone_scores else None
+        table = evaluate_claims(scores, claims, ablation, backbone)
         pairs = comparison_pairs(scores["model"].drop_duplicates())
         paired = comparisons(scores, pairs)
         with atomic_path(args.comparisons) as tmp:

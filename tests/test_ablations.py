@@ -27,6 +27,7 @@ CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 def _experiments(config, **experiments):
     changed = copy.deepcopy(config)
     changed["ablations"]["experiments"] = experiments
+    changed.pop("backbones")  # the backbones' models are variants too (tests/test_backbones.py)
     return changed
 
 

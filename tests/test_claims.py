@@ -392,11 +392,13 @@ def full_run(config, seeds=SEEDS) -> pd.DataFrame:
 
 def test_every_default_claim_evaluates_on_a_constructed_full_run(config):
     """Every default claim reads conditions the config scores: on a run scoring them all, each gets an
-    estimate (the ablation claims, without their scores, are not run) and every pair is compared."""
+    estimate (the ablation and backbone claims, without their scores, are not run) and every pair is
+    compared."""
     frame = full_run(config)
     table = evaluate_claims(frame, config["claims"])
     assert list(table["id"]) == [c["id"] for c in config["claims"]]
-    ablations = table["id"].isin([c["id"] for c in config["claims"] if c.get("source_table") == "ablations"])
+    other_targets = [c["id"] for c in config["claims"] if c.get("source_table") in ("ablations", "backbones")]
+    ablations = table["id"].isin(other_targets)
     assert (table.loc[ablations, "verdict"] == "not run").all()
     ran = table[~ablations]
     assert ran["verdict"].isin(["supported", "contradicted", "inconclusive"]).all()

@@ -7,7 +7,7 @@ import torch
 
 from smug.attacks import pgd_image_attack, pgd_kspace_attack, reconstruct_perturbed
 from smug.data import Batch
-from smug.models import ISTANetPlus, ISTATrace, symmetry_loss
+from smug.models import ISTANetPlus, UnrollTrace, symmetry_loss
 from smug.models.reconstruct import reconstruct
 from smug.mri import MRIPhysics
 from tests.conftest import random_complex, random_sens_maps
@@ -37,7 +37,7 @@ def test_a_phase_whose_transform_thresholds_everything_is_the_gradient_step(coil
 def test_the_trace_collects_one_symmetry_residual_per_phase_and_the_loss_trains(gen):
     batch = _batch(gen)
     model = ISTANetPlus(num_phases=3, num_filters=4)
-    trace = ISTATrace()
+    trace = UnrollTrace()
     recon = reconstruct(model, batch, torch.Generator(), trace)
     assert recon.shape == (2, 12, 12) and len(trace.symmetry) == 3
     loss = symmetry_loss(trace)
@@ -45,7 +45,7 @@ def test_the_trace_collects_one_symmetry_residual_per_phase_and_the_loss_trains(
     loss.backward()
     assert model.phases[0].forward_transform[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="no symmetry residuals"):
-        symmetry_loss(ISTATrace())
+        symmetry_loss(UnrollTrace())
 
 
 def test_ista_net_is_attacked_through_the_one_interface(gen):

@@ -26,7 +26,14 @@ TINY_CONFIG = {
         "coils": 2,
     },
     "masks": {"eval_accelerations": [2, 4]},
-    "model": {"denoiser": "dncnn", "dncnn": {"num_chans": 4, "num_layers": 3}, "num_unrolls": 2},
+    "model": {
+        "denoiser": "dncnn",
+        "dncnn": {"num_chans": 4, "num_layers": 3},
+        "num_unrolls": 2,
+        "varnet": {"num_cascades": 2, "chans": 4, "pools": 1},
+        "ista": {"num_phases": 2, "num_filters": 4},
+    },
+    "backbones": {"methods": ["modl", "smug"]},
     "smoothing": {"num_samples": 2, "weight_encoder": {"num_chans": 4, "num_blocks": 2}},
     "training": {
         "val_slices": 2,

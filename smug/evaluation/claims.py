@@ -296,15 +296,25 @@ def claim_tables(
     return tables, volume_sets
 
 
+# Where the scores of each source table come from, for the note of a claim whose scores were not given.
+_SOURCE_RUN = {
+    "ablations": "ablation scores not given (the ablations are run by `snakemake ablations`)",
+    "backbones": "backbone scores not given (the backbones are run by `snakemake backbones`)",
+}
+
+
 def evaluate_claims(
-    scores: pd.DataFrame, claims: Sequence[dict], ablation_scores: pd.DataFrame | None = None
+    scores: pd.DataFrame,
+    claims: Sequence[dict],
+    ablation_scores: pd.DataFrame | None = None,
+    backbone_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every claim's effect, its crossed 95 % interval and its verdict, one row per claim
     (:data:`CLAIM_COLUMNS`).
 
     ``half_width`` is about the smallest effect this run could decide. Claims of ``source_table:
-    ablations`` read ``ablation_scores``; without them the row's verdict is ``not run`` and
-    ``note`` says why. A statistic undefined on these scores (a correlation of models that all score
+    ablations`` read ``ablation_scores`` and those of ``source_table: backbones`` ``backbone_scores``;
+    without them the row's verdict is ``not run`` and ``note`` says why. A statistic undefined on these scores (a correlation of models that all score
     alike) gives ``inconclusive`` with the reason in ``note``; a missing or incomplete condition is
     an error, since :func:`check_claims` has already held every claim against the config.
 
@@ -317,16 +327,14 @@ def evaluate_claims(
     sources = {"evaluation": check_scores(scores)}
     if ablation_scores is not None:
         sources["ablations"] = check_scores(ablation_scores, "ablation scores")
+    if backbone_scores is not None:
+        sources["backbones"] = check_scores(backbone_scores, "backbone scores")
     rows = []
     for claim in claims:
         kind = kinds[claim["kind"]]
         source = claim.get("source_table", "evaluation")
         if source not in sources:
-            rows.append(
-                _not_run(
-                    claim, kind, "ablation scores not given (the ablations are run by `snakemake ablations`)"
-                )
-            )
+            rows.append(_not_run(claim, kind, _SOURCE_RUN[source]))
             continue
         try:
             tables, volume_sets = claim_tables(claim, sources[source], kind)

@@ -174,7 +174,15 @@ def _score_conditions(
         shifted = make_dataset(test, test_slices, mask_path, sens_dir)
         runner.run("acceleration", acceleration, dataset=shifted)
 
-    if FAMILIES[family].unrolls:
+    # The unroll-count shift needs one regulariser shared by every unroll (MoDL's); E2E-VarNet's
+    # cascades and ISTA-Net+'s phases each have their own weights, so they have no count to change.
+    shares_unrolls = "num_unrolls" in record.get("spec", {}).get("model", {})
+    if FAMILIES[family].unrolls and unrolls and not shares_unrolls:
+        LOG.info(
+            "no unroll-count shift: the %s backbone's unrolls do not share weights",
+            record["spec"]["model"]["backbone"],
+        )
+    if FAMILIES[family].unrolls and unrolls and shares_unrolls:
         trained_unrolls = record["spec"]["model"]["num_unrolls"]
         for n in unrolls:
             if n == trained_unrolls:

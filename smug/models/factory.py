@@ -20,11 +20,13 @@ from smug.models import classical
 from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
+from smug.models.ista_net import ISTANetPlus
 from smug.models.modl import RSE2E, MoDL
+from smug.models.varnet import E2EVarNet
 from smug.models.untrained import UntrainedNetwork
 from smug.models.weight_encoder import WeightEncoder
 from smug.models.zero_filled import ZeroFilled
-from smug.study import KINDS, Kind
+from smug.study import BACKBONES, DENOISER_BACKBONE, KINDS, Kind
 from smug.utils import load_torch_file
 
 Builder = Callable[[str, dict[str, Any], dict[str, Any] | None], nn.Module]
@@ -38,27 +40,45 @@ def _unet(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | 
     return ZeroFilledUNet(**model_cfg)
 
 
+# The unrolled backbones beside MoDL (smug.study.methods.BACKBONES), and the keys of their config
+# sections a spec's ``backbone_args`` may hold (their sizes; smoothing comes from the kind).
+BACKBONE_NETWORKS: dict[str, type[nn.Module]] = {"varnet": E2EVarNet, "ista": ISTANetPlus}
+BACKBONE_ARGUMENTS = {
+    "varnet": ("num_cascades", "chans", "pools", "sens_chans", "sens_pools", "estimate_sens"),
+    "ista": ("num_phases", "num_filters", "step", "threshold", "symmetry_weight"),
+}
+
+
 def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
-    """MoDL around a fresh denoiser, smoothed where the kind's registry entry says."""
-    denoiser = _denoiser(kind, model_cfg, smoothing_cfg)
-    modl_kwargs = dict(
-        num_unrolls=model_cfg["num_unrolls"],
-        lam=model_cfg["lam"],
-        learn_lam=model_cfg["learn_lam"],
-        lam_floor=model_cfg.get("lam_floor", 0.01),
-        cg_max_iter=model_cfg["cg_max_iter"],
-        cg_tol=model_cfg["cg_tol"],
-        output_bound=model_cfg.get("output_bound"),
-    )
+    """The kind's unrolled network on the spec's backbone (MoDL around a fresh denoiser unless the
+    spec names another), smoothed where the kind's registry entry says."""
+    backbone = model_cfg.get("backbone", DENOISER_BACKBONE)
+    if backbone == DENOISER_BACKBONE:
+        denoiser = _denoiser(kind, model_cfg, smoothing_cfg)
+
+        def network(**smoothing):
+            return MoDL(
+                denoiser,
+                num_unrolls=model_cfg["num_unrolls"],
+                lam=model_cfg["lam"],
+                learn_lam=model_cfg["learn_lam"],
+                lam_floor=model_cfg.get("lam_floor", 0.01),
+                cg_max_iter=model_cfg["cg_max_iter"],
+                cg_tol=model_cfg["cg_tol"],
+                output_bound=model_cfg.get("output_bound"),
+                **smoothing,
+            )
+
+    else:
+
+        def network(**smoothing):
+            return BACKBONE_NETWORKS[backbone](**model_cfg["backbone_args"], **smoothing)
+
     smoothing = KINDS[kind].smoothing
     if smoothing == "e2e":
-        return RSE2E(
-            MoDL(denoiser, **modl_kwargs),
-            sigma=smoothing_cfg["kspace_sigma"],
-            num_samples=smoothing_cfg["num_samples"],
-        )
+        return RSE2E(network(), sigma=smoothing_cfg["kspace_sigma"], num_samples=smoothing_cfg["num_samples"])
     if smoothing is None:
-        return MoDL(denoiser, **modl_kwargs)
+        return network()
     weighting = {}
     if smoothing == "weighted":
         weighting = {
@@ -67,13 +87,11 @@ def _unrolled(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
             if key in smoothing_cfg
         }
         weighting["weight_encoder"] = WeightEncoder(**smoothing_cfg.get("weight_encoder", {}))
-    return MoDL(
-        denoiser,
+    return network(
         smoothing=smoothing,
         sigma=smoothing_cfg["sigma"],
         num_samples=smoothing_cfg["num_samples"],
         **weighting,
-        **modl_kwargs,
     )
 
 
@@ -97,21 +115,25 @@ def build_model(
     return FAMILY_MODELS[KINDS[kind].family].build(kind, model_cfg, smoothing_cfg)
 
 
-def unrolled_core(model: nn.Module) -> MoDL:
-    """The MoDL inside a model (itself, or the network RS-E2E smooths)."""
+def unrolled_core(model: nn.Module) -> nn.Module:
+    """The unrolled network inside a model (itself, or the network RS-E2E smooths)."""
     return model.modl if isinstance(model, RSE2E) else model
 
 
 def denoiser_of(model: nn.Module) -> nn.Module:
-    """The shared denoiser of any model kind."""
+    """The shared denoiser of a denoiser or a MoDL-based model (the pre-training's network)."""
     return model if not isinstance(model, (MoDL, RSE2E)) else unrolled_core(model).denoiser
 
 
 def data_consistency_weight(model: nn.Module) -> float | None:
-    """The current ``lam`` of an unrolled model (None for models without data consistency)."""
-    if not isinstance(model, (MoDL, RSE2E)):
-        return None
-    return float(unrolled_core(model).lam.detach())
+    """The current ``lam`` of a MoDL-based model (None for models without MoDL's data consistency)."""
+    core = unrolled_core(model) if isinstance(model, (MoDL, RSE2E)) else None
+    return float(core.lam.detach()) if isinstance(core, MoDL) else None
+
+
+def backbone_of(spec: dict[str, Any]) -> str:
+    """The backbone a trained unrolled network's spec names (MoDL's specs name none)."""
+    return spec["model"].get("backbone", DENOISER_BACKBONE)
 
 
 class _MissingSetting(ValueError):
@@ -166,6 +188,28 @@ def check_spec(spec: Any) -> None:
 
 def _check_unet_model(model: Any, kind: Kind) -> None:
     check_arguments("spec.model", model, ZeroFilledUNet)
+
+
+def _check_unrolled_model(model: Any, kind: Kind) -> None:
+    """An unrolled network's ``model`` section: MoDL's (:func:`_check_denoiser_model`), or a known
+    backbone's name and its sizes."""
+    if not isinstance(model, dict) or model.get("backbone", DENOISER_BACKBONE) == DENOISER_BACKBONE:
+        _check_denoiser_model(model, kind)
+        return
+    backbone = model["backbone"]
+    if not isinstance(backbone, str) or backbone not in BACKBONE_NETWORKS:
+        raise ValueError(f"spec.model.backbone is {backbone!r}, not one of {', '.join(BACKBONES)}")
+    unknown = [key for key in model if key not in ("backbone", "backbone_args")]
+    if unknown:
+        raise ValueError(f"spec.model has {unknown[0]!r}, which the {backbone} backbone does not read")
+    if "backbone_args" not in model:
+        raise ValueError("spec.model has no 'backbone_args'")
+    check_arguments(
+        "spec.model.backbone_args",
+        model["backbone_args"],
+        BACKBONE_NETWORKS[backbone],
+        allowed=BACKBONE_ARGUMENTS[backbone],
+    )
 
 
 def _check_denoiser_model(model: Any, kind: Kind) -> None:
@@ -387,7 +431,7 @@ class FamilyModels:
 # One row per family: adding a backbone of a new family adds its row here and in study.FAMILIES.
 FAMILY_MODELS: dict[str, FamilyModels] = {
     "denoiser": FamilyModels(network_from_record, _denoiser, _check_denoiser_model),
-    "unrolled": FamilyModels(network_from_record, _unrolled, _check_denoiser_model),
+    "unrolled": FamilyModels(network_from_record, _unrolled, _check_unrolled_model),
     "unet": FamilyModels(network_from_record, _unet, _check_unet_model),
     "classical": FamilyModels(_classical),
     "untrained": FamilyModels(_untrained),

@@ -9,26 +9,23 @@ Each of the ``num_phases`` phases (weights not shared) takes the current image `
 with ``rho`` and ``theta`` learned per phase, ``soft`` the soft-thresholding ``sign(v) max(|v| -
 theta, 0)``, and complex images as two real channels. The symmetry constraint ``F~(F(u)) = u`` is
 trained through :func:`symmetry_loss` on the residuals a forward pass records in an
-:class:`ISTATrace`. ``A^H y`` is ``physics.zero_filled_image(y)``, so an image-domain perturbation of
-it reaches the gradient step as it reaches MoDL's data consistency.
+:class:`smug.models.unrolled.UnrollTrace`. ``A^H y`` is ``physics.zero_filled_image(y)``, so an
+image-domain perturbation of it reaches the gradient step as it reaches MoDL's data consistency.
+
+SMUG on ISTA-Net+ smooths each phase's proximal step ``r -> x'`` (:meth:`ISTAPhase.proximal`), the
+phase's learned denoiser.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smug.models.unrolled import Regularizer, SmoothedUnrolling, UnrollTrace
 from smug.mri import MRIPhysics, channels_to_complex, complex_to_channels
-
-
-@dataclass
-class ISTATrace:
-    """Per-phase symmetry residuals ``F~(F(u)) - u``, real ``(B, C, H, W)`` each."""
-
-    symmetry: list[torch.Tensor] = field(default_factory=list)
 
 
 class ISTAPhase(nn.Module):
@@ -52,52 +49,103 @@ class ISTAPhase(nn.Module):
         self.to_image = nn.Conv2d(num_filters, 2, 3, padding=1, bias=False)
 
     def forward(
-        self, image: torch.Tensor, zero_filled: torch.Tensor, physics: MRIPhysics, trace: ISTATrace | None
+        self,
+        image: torch.Tensor,
+        zero_filled: torch.Tensor,
+        physics: MRIPhysics,
+        trace: UnrollTrace | None = None,
     ) -> torch.Tensor:
-        """``x -> x'`` (complex ``(B, H, W)``); ``zero_filled`` is ``A^H y``."""
-        gradient_step = image - self.step * (physics.A_adjoint_A(image) - zero_filled)
-        channels = complex_to_channels(gradient_step)
+        """``x -> x'`` (complex ``(B, H, W)``): the gradient step, then the proximal step."""
+        channels = complex_to_channels(self.gradient_step(image, zero_filled, physics))
+        return channels_to_complex(self.proximal(channels, trace))
+
+    def gradient_step(
+        self, image: torch.Tensor, zero_filled: torch.Tensor, physics: MRIPhysics
+    ) -> torch.Tensor:
+        """``r = x - rho (A^H A x - A^H y)`` on complex ``(B, H, W)`` images; ``zero_filled`` is ``A^H y``."""
+        return image - self.step * (physics.A_adjoint_A(image) - zero_filled)
+
+    def proximal(self, channels: torch.Tensor, trace: UnrollTrace | None = None) -> torch.Tensor:
+        """``r -> r + G(F~(soft(F(D r), theta)))`` on 2-channel images ``(N, 2, H, W)``; ``trace``
+        collects the symmetry residual ``F~(F(u)) - u``."""
         features = self.to_features(channels)
         transformed = self.forward_transform(features)
         shrunk = torch.sign(transformed) * F.relu(transformed.abs() - self.threshold)
         correction = self.to_image(self.backward_transform(shrunk))
         if trace is not None:
             trace.symmetry.append(self.backward_transform(transformed) - features)
-        return channels_to_complex(channels + correction)
+        return channels + correction
 
 
-class ISTANetPlus(nn.Module):
+class ISTANetPlus(SmoothedUnrolling):
     """ISTA-Net+ behind the reconstructor interface.
 
     Args:
         num_phases: unrolled phases (the paper: 9).
         num_filters: channels of the learned transform (the paper: 32).
         step, threshold: initial ``rho`` and ``theta`` of every phase (the paper's code: 0.5, 0.01).
+        symmetry_weight: weight of :func:`symmetry_loss` in training (the paper's gamma: 0.01).
+        smoothing, sigma, num_samples, weight_encoder, weight_scores, weight_normalisation: the
+            smoothing of every phase's proximal step (:class:`smug.models.unrolled.SmoothedUnrolling`).
     """
 
     def __init__(
-        self, num_phases: int = 9, num_filters: int = 32, step: float = 0.5, threshold: float = 0.01
+        self,
+        num_phases: int = 9,
+        num_filters: int = 32,
+        step: float = 0.5,
+        threshold: float = 0.01,
+        symmetry_weight: float = 0.01,
+        smoothing: str = "none",
+        sigma: float = 0.01,
+        num_samples: int = 10,
+        weight_encoder: nn.Module | None = None,
+        weight_scores: str = "denoised",
+        weight_normalisation: str = "sum",
     ):
         super().__init__()
         if num_phases < 1 or num_filters < 1:
             raise ValueError(
                 f"ISTANetPlus needs num_phases >= 1 and num_filters >= 1, got {num_phases}, {num_filters}"
             )
+        if not symmetry_weight >= 0:
+            raise ValueError(f"ISTANetPlus: symmetry_weight must be >= 0, got {symmetry_weight}")
         self.phases = nn.ModuleList([ISTAPhase(num_filters, step, threshold) for _ in range(num_phases)])
+        self.symmetry_weight = float(symmetry_weight)
+        self.init_smoothing(
+            smoothing, sigma, num_samples, weight_encoder, weight_scores, weight_normalisation
+        )
+
+    def regularizer(self, step: int) -> Regularizer:
+        """Phase ``step``'s proximal step on 2-channel images."""
+        return self.phases[step].proximal
 
     def forward(
-        self, kspace: torch.Tensor, physics: MRIPhysics, *, trace: ISTATrace | None = None
+        self,
+        kspace: torch.Tensor,
+        physics: MRIPhysics,
+        *,
+        generator: torch.Generator | None = None,
+        trace: UnrollTrace | None = None,
     ) -> torch.Tensor:
-        """Measured k-space ``(B, C, H, W)`` to the complex image ``(B, H, W)``; ``trace`` collects
-        the phases' symmetry residuals for :func:`symmetry_loss`."""
+        """Measured k-space ``(B, C, H, W)`` to the complex image ``(B, H, W)``; ``generator`` is
+        the smoothing noise's source, ``trace`` collects each phase's regulariser inputs and outputs
+        and its symmetry residuals (:func:`symmetry_loss`)."""
         zero_filled = physics.zero_filled_image(kspace)
         image = zero_filled
-        for phase in self.phases:
-            image = phase(image, zero_filled, physics, trace)
+        for step, phase in enumerate(self.phases):
+            proximal = functools.partial(phase.proximal, trace=trace)
+            image = self.regularize(
+                step, phase.gradient_step(image, zero_filled, physics), generator, trace, proximal
+            )
         return image
 
+    def constraint_loss(self, trace: UnrollTrace) -> torch.Tensor:
+        """``symmetry_weight`` times :func:`symmetry_loss`."""
+        return self.symmetry_weight * symmetry_loss(trace)
 
-def symmetry_loss(trace: ISTATrace) -> torch.Tensor:
+
+def symmetry_loss(trace: UnrollTrace) -> torch.Tensor:
     """ISTA-Net+'s constraint loss: the mean over phases of ``mean((F~(F(u)) - u)^2)``."""
     if not trace.symmetry:
         raise ValueError("the trace holds no symmetry residuals: was it passed to an ISTA-Net+ forward?")

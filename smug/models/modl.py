@@ -8,35 +8,18 @@ smooths the whole end-to-end network over noisy copies of the measurements.
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.models.smoothing import SmoothingTrace, complex_gaussian, denoise_complex, smoothed_denoise
-from smug.mri import MRIPhysics
+from smug.models.smoothing import complex_gaussian
+from smug.models.unrolled import Regularizer, SmoothedUnrolling, UnrollTrace
+from smug.mri import MRIPhysics, apply_column_mask
 
 
-@dataclass
-class UnrollTrace:
-    """Intermediate results of one forward pass, for the unrolled stability loss.
-
-    Attributes:
-        inputs: the image entering each unroll's denoiser, complex ``(B, H, W)`` each.
-        smoothing: per-unroll :class:`SmoothingTrace` (empty for vanilla MoDL).
-        denoised: per-unroll denoiser outputs, complex ``(M, B, H, W)``: every noisy copy's for a
-            smoothed model, ``M = 1`` for vanilla MoDL (what the bounded-output assumption bounds).
-    """
-
-    inputs: list[torch.Tensor] = field(default_factory=list)
-    smoothing: list[SmoothingTrace] = field(default_factory=list)
-    denoised: list[torch.Tensor] = field(default_factory=list)
-
-
-class MoDL(nn.Module):
+class MoDL(SmoothedUnrolling):
     """Unrolled MoDL with an optional smoothed denoiser (SMUG / Weighted SMUG).
 
     Args:
@@ -60,7 +43,8 @@ class MoDL(nn.Module):
             bounded-output assumption of SMUG's robustness theorem, made true by construction).
     """
 
-    SMOOTHING = ("none", "smug", "weighted")
+    # One denoiser serves every unroll.
+    shared_regularizer = True
 
     def __init__(
         self,
@@ -80,28 +64,19 @@ class MoDL(nn.Module):
         output_bound: float | None = None,
     ):
         super().__init__()
-        if smoothing not in self.SMOOTHING:
-            raise ValueError(f"unknown smoothing {smoothing!r}; valid: {', '.join(self.SMOOTHING)}")
-        if smoothing == "weighted" and weight_encoder is None:
-            raise ValueError("smoothing='weighted' needs a weight_encoder")
-        if num_unrolls < 0 or num_samples < 1 or not lam > 0:
-            raise ValueError(
-                f"need num_unrolls >= 0, num_samples >= 1, lam > 0; got {num_unrolls}, {num_samples}, {lam}"
-            )
+        if num_unrolls < 0 or not lam > 0:
+            raise ValueError(f"need num_unrolls >= 0 and lam > 0; got {num_unrolls}, {lam}")
         if output_bound is not None and not output_bound > 0:
             raise ValueError(f"output_bound must be positive or None, got {output_bound}")
         if learn_lam and not 0 < lam_floor < lam:
             raise ValueError(f"a learned lam needs 0 < lam_floor < lam; got lam_floor={lam_floor}, lam={lam}")
         self.denoiser = denoiser
-        self.weight_encoder = weight_encoder if smoothing == "weighted" else None
+        self.init_smoothing(
+            smoothing, sigma, num_samples, weight_encoder, weight_scores, weight_normalisation
+        )
         self.num_unrolls = num_unrolls
-        self.smoothing = smoothing
-        self.sigma = sigma
-        self.num_samples = num_samples
         self.cg_max_iter = cg_max_iter
         self.cg_tol = cg_tol
-        self.weight_scores = weight_scores
-        self.weight_normalisation = weight_normalisation
         self.output_bound = None if output_bound is None else float(output_bound)
         self.learn_lam = learn_lam
         self.lam_floor = float(lam_floor)
@@ -117,32 +92,14 @@ class MoDL(nn.Module):
             return self.lam_floor + F.softplus(self.lam_offset)
         return self.lam_fixed
 
-    @property
-    def randomised(self) -> bool:
-        """Whether the output depends on random draws (attacks then average over them, EOT)."""
-        return self.smoothing != "none"
-
     def denoise_channels(self, image: torch.Tensor) -> torch.Tensor:
         """The denoiser on 2-channel images ``(N, 2, H, W)``, its output clipped to the bound if any."""
         out = self.denoiser(image)
         return out if self.output_bound is None else out.clamp(-self.output_bound, self.output_bound)
 
-    def regularize(
-        self, image: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, SmoothingTrace | None]:
-        """The prior step of one unroll: ``D(x)`` or its (weighted) randomized smoothing."""
-        if self.smoothing == "none":
-            return denoise_complex(self.denoise_channels, image), None
-        return smoothed_denoise(
-            self.denoise_channels,
-            image,
-            self.sigma,
-            self.num_samples,
-            generator,
-            self.weight_encoder,
-            weight_scores=self.weight_scores,
-            weight_normalisation=self.weight_normalisation,
-        )
+    def regularizer(self, step: int) -> Regularizer:
+        """The shared denoiser (every unroll's)."""
+        return self.denoise_channels
 
     def forward(
         self,
@@ -169,15 +126,8 @@ class MoDL(nn.Module):
         n = self.num_unrolls if num_unrolls is None else num_unrolls
         aty = physics.zero_filled_image(kspace)
         x = aty
-        for _ in range(n):
-            z, smoothing_trace = self.regularize(x, generator)
-            if trace is not None:
-                trace.inputs.append(x)
-                if smoothing_trace is not None:
-                    trace.smoothing.append(smoothing_trace)
-                trace.denoised.append(
-                    z.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs
-                )
+        for step in range(n):
+            z = self.regularize(step, x, generator, trace)
             x = physics.data_consistency(z, aty, self.lam, max_iter=self.cg_max_iter, tol=self.cg_tol)
         return x
 
@@ -185,16 +135,17 @@ class MoDL(nn.Module):
 class RSE2E(nn.Module):
     """Randomized smoothing of the whole end-to-end network (RS-E2E).
 
-    ``f(y) = mean_j MoDL(y + M eta_j)``: complex Gaussian noise on the sampled k-space entries, the
+    ``f(y) = mean_j g(y + M eta_j)``: complex Gaussian noise on the sampled k-space entries, the
     M noisy copies reconstructed in one batched pass.
 
     Args:
-        modl: the network being smoothed (normally a vanilla MoDL).
+        modl: the network being smoothed: a vanilla MoDL, or another unrolled backbone (E2E-VarNet,
+            ISTA-Net+); the attribute keeps MoDL's name so that saved weights keep their keys.
         sigma: k-space noise standard deviation (real and imaginary parts each).
         num_samples: M.
     """
 
-    def __init__(self, modl: MoDL, sigma: float = 0.01, num_samples: int = 10):
+    def __init__(self, modl: nn.Module, sigma: float = 0.01, num_samples: int = 10):
         super().__init__()
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
@@ -205,6 +156,11 @@ class RSE2E(nn.Module):
     # Every forward pass draws fresh k-space noise (attacks average over the draws, EOT).
     randomised = True
 
+    @property
+    def smoothed_network(self) -> nn.Module:
+        """The network whose outputs are averaged (the conference attack's surrogate)."""
+        return self.modl
+
     def forward(
         self,
         kspace: torch.Tensor,
@@ -214,11 +170,13 @@ class RSE2E(nn.Module):
         trace: UnrollTrace | None = None,
         num_unrolls: int | None = None,
     ) -> torch.Tensor:
-        """As :meth:`MoDL.forward`; ``trace`` records the smoothed MoDL's passes, the M noisy copies
-        of each slice side by side in the batch dimension.
+        """As :meth:`MoDL.forward`; ``trace`` records the smoothed network's passes, the M noisy
+        copies of each slice side by side in the batch dimension.
 
-        The k-space noise reaches the network as ``A^H (M eta)`` added to the zero-filled image,
-        which is exactly what noisy measurements would give, so image-domain inputs work too.
+        The copies get the noisy k-space ``y + M eta`` and, as their zero-filled image, ``A^H y``
+        (or its image-domain perturbation) plus ``A^H (M eta)``, which is exactly what the noisy
+        measurements would give: image-domain networks read the one, k-space networks the other,
+        and image-domain attacks reach both.
         """
         m = self.num_samples
         b = kspace.shape[0]
@@ -226,28 +184,12 @@ class RSE2E(nn.Module):
         noise = complex_gaussian((m * b, *kspace.shape[1:]), self.sigma, kspace, generator)
         copies = physics.with_zero_filled(None).repeat(m)  # the image is replaced below: no need to copy it
         noisy_aty = aty.repeat(m, 1, 1) + copies.A_adjoint(noise)
-        out = self.modl(
-            kspace.repeat(m, 1, 1, 1),
-            copies.with_zero_filled(noisy_aty),
-            trace=trace,
-            num_unrolls=num_unrolls,
-        )
+        options = {"trace": trace} if trace is not None else {}
+        if num_unrolls is not None:
+            options["num_unrolls"] = num_unrolls
+        noisy_kspace = kspace.repeat(m, 1, 1, 1) + apply_column_mask(noise, copies.mask)
+        out = self.modl(noisy_kspace, copies.with_zero_filled(noisy_aty), **options)
         return out.reshape(m, b, *out.shape[1:]).mean(0)
-
-
-def without_smoothing(model: nn.Module) -> nn.Module:
-    """The network a smoothed model smooths (the SMUG conference attack's surrogate).
-
-    SMUG and Weighted SMUG become the same unrolled network with plain denoising (the weights are
-    shared, not copied); RS-E2E gives the MoDL it averages; any other model is returned as it is.
-    """
-    if isinstance(model, RSE2E):
-        return model.modl
-    if isinstance(model, MoDL) and model.smoothing != "none":
-        plain = copy.copy(model)  # a shallow copy shares every parameter and buffer
-        plain.smoothing = "none"
-        return plain
-    return model
 
 
 def _inverse_softplus(value: float) -> float:

@@ -28,7 +28,7 @@ def reconstruct(
         model: any reconstruction model.
         batch: the slices; ``batch.kspace`` and ``batch.physics`` reach the model.
         generator: noise source, passed to randomised models (``model.randomised``) only.
-        trace: :class:`smug.models.modl.UnrollTrace` to fill (unrolled models only).
+        trace: :class:`smug.models.unrolled.UnrollTrace` to fill (unrolled models only).
         num_unrolls: unroll count override (unrolled models only).
     """
     options = {}

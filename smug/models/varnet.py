@@ -23,12 +23,25 @@ names :func:`smug.models.fastmri_checkpoints.load_fastmri_checkpoint` translates
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from smug.models.unet import UNet
-from smug.mri import MRIPhysics, broadcast_mask, fft2c, ifft2c, rss, sens_combine, sens_expand
+from smug.models.unrolled import Regularizer, SmoothedUnrolling, UnrollTrace
+from smug.mri import (
+    MRIPhysics,
+    broadcast_mask,
+    channels_to_complex,
+    complex_to_channels,
+    fft2c,
+    ifft2c,
+    rss,
+    sens_combine,
+    sens_expand,
+)
 
 
 class NormUNet(nn.Module):
@@ -108,17 +121,35 @@ class VarNetCascade(nn.Module):
         self.model = model
         self.dc_weight = nn.Parameter(torch.ones(1))
 
+    def denoise(self, channels: torch.Tensor) -> torch.Tensor:
+        """The cascade's denoising step ``x - R(x)`` on 2-channel images ``(N, 2, H, W)``: the image
+        the U-Net's correction moves ``x`` to, what SMUG smooths."""
+        return channels - complex_to_channels(self.model(channels_to_complex(channels)))
+
     def forward(
-        self, current: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor
+        self,
+        current: torch.Tensor,
+        measured: torch.Tensor,
+        mask: torch.Tensor,
+        sens_maps: torch.Tensor,
+        denoise=None,
     ) -> torch.Tensor:
-        """k-space estimates ``(B, C, H, W)``; ``mask`` broadcasts against them (bool)."""
+        """k-space estimates ``(B, C, H, W)``; ``mask`` broadcasts against them (bool).
+
+        ``denoise``: the complex ``(B, H, W) -> (B, H, W)`` step replacing ``x - R(x)`` (its
+        randomised smoothing); None applies the U-Net as fastMRI does.
+        """
         soft_dc = torch.where(mask, current - measured, torch.zeros_like(current)) * self.dc_weight
         image = sens_combine(ifft2c(current), sens_maps)
-        return current - soft_dc - fft2c(sens_expand(self.model(image), sens_maps))
+        correction = self.model(image) if denoise is None else image - denoise(image)
+        return current - soft_dc - fft2c(sens_expand(correction, sens_maps))
 
 
-class E2EVarNet(nn.Module):
+class E2EVarNet(SmoothedUnrolling):
     """The end-to-end variational network behind the reconstructor interface.
+
+    SMUG on E2E-VarNet smooths each cascade's denoising step ``x - R(x)`` (:meth:`regularizer`);
+    with smoothing ``none`` the cascades apply their U-Nets exactly as fastMRI's do.
 
     Args:
         num_cascades: cascades (fastMRI: 12).
@@ -126,6 +157,8 @@ class E2EVarNet(nn.Module):
         sens_chans, sens_pools: the sensitivity network's U-Net (fastMRI: 8 channels, 4 pools).
         estimate_sens: estimate the maps from the data (fastMRI's method); otherwise use the
             physics' maps (ones for single-coil data).
+        smoothing, sigma, num_samples, weight_encoder, weight_scores, weight_normalisation: the
+            smoothing of every cascade's regulariser (:class:`smug.models.unrolled.SmoothedUnrolling`).
     """
 
     def __init__(
@@ -136,6 +169,12 @@ class E2EVarNet(nn.Module):
         sens_chans: int = 8,
         sens_pools: int = 4,
         estimate_sens: bool = True,
+        smoothing: str = "none",
+        sigma: float = 0.01,
+        num_samples: int = 10,
+        weight_encoder: nn.Module | None = None,
+        weight_scores: str = "denoised",
+        weight_normalisation: str = "sum",
     ):
         super().__init__()
         if num_cascades < 1:
@@ -143,6 +182,13 @@ class E2EVarNet(nn.Module):
         self.estimate_sens = bool(estimate_sens)
         self.sens_net = SensitivityNet(sens_chans, sens_pools) if estimate_sens else None
         self.cascades = nn.ModuleList([VarNetCascade(NormUNet(chans, pools)) for _ in range(num_cascades)])
+        self.init_smoothing(
+            smoothing, sigma, num_samples, weight_encoder, weight_scores, weight_normalisation
+        )
+
+    def regularizer(self, step: int) -> Regularizer:
+        """Cascade ``step``'s denoising step ``x - R(x)`` on 2-channel images."""
+        return self.cascades[step].denoise
 
     def coil_maps(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
         """The maps the cascades use, complex ``(B, C, H, W)``."""
@@ -152,11 +198,25 @@ class E2EVarNet(nn.Module):
             return physics.sens_maps
         return torch.ones_like(kspace)
 
-    def forward(self, kspace: torch.Tensor, physics: MRIPhysics) -> torch.Tensor:
-        """Measured k-space ``(B, C, H, W)`` to the complex image ``(B, H, W)``."""
+    def forward(
+        self,
+        kspace: torch.Tensor,
+        physics: MRIPhysics,
+        *,
+        generator: torch.Generator | None = None,
+        trace: UnrollTrace | None = None,
+    ) -> torch.Tensor:
+        """Measured k-space ``(B, C, H, W)`` to the complex image ``(B, H, W)``.
+
+        ``generator``: the smoothing noise's source; ``trace``: filled with each cascade's
+        regulariser inputs and outputs (the unrolled stability loss's).
+        """
         maps = self.coil_maps(kspace, physics)
         mask = broadcast_mask(physics.mask.bool())
         estimate = physics.kspace_input(kspace)
-        for cascade in self.cascades:
-            estimate = cascade(estimate, kspace, mask, maps)
+        for step, cascade in enumerate(self.cascades):
+            denoise = None
+            if self.randomised or trace is not None:
+                denoise = functools.partial(self.regularize, step, generator=generator, trace=trace)
+            estimate = cascade(estimate, kspace, mask, maps, denoise)
         return sens_combine(ifft2c(estimate), maps)

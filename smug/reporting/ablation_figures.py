@@ -4,6 +4,8 @@
   point labelled with its setting), the references as single points; one panel per attack.
 - ``bars``: clean and attacked PSNR per model with 95 % intervals; with Weighted SMUG diagnostics,
   a panel of the learned weights' spread.
+- ``backbones``: clean PSNR against attacked PSNR with 95 % intervals, one colour per method and
+  one marker per backbone (``snakemake backbones``); one panel per attack.
 - ``sensitivity``: the measured sensitivity ``||f(y + e) - f(y)|| / ||e||`` against the radius of
   ``e`` (worst case solid, random dashed) and per model at the largest radius, the largest denoiser
   output norms, and clean PSNR.
@@ -25,7 +27,10 @@ from smug.reporting.ablation_tables import DIAGNOSTIC, middle_levels, scored_row
 from smug.study import method_label, PERTURBATION_LEVELS
 from smug.reporting.plots import save_figure
 
-FIGURE_KINDS = ("tradeoff", "bars", "sensitivity")
+FIGURE_KINDS = ("tradeoff", "bars", "sensitivity", "backbones")
+# The marker of each backbone in the backbones figure.
+BACKBONE_MARKERS = {"modl": "o", "varnet": "s", "ista": "^"}
+BACKBONE_LABELS = {"modl": "MoDL", "varnet": "E2E-VarNet", "ista": "ISTA-Net+"}
 
 
 def _name(row) -> str:
@@ -239,7 +244,60 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
     ax_clean.set_title("clean PSNR (dB): the cost", fontsize=9)
 
 
-_PLOTTERS = {"tradeoff": plot_tradeoff, "bars": plot_bars, "sensitivity": plot_sensitivity}
+def backbone_of_setting(setting: str) -> str:
+    """The backbone a backbones-table row's setting names (``backbone=varnet`` -> ``varnet``)."""
+    key, _, value = setting.partition("=")
+    if key != "backbone" or not value:
+        raise ValueError(f"{setting!r} names no backbone (expected backbone=<name>)")
+    return value
+
+
+def plot_backbones(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
+    """Clean against attacked PSNR of every method on every backbone, with 95 % intervals."""
+    rows = scored_rows(table, experiment)
+    levels = middle_levels(rows)
+    models = _models(rows)
+    methods = list(models["method"].unique())
+    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    backbones = list(dict.fromkeys(backbone_of_setting(s) for s in models["setting"]))
+    axes = figure.subplots(1, max(len(levels), 1), squeeze=False)[0]
+    for ax, (perturbation, level) in zip(axes, levels.items()):
+        for _, model in models.iterrows():
+            clean = _value(rows, model["model"], "clean")
+            attacked = _value(rows, model["model"], perturbation, level)
+            if clean is None or attacked is None:
+                continue
+            color = colors[model["method"]]
+            ax.errorbar(
+                clean["mean"],
+                attacked["mean"],
+                xerr=[[clean["mean"] - clean["ci_low"]], [clean["ci_high"] - clean["mean"]]],
+                yerr=[[attacked["mean"] - attacked["ci_low"]], [attacked["ci_high"] - attacked["mean"]]],
+                fmt=BACKBONE_MARKERS.get(backbone_of_setting(model["setting"]), "D"),
+                color=color,
+                markerfacecolor=color if model["healthy"] else "none",
+                markersize=7,
+                elinewidth=0.8,
+                capsize=2,
+            )
+        ax.set_title(_panel_title(perturbation, level), fontsize=9)
+        ax.set_xlabel("clean PSNR (dB)")
+        ax.set_ylabel("attacked PSNR (dB)")
+        ax.grid(alpha=0.3)
+    for method in methods:
+        axes[0].plot([], [], "-", color=colors[method], label=method_label(method))
+    for backbone in backbones:
+        label = BACKBONE_LABELS.get(backbone, backbone)
+        axes[0].plot([], [], BACKBONE_MARKERS.get(backbone, "D"), color="gray", label=label)
+    axes[0].legend(fontsize=7)
+
+
+_PLOTTERS = {
+    "tradeoff": plot_tradeoff,
+    "bars": plot_bars,
+    "sensitivity": plot_sensitivity,
+    "backbones": plot_backbones,
+}
 
 
 def plot_experiment(
@@ -250,11 +308,11 @@ def plot_experiment(
         raise ValueError(f"unknown ablation figure {kind!r}; valid: {', '.join(FIGURE_KINDS)}")
     if not (table["experiment"] == experiment).any():
         raise ValueError(f"the ablation table has no rows of experiment {experiment!r}")
-    width = {"tradeoff": 4.2, "bars": 3.6, "sensitivity": 4.0}[kind]
+    width = {"tradeoff": 4.2, "bars": 3.6, "sensitivity": 4.0, "backbones": 4.2}[kind]
     panels = 4 if kind == "sensitivity" else max(len(middle_levels(scored_rows(table, experiment))), 1) + 1
     models = table.loc[table["experiment"] == experiment, "model"].nunique()
     height = 0.45 * models + 2.5 if kind == "bars" else 4.2
     figure = Figure(figsize=(width * panels, height), layout="constrained")
     _PLOTTERS[kind](table, experiment, figure)
-    figure.suptitle(f"Ablation: {experiment}")
+    figure.suptitle("Every method on every backbone" if kind == "backbones" else f"Ablation: {experiment}")
     save_figure(figure, path_png, path_pdf)

@@ -8,7 +8,7 @@ comparing them, measured on the run's own validation and test slices:
 check                           passes when
 ==============================  ===============================================================
 ``trained``                     the optimiser took at least one step
-``lam_positive``                the data-consistency weight is positive (unrolled models)
+``lam_positive``                the data-consistency weight is positive (MoDL-based models)
 ``beats_identity``              the denoiser's validation PSNR exceeds that of its noisy input
 ``beats_zero_filled_val``       the best validation PSNR exceeds zero-filled's on the same slices
 ``beats_zero_filled_test``      the mean clean test PSNR exceeds zero-filled's
@@ -109,6 +109,9 @@ def training_summary(record: dict[str, Any]) -> dict[str, Any]:
         "val_psnr_last": float(history[-1]["val_psnr"]) if history else nan,
         "best_epoch": record.get("best_epoch", nan),
     }
+    # MoDL's specs name no backbone; the others' data consistency has no weight to check.
+    spec_model = record["spec"].get("model", {}) if isinstance(record.get("spec"), dict) else {}
+    summary["has_lam"] = spec_model.get("backbone", "modl") == "modl"
     if method_kind(record) == "denoiser":
         summary["denoiser_gain_db"] = summary["val_psnr_best"] - summary["val_psnr_reference"]
     else:
@@ -154,6 +157,8 @@ def _check_trained(row, _gap):
 
 
 def _check_lam(row, _gap):
+    if not row.get("has_lam", True):  # E2E-VarNet, ISTA-Net+: no data-consistency weight to check
+        return None
     return _positive(row["lam"], f"lam = {row['lam']}")
 
 

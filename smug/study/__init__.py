@@ -10,7 +10,14 @@ from smug.utils.lazy import lazy_surface
 __getattr__, __dir__, __all__ = lazy_surface(
     __name__,
     {
-        "ablations": ["apply_settings", "experiment_models", "model_setup", "variant_models", "variant_name"],
+        "ablations": [
+            "apply_settings",
+            "backbone_models",
+            "experiment_models",
+            "model_setup",
+            "variant_models",
+            "variant_name",
+        ],
         "attacks": [
             "ATTACKS",
             "Attack",
@@ -23,6 +30,8 @@ __getattr__, __dir__, __all__ = lazy_surface(
         "claim_types": ["ClaimKind", "claim_kinds"],
         "claims": ["check_claims", "evaluated_conditions", "same_level", "validate_claims"],
         "methods": [
+            "BACKBONES",
+            "DENOISER_BACKBONE",
             "DENOISER_NAMES",
             "FAMILIES",
             "FIGURES",
@@ -30,6 +39,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "Kind",
             "METHODS",
             "ancestors",
+            "check_backbone",
             "group_methods",
             "method_family",
             "method_label",
@@ -38,7 +48,9 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "seed_of_path",
             "seeded",
             "spec_settings",
+            "start_method",
             "trained_methods",
+            "unrolled_methods",
         ],
     },
 )

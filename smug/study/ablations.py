@@ -21,9 +21,19 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from smug.study.methods import KINDS, METHODS, spec_settings, trained_methods
+from smug.study.methods import (
+    DENOISER_BACKBONE,
+    KINDS,
+    METHODS,
+    check_backbone,
+    spec_settings,
+    start_method,
+    trained_methods,
+)
 
 INIT_KEY = "init"
+# The setting that moves a method to another backbone (smug.study.methods.BACKBONES).
+BACKBONE_KEY = "model.backbone"
 # The roles of an experiment's models: trained for it, or a main model shown beside it.
 VARIANT, REFERENCE = "variant", "reference"
 
@@ -97,42 +107,76 @@ def apply_settings(config: dict, settings: dict[str, Any], where: str = "ablatio
     return changed
 
 
-def starting_point(method: str, settings: dict[str, Any]) -> str | None:
-    """The trained method a variant starts from: ``settings['init']`` if given, else the registry's."""
-    return settings[INIT_KEY] if INIT_KEY in settings else METHODS[method].init
+def config_backbone(config: dict) -> str:
+    """The backbone of the run's own unrolled models (``model.backbone``)."""
+    return config["model"].get("backbone", DENOISER_BACKBONE)
+
+
+def starting_point(method: str, settings: dict[str, Any], config: dict) -> str | None:
+    """The trained model a variant starts from: ``settings['init']`` if given, else its method's
+    start on the variant's backbone (:func:`smug.study.methods.start_method`); on a backbone other
+    than the run's, that start is the same method's variant on that backbone."""
+    if INIT_KEY in settings:
+        return settings[INIT_KEY]
+    backbone = settings.get(BACKBONE_KEY, config_backbone(config))
+    start = start_method(method, backbone)
+    if start is None or backbone == config_backbone(config):
+        return start
+    return variant_name(start, {BACKBONE_KEY: backbone})
 
 
 def _setup(method: str, settings: dict[str, Any], config: dict) -> tuple[dict, str | None]:
-    return spec_settings(method, apply_settings(config, settings)), starting_point(method, settings)
+    return spec_settings(method, apply_settings(config, settings)), starting_point(method, settings, config)
+
+
+def _models(entry: dict, config: dict, where: str) -> list[Variant]:
+    """An experiment's variants (in the order of ``methods``, then ``variants``), then its references."""
+    models = []
+    for method in entry["methods"]:
+        base = _setup(method, {}, config)
+        for index, settings in enumerate(entry["variants"]):
+            _check_variant(method, settings, f"{where}.variants[{index}]")
+            same = _setup(method, settings, config) == base
+            name = method if same else variant_name(method, settings)
+            models.append(Variant(name, method, tuple(sorted(settings.items())), VARIANT))
+    return models + [Variant(name, name, (), REFERENCE) for name in entry["references"]]
 
 
 def experiment_models(config: dict) -> dict[str, list[Variant]]:
     """Every experiment's models, variants first (in the order of ``methods``, then ``variants``),
     then its references."""
-    experiments = {}
-    for experiment, entry in config["ablations"]["experiments"].items():
-        models = []
-        for method in entry["methods"]:
-            base = _setup(method, {}, config)
-            for index, settings in enumerate(entry["variants"]):
-                where = f"ablations.experiments.{experiment}.variants[{index}]"
-                _check_variant(method, settings, where)
-                same = _setup(method, settings, config) == base
-                name = method if same else variant_name(method, settings)
-                models.append(Variant(name, method, tuple(sorted(settings.items())), VARIANT))
-        models += [Variant(name, name, (), REFERENCE) for name in entry["references"]]
-        experiments[experiment] = models
-    return experiments
+    return {
+        experiment: _models(entry, config, f"ablations.experiments.{experiment}")
+        for experiment, entry in config["ablations"]["experiments"].items()
+    }
+
+
+def backbone_models(config: dict) -> list[Variant]:
+    """The models of ``snakemake backbones``: every method of ``backbones.methods`` on the run's own
+    backbone (its main model) and on each of ``backbones.backbones``, method by method."""
+    section = config.get("backbones")
+    if not section:
+        return []
+    backbones = list(dict.fromkeys([config_backbone(config), *section["backbones"]]))
+    entry = {
+        "methods": section["methods"],
+        "variants": [{BACKBONE_KEY: backbone} for backbone in backbones],
+        "references": [],
+    }
+    return _models(entry, config, "backbones")
 
 
 def variant_models(config: dict) -> dict[str, Variant]:
-    """The models the experiments train beyond the main ones, by name."""
-    return {
-        model.name: model
-        for models in experiment_models(config).values()
-        for model in models
-        if model.role == VARIANT and model.name != model.method
-    }
+    """The models the experiments and the backbones train beyond the main ones, by name, with the
+    vanilla network each backbone's methods start from."""
+    models = [*(m for ms in experiment_models(config).values() for m in ms), *backbone_models(config)]
+    variants = {m.name: m for m in models if m.role == VARIANT and m.name != m.method}
+    for variant in list(variants.values()):
+        start = starting_point(variant.method, dict(variant.settings), config)
+        if start is not None and start not in METHODS and start not in variants:
+            backbone = dict(variant.settings)[BACKBONE_KEY]
+            variants[start] = Variant(start, "modl", ((BACKBONE_KEY, backbone),), VARIANT)
+    return variants
 
 
 def model_setup(
@@ -147,8 +191,12 @@ def model_setup(
     if name in variants:
         variant = variants[name]
         settings = dict(variant.settings)
-        return variant.method, apply_settings(config, settings), starting_point(variant.method, settings)
-    return name, config, METHODS[name].init
+        return (
+            variant.method,
+            apply_settings(config, settings),
+            starting_point(variant.method, settings, config),
+        )
+    return name, config, start_method(name, config_backbone(config))
 
 
 def _check_variant(method: str, settings: dict[str, Any], where: str) -> None:
@@ -158,6 +206,13 @@ def _check_variant(method: str, settings: dict[str, Any], where: str) -> None:
         )
     if not settings:
         raise ValueError(f"config error: {where}: a variant sets at least one key")
+    if BACKBONE_KEY in settings:
+        check_backbone(method, settings[BACKBONE_KEY], f"{where}: {BACKBONE_KEY}")
+        if settings[BACKBONE_KEY] != DENOISER_BACKBONE and settings.get(INIT_KEY) is not None:
+            raise ValueError(
+                f"config error: {where}: a method on the {settings[BACKBONE_KEY]} backbone starts from "
+                "its backbone's vanilla network; its init may only be null"
+            )
     if INIT_KEY in settings:
         init = settings[INIT_KEY]
         kind = KINDS[METHODS[method].kind]

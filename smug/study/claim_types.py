@@ -119,6 +119,19 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     return float((dx * dy).sum() / spread) if spread > 0 else math.nan
 
 
+def _pairs(claim: dict, text: str) -> str:
+    """How a difference reads: of the groups' averages, or (``each: true``) pair by pair."""
+    if not claim.get("each"):
+        return text
+    worst = "smallest" if claim["direction"] == "greater" else "largest"
+    return f"{worst} over the pairs ({'; '.join(f'{x} vs {y}' for x, y in zip(*_groups(claim)))}) of {text}"
+
+
+def _side(claim: dict, key: str) -> str:
+    """A side of a difference as its description names it: the key itself when compared pair by pair."""
+    return key if claim.get("each") else _names(claim[key])
+
+
 def _names(models: str | Sequence[str]) -> str:
     group = _group(models)
     return group[0] if len(group) == 1 else f"mean({', '.join(group)})"
@@ -144,8 +157,16 @@ def _difference_tables(claim: dict) -> list[Condition]:
     return _tables("a", a, "a", at) + _tables("b", b, "b", at)
 
 
+def _least_favourable(claim: dict, effects: np.ndarray) -> float:
+    """``each: true``: the pair least in the claimed direction (the smallest effect of a ``greater``
+    claim, the largest of a ``less`` one), so the claim holds for every pair when it holds for it."""
+    return float(effects.min() if claim["direction"] == "greater" else effects.max())
+
+
 def _difference(claim: dict):
     a, b = _groups(claim)
+    if claim.get("each"):
+        return lambda t: _least_favourable(claim, _means(t, "a", a) - _means(t, "b", b))
     return lambda t: float(_means(t, "a", a).mean() - _means(t, "b", b).mean())
 
 
@@ -164,9 +185,11 @@ def _drop_difference(claim: dict):
     a, b = _groups(claim)
 
     def statistic(t):
-        drop_a = _means(t, "a", a).mean() - _means(t, "a.clean", a).mean()
-        drop_b = _means(t, "b", b).mean() - _means(t, "b.clean", b).mean()
-        return float(drop_a - drop_b)
+        drops_a = _means(t, "a", a) - _means(t, "a.clean", a)
+        drops_b = _means(t, "b", b) - _means(t, "b.clean", b)
+        if claim.get("each"):
+            return _least_favourable(claim, drops_a - drops_b)
+        return float(drops_a.mean() - drops_b.mean())
 
     return statistic
 
@@ -221,7 +244,9 @@ _PAIR = {"a": "group", "b": "group", "perturbation": "perturbation", "level": "l
 def claim_kinds() -> dict[str, ClaimKind]:
     """The table of claim kinds: each kind's fields, the score tables it reads and its statistic.
 
-    * ``difference``: ``a - b`` at one condition (each side a model or a group's average);
+    * ``difference``: ``a - b`` at one condition (each side a model or a group's average; with
+      ``each: true``, two lists compared pair by pair, the effect the least favourable pair's, so
+      "for every backbone" holds when it holds for the worst one);
     * ``drop_difference``: ``(a_cond - a_clean) - (b_cond - b_clean)``, how much more ``a`` keeps
       of its clean score under a shift or an attack than ``b`` ("more stable under 8x sampling");
     * ``slope`` and ``correlation``: across ``models``, of their mean score ``y`` on their mean
@@ -239,7 +264,7 @@ def claim_kinds() -> dict[str, ClaimKind]:
             min_models=1,
             conditions=_difference_tables,
             statistic=_difference,
-            describe=lambda c: f"{_names(c['a'])} - {_names(c['b'])} at {_where(_spec(c, None))}",
+            describe=lambda c: _pairs(c, f"{_side(c, 'a')} - {_side(c, 'b')} at {_where(_spec(c, None))}"),
         ),
         "drop_difference": ClaimKind(
             fields=_PAIR,
@@ -247,8 +272,9 @@ def claim_kinds() -> dict[str, ClaimKind]:
             min_models=1,
             conditions=_drop_tables,
             statistic=_drop_difference,
-            describe=lambda c: (
-                f"({_names(c['a'])}: {_where(_spec(c, None))} - clean) - ({_names(c['b'])}: {_where(_spec(c, None))} - clean)"
+            describe=lambda c: _pairs(
+                c,
+                f"({_side(c, 'a')}: {_where(_spec(c, None))} - clean) - ({_side(c, 'b')}: {_where(_spec(c, None))} - clean)",
             ),
         ),
         **{

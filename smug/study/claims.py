@@ -31,13 +31,15 @@ from smug.study.claim_types import Condition, claim_kinds
 IMAGE_METRICS = ("NMSE", "PSNR", "SSIM")
 FEATURE_METRICS = ("feature_error", "feature_detected")
 
-SOURCE_TABLES = ("evaluation", "ablations")
+SOURCE_TABLES = ("evaluation", "ablations", "backbones")
 DIRECTIONS = ("greater", "less")
 
 
 # Fields of every claim; ``threshold`` defaults to 0, ``source_table`` to evaluation.
 COMMON_FIELDS = ("id", "source", "statement", "kind", "metric", "direction")
-OPTIONAL_FIELDS = ("threshold", "source_table", "experiment")
+OPTIONAL_FIELDS = ("threshold", "source_table", "experiment", "each")
+# The kinds whose ``a`` and ``b`` may be compared pair by pair (``each: true``).
+EACH_KINDS = ("difference", "drop_difference")
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -98,6 +100,21 @@ def _check_metric(metric: Any, where: str, key: str) -> None:
         )
 
 
+def _check_each(claim: dict, where: str) -> None:
+    """``each: true`` pairs ``a`` and ``b`` model by model: two lists of the same length."""
+    if not isinstance(claim["each"], bool):
+        raise _error(where, "each", f"{claim['each']!r} is not true or false")
+    if not claim["each"]:
+        return
+    if claim["kind"] not in EACH_KINDS:
+        raise _error(where, "each", f"applies to {' and '.join(EACH_KINDS)} claims, not {claim['kind']}")
+    a, b = claim.get("a"), claim.get("b")
+    if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b) >= 2):
+        raise _error(
+            where, "each", "pairs a and b model by model: both must be lists of the same length (>= 2)"
+        )
+
+
 def _claim_place(claim: Any, index: int) -> str:
     name = claim.get("id") if isinstance(claim, dict) else None
     return f"claims[{name}]" if isinstance(name, str) and _ID.match(name) else f"claims[{index}]"
@@ -142,6 +159,8 @@ def validate_claims(claims: Any) -> list[dict]:
                 where, "experiment", "names an ablation experiment: only with source_table: ablations"
             )
         _check_metric(claim["metric"], where, "metric")
+        if "each" in claim:
+            _check_each(claim, where)
         known = (*COMMON_FIELDS, *OPTIONAL_FIELDS, *kind.fields)
         unknown = [key for key in claim if key not in known]
         if unknown:
@@ -238,6 +257,19 @@ def ablation_conditions(
     return out
 
 
+def backbone_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Model -> perturbation -> levels of the backbones' scores (``snakemake backbones``): clean, and
+    ``backbones.attacks`` at their eps grids, for every model of every backbone."""
+    from smug.study.ablations import backbone_models
+
+    attacks = config["evaluation"]["attacks"]
+    conditions = {"clean": (0.0,)}
+    for name in config["backbones"]["attacks"]:
+        if name in attacks:
+            conditions[name] = tuple(float(e) for e in attacks[name]["eps"])
+    return {model.name: dict(conditions) for model in backbone_models(config)}
+
+
 def _format_levels(levels: Iterable[float]) -> str:
     return ", ".join(f"{x:g}" for x in levels)
 
@@ -295,8 +327,8 @@ def check_claims(claims: Any, config: dict) -> None:
     evaluated model (...)``), instead of a missing score after hours of training.
 
     Claims of ``source_table: ablations`` are checked against the ablation experiments (their
-    ``experiment`` when given) and what those are scored under; the others against
-    :func:`evaluated_conditions`.
+    ``experiment`` when given) and what those are scored under, those of ``source_table:
+    backbones`` against :func:`backbone_conditions`; the others against :func:`evaluated_conditions`.
 
     Raises:
         ValueError: the first problem found, on one line.
@@ -307,7 +339,10 @@ def check_claims(claims: Any, config: dict) -> None:
     for index, claim in enumerate(claims):
         where = _claim_place(claim, index)
         kind = kinds[claim["kind"]]
-        if claim.get("source_table", "evaluation") == "ablations":
+        if claim.get("source_table") == "backbones":
+            universe = backbone_conditions(config)
+            scope = ("a model of the backbones", "backbones.methods on each of backbones.backbones")
+        elif claim.get("source_table", "evaluation") == "ablations":
             experiments = list(config["ablations"]["experiments"])
             experiment = claim.get("experiment")
             if experiment is not None and experiment not in experiments:

@@ -105,16 +105,17 @@ def check_shift_anatomy(config: dict) -> None:
         )
 
 
-def is_ablation_claim(claim: Any) -> bool:
-    return isinstance(claim, dict) and claim.get("source_table") == "ablations"
+def claim_source(claim: Any) -> str:
+    """The table a claim reads: ``evaluation`` (the main run), ``ablations`` or ``backbones``."""
+    return claim.get("source_table", "evaluation") if isinstance(claim, dict) else "evaluation"
 
 
-def check_claims_config(config: dict, ablations: bool = False) -> None:
+def check_claims_config(config: dict, source: str = "evaluation") -> None:
     """Each claim names models, perturbations, levels and metrics this config evaluates
     (:func:`smug.study.claims.check_claims`), and no id is given twice. The claims on the ablations
-    (``source_table: ablations``) are checked only when an ablation is built (``ablations=True``),
-    so the main pipeline never depends on the ablations' settings."""
-    claims = [c for c in config["claims"] if is_ablation_claim(c) == ablations]
+    and the backbones (``source_table: ablations``, ``backbones``) are checked only when that target
+    is built (``source``), so the main pipeline never depends on their settings."""
+    claims = [c for c in config["claims"] if claim_source(c) == source]
     ids = [c.get("id") for c in config["claims"] if isinstance(c, dict)]
     repeated = sorted({i for i in ids if ids.count(i) > 1}, key=str)
     if repeated:
@@ -142,12 +143,13 @@ def check_config_references(config: dict) -> None:
                 )
 
 
-def check_ablation_attacks(config: dict) -> None:
-    """ablations.attacks must name configured attacks; checked when an ablation is built, so a
-    config that drops attacks from evaluation.attacks still runs the main pipeline."""
-    for attack in config["ablations"]["attacks"]:
+def check_target_attacks(config: dict, target: str = "ablations") -> None:
+    """``ablations.attacks`` or ``backbones.attacks`` must name configured attacks; checked when that
+    target is built, so a config that drops attacks from evaluation.attacks still runs the main
+    pipeline."""
+    for attack in config[target]["attacks"]:
         if attack not in config["evaluation"]["attacks"]:
             raise ValueError(
-                f"config error: ablations.attacks: {attack!r} is not in evaluation.attacks "
+                f"config error: {target}.attacks: {attack!r} is not in evaluation.attacks "
                 f"(valid: {', '.join(config['evaluation']['attacks'])})"
             )

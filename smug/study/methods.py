@@ -41,6 +41,14 @@ COMMON_TRAINING = (
 DENOISER_NAMES = ("didn", "dncnn", "unet")
 # Keys of the `model` section an unrolled network reads (besides its denoiser).
 UNROLLED_MODEL = ("num_unrolls", "lam", "learn_lam", "lam_floor", "cg_max_iter", "cg_tol", "output_bound")
+# The unrolled backbones a config may name (model.backbone): MoDL (a denoiser shared by every unroll
+# and conjugate-gradient data consistency, the `model` keys above), E2E-VarNet and ISTA-Net+ (their
+# sizes in the `model` section of the same name). Every unrolled kind (vanilla, SMUG, Weighted SMUG,
+# RS-E2E, adversarial training) runs on each; only MoDL's regulariser is a denoiser, pre-trained as one.
+BACKBONES = ("modl", "varnet", "ista")
+DENOISER_BACKBONE = "modl"
+# What a non-MoDL backbone's spec holds: its name and its section's sizes.
+BACKBONE_MODEL = ("backbone", "backbone_args")
 
 
 @dataclass(frozen=True)
@@ -259,14 +267,45 @@ def trained_methods() -> dict[str, Method]:
     return {name: m for name, m in METHODS.items() if KINDS[m.kind].made_by == "train"}
 
 
-def ancestors(method: str) -> list[str]:
+def start_method(method: str, backbone: str = DENOISER_BACKBONE) -> str | None:
+    """The trained method a method starts from on ``backbone``: the registry's ``init``, except that a
+    backbone whose regulariser is no denoiser (E2E-VarNet, ISTA-Net+) has no denoiser to pre-train:
+    its vanilla network (``modl``) is trained from scratch and the methods that start from the
+    pre-trained denoiser start from that vanilla network instead."""
+    init = METHODS[method].init
+    if backbone == DENOISER_BACKBONE or init is None or METHODS[init].kind != "denoiser":
+        return init
+    return None if METHODS[method].kind == "modl" else "modl"
+
+
+def ancestors(method: str, backbone: str = DENOISER_BACKBONE) -> list[str]:
     """The trained methods a method is initialised from, nearest first (RS-E2E: MoDL, the denoiser)."""
     chain = []
-    parent = METHODS[method].init
+    parent = start_method(method, backbone)
     while parent is not None:
         chain.append(parent)
-        parent = METHODS[parent].init
+        parent = start_method(parent, backbone)
     return chain
+
+
+def check_backbone(method: str, backbone: str, where: str = "model.backbone") -> None:
+    """Raise, naming ``where``, if ``method`` cannot run on ``backbone`` (an unknown backbone, or a
+    method that is no unrolled network: the backbone would change nothing of it)."""
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"config error: {where}: unknown backbone {backbone!r}; valid: {', '.join(BACKBONES)}"
+        )
+    family = KINDS[METHODS[method].kind].family
+    if backbone != DENOISER_BACKBONE and family != "unrolled":
+        raise ValueError(
+            f"config error: {where}: {method!r} is a {family} method, which the {backbone} backbone "
+            f"cannot take (backbones carry the unrolled methods: {', '.join(unrolled_methods())})"
+        )
+
+
+def unrolled_methods() -> list[str]:
+    """The registered methods of the unrolled family (those a backbone carries)."""
+    return [name for name, m in METHODS.items() if KINDS[m.kind].family == "unrolled"]
 
 
 def spec_settings(method: str, config: dict) -> dict:
@@ -287,8 +326,12 @@ def spec_settings(method: str, config: dict) -> dict:
         epochs = baselines[source]["epochs"]
     else:
         section = config["model"]
-        model = {key: section[key] for key in kind.model if key in section}
-        model["denoiser_args"] = section[section["denoiser"]]
+        backbone = section.get("backbone", DENOISER_BACKBONE)
+        if kind.family == "unrolled" and backbone != DENOISER_BACKBONE:
+            model = {"backbone": backbone, "backbone_args": dict(section[backbone])}
+        else:
+            model = {key: section[key] for key in kind.model if key in section}
+            model["denoiser_args"] = section[section["denoiser"]]
         epochs = config["training"]["epochs"].get(entry.kind)
     adversarial = None
     if kind.adversarial is not None:
@@ -316,6 +359,8 @@ def schema_names() -> dict[str, list[str]]:
         "generator_method": [name for name in trained if KINDS[METHODS[name].kind].adversarial == "unet_adv"],
         "white_box_attack": [name for name, attack in ATTACKS.items() if attack.noise is not None],
         "denoiser": list(DENOISER_NAMES),
+        "backbone": list(BACKBONES),
+        "unrolled_method": unrolled_methods(),
     }
 
 

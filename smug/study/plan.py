@@ -205,6 +205,20 @@ def diagnosed_models(config: dict, experiments: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def backbone_experiment(models: list) -> dict[str, list[dict]]:
+    """The backbones' models as the ablation table's script reads them, one experiment ``backbones``.
+
+    Args:
+        models: :func:`smug.study.ablations.backbone_models` of the config.
+    """
+    return {
+        "backbones": [
+            {"model": m.name, "method": m.method, "setting": m.label, "role": m.role, "diagnosed": False}
+            for m in models
+        ]
+    }
+
+
 def ablation_experiments(config: dict, experiments: dict) -> dict[str, list[dict]]:
     """Each experiment's models as the ablation table's script reads them (``--experiments``)."""
     diagnosed = diagnosed_models(config, experiments)

@@ -15,7 +15,7 @@ from torch import nn
 from smug.attacks import apply_perturbation, pgd_kspace_attack
 from smug.data import Batch
 from smug.training.losses import SSIMLoss
-from smug.models import UnrollTrace, complex_gaussian, denoise_complex
+from smug.models import SmoothedUnrolling, UnrollTrace, complex_gaussian, denoise_complex
 from smug.models.reconstruct import reconstruct
 from smug.mri import clamp_complex
 
@@ -72,8 +72,19 @@ def end_to_end_loss(
     loss_name: str = "mse",
     magnitude: bool = False,
 ) -> torch.Tensor:
-    """Supervised loss of the final reconstruction (vanilla MoDL, U-Net)."""
-    return reconstruction_loss(loss_name, magnitude)(reconstruct(model, batch, generator), batch.target)
+    """Supervised loss of the final reconstruction (vanilla MoDL, U-Net), plus the backbone's own
+    constraint (ISTA-Net+'s symmetry)."""
+    trace = UnrollTrace() if isinstance(model, SmoothedUnrolling) else None
+    recon = reconstruct(model, batch, generator, trace)
+    return reconstruction_loss(loss_name, magnitude)(recon, batch.target) + _constraint(model, trace)
+
+
+def _constraint(model: nn.Module, trace: UnrollTrace | None) -> torch.Tensor | float:
+    """The backbone's training constraint on a forward trace (ISTA-Net+'s symmetry loss), else 0."""
+    if trace is None or not isinstance(model, SmoothedUnrolling):
+        return 0.0
+    constraint = model.constraint_loss(trace)
+    return 0.0 if constraint is None else constraint
 
 
 def pgd_training_loss(
@@ -91,7 +102,9 @@ def pgd_training_loss(
         model, batch, eps, norm=norm, steps=steps, random_start=True, generator=generator
     )
     perturbed = apply_perturbation(batch, delta, "kspace")
-    return reconstruction_loss(loss_name)(reconstruct(model, perturbed, generator), batch.target)
+    trace = UnrollTrace() if isinstance(model, SmoothedUnrolling) else None
+    recon = reconstruct(model, perturbed, generator, trace)
+    return reconstruction_loss(loss_name)(recon, batch.target) + _constraint(model, trace)
 
 
 # The unrolled stability loss's target t: the conference code's x_gt, D(x_gt) as a fixed target, or
@@ -122,16 +135,17 @@ def unrolled_stability_loss(
     recon = reconstruct(model, batch, generator, trace)
     if not trace.smoothing:
         raise ValueError("the unrolled stability loss needs a smoothed model (smug or weighted_smug)")
+    steps = len(trace.smoothing)
     if target == "gt":
-        stable_target = x_gt
+        stable_targets = [x_gt] * steps
     else:
         with torch.set_grad_enabled(target == "denoised_gt_grad" and torch.is_grad_enabled()):
-            stable_target = denoise_complex(model.denoise_channels, x_gt)
+            stable_targets = model.stability_targets(x_gt, steps)
     stability = sum(
-        complex_mse(step.noisy_outputs, stable_target.unsqueeze(0).expand_as(step.noisy_outputs))
-        for step in trace.smoothing
+        complex_mse(step.noisy_outputs, stable.unsqueeze(0).expand_as(step.noisy_outputs))
+        for step, stable in zip(trace.smoothing, stable_targets)
     )
-    return stability + lambda_rec * complex_mse(recon, x_gt)
+    return stability + lambda_rec * complex_mse(recon, x_gt) + _constraint(model, trace)
 
 
 def distillation_loss(

@@ -259,8 +259,21 @@ def initialise(model: nn.Module, spec: dict[str, Any], init_path: str | None, de
     if KINDS[source_kind].family == "denoiser":
         denoiser_of(model).load_state_dict(source.state_dict())
         return None
-    # A trained MoDL hands over its denoiser and its data-consistency weight alike.
-    unrolled_core(model).load_state_dict(unrolled_core(source).state_dict())
+    # A trained unrolled network hands over all its weights (MoDL: its denoiser and data-consistency
+    # weight alike); only Weighted SMUG's encoder, which the source lacks, starts from scratch.
+    core, source_core = unrolled_core(model), unrolled_core(source)
+    if type(core) is not type(source_core):
+        raise ValueError(
+            f"{spec['name']} is a {type(core).__name__} network, but --init {init_path} holds a "
+            f"{type(source_core).__name__}: a method starts from a network of its own backbone"
+        )
+    missing, unexpected = core.load_state_dict(source_core.state_dict(), strict=False)
+    missing = [key for key in missing if not key.startswith("weight_encoder.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"{spec['name']}: --init {init_path} does not fit its network "
+            f"({'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]})"
+        )
     if not distils:
         return None
     for p in source.parameters():

@@ -11,6 +11,7 @@ from smug.study import (
     NOISE_ATTACKS,
     PROTOCOLS,
     WHITE_BOX_ATTACKS,
+    backbone_models,
     experiment_models,
     model_setup,
     seeded,
@@ -180,7 +181,7 @@ ABLATION_EXPERIMENTS = experiment_models(config)
 
 def ablation_attack_files(model, seed):
     """A model's perturbations under ablations.attacks (none for the untrained network)."""
-    run_check(checks.check_ablation_attacks)
+    run_check(checks.check_target_attacks, "ablations")
     attacks = plan.ablation_attacks(config, ABLATION_EXPERIMENTS, model)
     return [f"results/attacks/seed{seed}/{model}/{attack}.h5" for attack in attacks]
 
@@ -222,9 +223,34 @@ def ablation_scores():
 def ablation_claims(wildcards):
     """The claims made of the ablation experiments (source_table: ablations), checked against the
     experiments when an ablation is built."""
-    run_check(checks.check_ablation_attacks)
-    run_check(checks.check_claims_config, ablations=True)
-    return [claim for claim in config["claims"] if checks.is_ablation_claim(claim)]
+    run_check(checks.check_target_attacks, "ablations")
+    run_check(checks.check_claims_config, source="ablations")
+    return [claim for claim in config["claims"] if checks.claim_source(claim) == "ablations"]
+
+
+# ---- backbones (target `backbones`; smug.study.ablations.backbone_models) -----------------------
+
+BACKBONE_MODELS = [model.name for model in backbone_models(config)]
+
+
+def backbone_evaluation_inputs(wildcards):
+    """A backbone model's perturbations under backbones.attacks (health references: clean only)."""
+    run_check(checks.check_target_attacks, "backbones")
+    scored = wildcards.model not in plan.HEALTH_REFERENCES
+    attacks = config["backbones"]["attacks"] if scored else []
+    files = [f"results/attacks/seed{wildcards.seed}/{wildcards.model}/{a}.h5" for a in attacks]
+    return {**scoring_inputs(wildcards), "attacks": files}
+
+
+def backbone_scores(models=BACKBONE_MODELS):
+    """Every seed's per-volume scores of the backbones' models (their claims read them)."""
+    return expand("results/backbones/eval/seed{seed}/{model}.csv", seed=SEEDS, model=models)
+
+
+def backbone_claims(wildcards):
+    """The claims made of the backbones (source_table: backbones), checked when they are built."""
+    run_check(checks.check_claims_config, source="backbones")
+    return [claim for claim in config["claims"] if checks.claim_source(claim) == "backbones"]
 
 
 # ---- reconstructing a user's own files (target `reconstructions`) ------------------------------

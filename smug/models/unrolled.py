@@ -1,0 +1,172 @@
+"""What every unrolled backbone (MoDL, E2E-VarNet, ISTA-Net+) shares: its regulariser, smoothed or not.
+
+An unrolled network alternates a learned regulariser with a step towards the measurements. SMUG
+replaces the regulariser of every unroll (cascade, phase) by its randomised smoothing; Weighted SMUG
+learns the average's weights. :class:`SmoothedUnrolling` holds those settings once, so MoDL,
+E2E-VarNet and ISTA-Net+ take them alike, and records what the unrolled stability loss needs in an
+:class:`UnrollTrace`.
+
+A backbone's *regulariser* at unroll ``n`` is a map of 2-channel images ``(N, 2, H, W) -> (N, 2, H, W)``
+(:meth:`SmoothedUnrolling.regularizer`): MoDL's shared denoiser, a VarNet cascade's U-Net (applied to
+the coil-combined image), an ISTA-Net+ phase's proximal step. Smoothing it averages its outputs over
+Gaussian perturbations of its input (:func:`smug.models.smoothing.smoothed_denoise`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from smug.models.smoothing import (
+    WEIGHT_NORMALISATIONS,
+    WEIGHT_SCORES,
+    SmoothingTrace,
+    denoise_complex,
+    smoothed_denoise,
+)
+
+Regularizer = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class UnrollTrace:
+    """Intermediate results of one forward pass, for the unrolled stability loss.
+
+    Attributes:
+        inputs: the image entering each unroll's regulariser, complex ``(B, H, W)`` each.
+        smoothing: per-unroll :class:`SmoothingTrace` (empty for a network without smoothing).
+        denoised: per-unroll regulariser outputs, complex ``(M, B, H, W)``: every noisy copy's for a
+            smoothed network, ``M = 1`` otherwise (what the bounded-output assumption bounds).
+        symmetry: ISTA-Net+'s per-phase symmetry residuals ``F~(F(u)) - u``, real ``(N, C, H, W)``
+            (empty for the other backbones).
+    """
+
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    smoothing: list[SmoothingTrace] = field(default_factory=list)
+    denoised: list[torch.Tensor] = field(default_factory=list)
+    symmetry: list[torch.Tensor] = field(default_factory=list)
+
+
+class SmoothedUnrolling(nn.Module):
+    """Base of the unrolled backbones: the smoothing of their regulariser at every unroll.
+
+    A subclass calls :meth:`init_smoothing` in its ``__init__``, implements :meth:`regularizer`,
+    and regularises each unroll's image through :meth:`regularize`.
+
+    Smoothing settings (:meth:`init_smoothing`):
+        smoothing: ``none`` (the vanilla backbone), ``smug`` or ``weighted`` (Weighted SMUG).
+        sigma: smoothing noise standard deviation.
+        num_samples: draws M per unroll, denoised in one batched pass.
+        weight_encoder: Weighted SMUG's scorer (required for ``smoothing="weighted"``).
+        weight_scores, weight_normalisation: how Weighted SMUG weighs its samples
+            (:func:`smug.models.smoothing.smoothed_denoise`).
+    """
+
+    SMOOTHING = ("none", "smug", "weighted")
+    # Whether one regulariser serves every unroll (MoDL's shared denoiser): the stability loss then
+    # computes its target once.
+    shared_regularizer = False
+
+    def init_smoothing(
+        self,
+        smoothing: str = "none",
+        sigma: float = 0.01,
+        num_samples: int = 10,
+        weight_encoder: nn.Module | None = None,
+        weight_scores: str = "denoised",
+        weight_normalisation: str = "sum",
+    ) -> None:
+        if smoothing not in self.SMOOTHING:
+            raise ValueError(f"unknown smoothing {smoothing!r}; valid: {', '.join(self.SMOOTHING)}")
+        if smoothing == "weighted" and weight_encoder is None:
+            raise ValueError("smoothing='weighted' needs a weight_encoder")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+        if weight_scores not in WEIGHT_SCORES:
+            raise ValueError(f"unknown weight_scores {weight_scores!r}; valid: {', '.join(WEIGHT_SCORES)}")
+        if weight_normalisation not in WEIGHT_NORMALISATIONS:
+            raise ValueError(
+                f"unknown weight_normalisation {weight_normalisation!r}; "
+                f"valid: {', '.join(WEIGHT_NORMALISATIONS)}"
+            )
+        self.weight_encoder = weight_encoder if smoothing == "weighted" else None
+        self.smoothing = smoothing
+        self.sigma = sigma
+        self.num_samples = num_samples
+        self.weight_scores = weight_scores
+        self.weight_normalisation = weight_normalisation
+
+    @property
+    def randomised(self) -> bool:
+        """Whether the output depends on random draws (attacks then average over them, EOT)."""
+        return self.smoothing != "none"
+
+    def regularizer(self, step: int) -> Regularizer:
+        """The regulariser of unroll ``step``, on 2-channel images ``(N, 2, H, W)``."""
+        raise NotImplementedError
+
+    def regularize(
+        self,
+        step: int,
+        image: torch.Tensor,
+        generator: torch.Generator | None,
+        trace: UnrollTrace | None = None,
+        regularizer: Regularizer | None = None,
+    ) -> torch.Tensor:
+        """Unroll ``step``'s regulariser on the complex ``(B, H, W)`` image, or its (weighted)
+        randomised smoothing; ``trace`` records its input and outputs. ``regularizer`` stands for
+        :meth:`regularizer` where the backbone records more of it (ISTA-Net+'s symmetry)."""
+        regularizer = self.regularizer(step) if regularizer is None else regularizer
+        if self.smoothing == "none":
+            out, smoothing_trace = denoise_complex(regularizer, image), None
+        else:
+            out, smoothing_trace = smoothed_denoise(
+                regularizer,
+                image,
+                self.sigma,
+                self.num_samples,
+                generator,
+                self.weight_encoder,
+                weight_scores=self.weight_scores,
+                weight_normalisation=self.weight_normalisation,
+            )
+        if trace is not None:
+            trace.inputs.append(image)
+            if smoothing_trace is not None:
+                trace.smoothing.append(smoothing_trace)
+            trace.denoised.append(
+                out.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs
+            )
+        return out
+
+    def stability_targets(self, image: torch.Tensor, steps: int) -> list[torch.Tensor]:
+        """Each of the first ``steps`` unrolls' regulariser on the complex ``(B, H, W)`` image (the
+        unrolled stability loss's ``D(x_gt)``), computed once when one regulariser serves all."""
+        if self.shared_regularizer:
+            return [denoise_complex(self.regularizer(0), image)] * steps
+        return [denoise_complex(self.regularizer(step), image) for step in range(steps)]
+
+    def constraint_loss(self, trace: UnrollTrace) -> torch.Tensor | None:
+        """The backbone's own training constraint on a forward trace (ISTA-Net+'s symmetry), or None."""
+        return None
+
+
+def without_smoothing(model: nn.Module) -> nn.Module:
+    """The network a smoothed model smooths (the SMUG conference attack's surrogate).
+
+    A backbone with a smoothed regulariser becomes the same network with its plain regulariser (the
+    weights are shared, not copied); RS-E2E gives the network it averages; any other model is
+    returned as it is.
+    """
+    inner = getattr(model, "smoothed_network", None)
+    if inner is not None:
+        return inner
+    if isinstance(model, SmoothedUnrolling) and model.smoothing != "none":
+        plain = copy.copy(model)  # a shallow copy shares every parameter and buffer
+        plain.smoothing = "none"
+        return plain
+    return model
