@@ -209,6 +209,11 @@ def test_a_backbones_spec_holds_only_its_name_and_sizes_and_builds_its_network()
     assert isinstance(model, E2EVarNet) and model.smoothing == "smug"
     # MoDL's spec is what it always was: no backbone key, so no model of the default run retrains.
     assert "backbone" not in spec_settings("smug", CONFIG)["model"]
+    # Without a denoiser to pre-train, the vanilla network gets the pre-training's epochs too.
+    epochs = CONFIG["training"]["epochs"]
+    assert spec_settings("modl", config)["training"]["epochs"] == epochs["denoiser"] + epochs["modl"]
+    assert spec["training"]["epochs"] == epochs["smug"]
+    assert spec_settings("modl", CONFIG)["training"]["epochs"] == epochs["modl"]
 
 
 def test_on_a_backbone_without_a_denoiser_the_vanilla_network_starts_from_scratch_and_the_rest_from_it():

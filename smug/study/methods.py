@@ -333,6 +333,10 @@ def spec_settings(method: str, config: dict) -> dict:
             model = {key: section[key] for key in kind.model if key in section}
             model["denoiser_args"] = section[section["denoiser"]]
         epochs = config["training"]["epochs"].get(entry.kind)
+        if kind.family == "unrolled" and backbone != DENOISER_BACKBONE and entry.kind == "modl":
+            # No denoiser to pre-train: the vanilla network trains from scratch for the epochs of
+            # MoDL's pre-training and fine-tuning together, the same budget.
+            epochs += config["training"]["epochs"]["denoiser"]
     adversarial = None
     if kind.adversarial is not None:
         adversarial = {k: v for k, v in baselines[kind.adversarial].items() if k != "epochs"}
