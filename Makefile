@@ -2,6 +2,7 @@
 #   make run    install into .venv and run the whole pipeline on the embedded default (three seeds)
 #   make quick  the same with one seed (config/one_seed.yaml): to try the pipeline, not to decide
 #   make ablations  the SMUG paper's open questions as experiments (snakemake ablations)
+#   make backbones  every unrolled method on MoDL, E2E-VarNet and ISTA-Net+ (snakemake backbones)
 #   make test   install the test tools too and run the whole test suite
 # Everything runs with .venv/bin first on PATH, so the rules' `python` is the pinned interpreter.
 
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 CORES ?= all
 
-.PHONY: run quick ablations test install install-test lint clean
+.PHONY: run quick ablations backbones test install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,9 @@ quick: install
 
 ablations: install
 	$(BIN)/snakemake ablations --cores $(CORES)
+
+backbones: install
+	$(BIN)/snakemake backbones --cores $(CORES)
 
 test: install-test
 	$(BIN)/python -m pytest

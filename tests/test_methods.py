@@ -13,7 +13,7 @@ import yaml
 
 from smug.attacks import is_random_noise
 from smug.models import build_model, CompressedSensing, denoiser_of, DENOISERS, FAMILY_MODELS, load_method
-from smug.models import MODEL_KINDS, record_kind, to_record
+from smug.models import MODEL_KINDS, build_fastmri_model, record_kind, to_record
 from smug.study import ATTACKS, DENOISER_NAMES, FAMILIES, FIGURES, KINDS, METHODS, NOISE_COUNTERPART
 from smug.study import schema_names, spec_settings, trained_methods
 from smug.training import initialise, loss_for
@@ -90,6 +90,12 @@ def test_every_kind_is_rebuilt_from_its_saved_record(tmp_path):
         "classical": to_record(CompressedSensing("tv", 1e-3, 2, solver="fista")),
         "untrained": {"kind": "untrained"},
         "zero_filled": {"kind": "zero_filled"},
+        "fastmri": {
+            "kind": "fastmri",
+            "architecture": "unet",
+            "sizes": {"chans": 4, "num_pool_layers": 2},
+            "state_dict": build_fastmri_model("unet", chans=4, num_pool_layers=2).state_dict(),
+        },
     }
     for name, method in trained_methods().items():
         spec = {"name": name, "kind": method.kind, "seed": 0, **spec_settings(name, config)}

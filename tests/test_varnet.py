@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 
 from smug.attacks import pgd_image_attack, pgd_kspace_attack, reconstruct_perturbed
 from smug.data import Batch
-from smug.models import E2EVarNet, SensitivityNet, build_fastmri_model, load_fastmri_checkpoint
+from smug.models import (
+    E2EVarNet,
+    ModelFileError,
+    SensitivityNet,
+    build_fastmri_model,
+    load_fastmri_checkpoint,
+    load_method,
+)
 from smug.models.reconstruct import reconstruct
 from smug.models.fastmri_checkpoints import fastmri_key
 from smug.models.varnet import center_columns
-from smug.mri import MRIPhysics, rss
+from smug.mri import MRIPhysics, fft2c, rss
 from tests.conftest import random_complex, random_sens_maps
+from tests.workflow_utils import REPO, TINY_CONFIG, copy_workflow, deep_update, snakemake, write_config
+
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 # ---- fastMRI's parameter layout, written out from its published classes --------------------------
 # fastmri/models/unet.py: Unet(in_chans, out_chans, chans, num_pool_layers) holds down_sample_layers
@@ -96,7 +113,10 @@ def test_the_published_layout_loads_strictly_and_every_weight_arrives(architectu
 def test_a_checkpoint_of_other_sizes_or_architecture_is_refused_with_the_keys(tmp_path):
     path = tmp_path / "varnet.pt"
     torch.save(_random_state(fastmri_varnet_layout(**TINY_VARNET)), path)
-    with pytest.raises(ValueError, match=r"wrong shape: .*cascades.0.model.unet.down_blocks.0.layers.0.weight \(4, 2, 3, 3\) \(expected \(8, 2, 3, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"wrong shape: .*cascades.0.model.unet.down_blocks.0.layers.0.weight \(4, 2, 3, 3\) \(expected \(8, 2, 3, 3\)\)",
+    ):
         load_fastmri_checkpoint(path, "varnet", **{**TINY_VARNET, "chans": 8})
     with pytest.raises(ValueError, match=r"missing: .*unet.down_blocks"):
         load_fastmri_checkpoint(path, "unet")
@@ -174,3 +194,127 @@ def test_single_coil_varnet_uses_unit_maps(gen):
     model = build_fastmri_model("varnet", **{**TINY_VARNET, "pools": 1}).eval()
     model.sens_net = None  # the given (unit) maps instead of estimating them
     assert reconstruct(model, batch).shape == (1, 16, 16)
+
+
+# ---- a published checkpoint as a method of the pipeline ------------------------------------------
+
+
+def _import_script():
+    spec = importlib.util.spec_from_file_location(
+        "import_checkpoint", REPO / "scripts" / "import_checkpoint.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _imported(tmp_path, sizes=TINY_VARNET):
+    import_checkpoint = _import_script()
+    checkpoint, out = tmp_path / "fastmri_varnet.pt", tmp_path / "model.pt"
+    state = _random_state(fastmri_varnet_layout(**TINY_VARNET))
+    torch.save(state, checkpoint)
+    import_checkpoint.main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--architecture",
+            "varnet",
+            "--sizes",
+            json.dumps(sizes),
+            "--out",
+            str(out),
+        ]
+    )
+    return state, out
+
+
+def test_an_imported_checkpoint_is_a_method_load_method_rebuilds_with_its_weights(tmp_path, gen):
+    state, out = _imported(tmp_path)
+    model, record = load_method(out)
+    assert record["kind"] == "fastmri" and record["architecture"] == "varnet" and isinstance(model, E2EVarNet)
+    ours = model.state_dict()
+    assert all(
+        torch.equal(ours[fastmri_key(k, "varnet")], v) for k, v in state.items() if fastmri_key(k, "varnet")
+    )
+    maps = random_sens_maps(1, 2, 16, 16, gen)
+    mask = torch.zeros(16, dtype=torch.bool)
+    mask[::2] = True
+    mask[6:10] = True
+    kspace = fft2c(maps * random_complex((1, 16, 16), gen).unsqueeze(1)).to(torch.complex64) * mask
+    batch = Batch(kspace=kspace, mask=mask, target=None, sens_maps=maps.to(torch.complex64))
+    assert reconstruct(model, batch).shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"architecture": "resnet"}, "record.architecture is 'resnet', not one of unet, varnet"),
+        (
+            {"sizes": {**TINY_VARNET, "chans": 8}},
+            "state_dict['cascades.0.model.unet.down_blocks.0.layers.0.weight'] has shape",
+        ),
+        ({"sizes": {**TINY_VARNET, "chans": "many"}}, "record.sizes.chans"),
+    ],
+    ids=["architecture", "sizes_do_not_fit", "size_not_a_number"],
+)
+def test_a_tampered_imported_record_is_refused_naming_the_key(tmp_path, change, message):
+    _, out = _imported(tmp_path)
+    record = torch.load(out, weights_only=True)
+    record.update(change)
+    torch.save(record, out)
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        load_method(out)
+
+
+def test_a_checkpoint_of_the_wrong_sizes_is_refused_by_the_import_script_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        _imported(tmp_path, sizes={**TINY_VARNET, "chans": 8})
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "is not a fastMRI varnet" in message and "\n" not in message
+    assert not (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        (
+            None,
+            "config error: pretrained.fastmri_varnet.path is null: name the fastMRI checkpoint to evaluate fastmri_varnet",
+        ),
+        ("absent.pt", "config error: pretrained.fastmri_varnet.path: no such file: absent.pt"),
+    ],
+    ids=["null", "missing"],
+)
+def test_evaluating_a_published_method_without_its_checkpoint_is_one_line(tmp_path, path, message):
+    workdir = copy_workflow(tmp_path)
+    models = [*CONFIG["evaluation"]["models"], "fastmri_varnet"]
+    overrides = {
+        "evaluation": {"models": models},
+        "pretrained": {"fastmri_varnet": {"path": path, "sizes": {}}},
+    }
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(overrides))
+    result = snakemake(["-n", "--configfile", "bad.yaml"], workdir, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output, output[-2000:]
+    assert len(output.strip().splitlines()) <= 6, output
+
+
+@pytest.mark.slow
+def test_a_published_varnet_named_in_the_config_is_evaluated_and_attacked_by_the_workflow(tmp_path):
+    workdir = copy_workflow(tmp_path / "run")
+    checkpoint = workdir / "fastmri_varnet.pt"
+    torch.save(_random_state(fastmri_varnet_layout(**TINY_VARNET)), checkpoint)
+    config = deep_update(
+        TINY_CONFIG,
+        {
+            "evaluation": {"models": [*CONFIG["evaluation"]["models"], "fastmri_varnet"]},
+            "pretrained": {"fastmri_varnet": {"path": "fastmri_varnet.pt", "sizes": TINY_VARNET}},
+        },
+    )
+    write_config(workdir, config)
+    target = "results/eval/seed0/fastmri_varnet.csv"
+    result = snakemake([target, "--cores", "2", "--configfile", "tiny.yaml"], workdir, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    scores = pd.read_csv(workdir / target)
+    assert {"clean", "pgd_kspace_linf"} <= set(scores["perturbation"]) and np.isfinite(scores["value"]).all()
+    assert (workdir / "results/models/fastmri_varnet/model.pt").is_file()

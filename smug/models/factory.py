@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from smug.models import classical
-from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments
+from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments, check_setting
+from smug.models.fastmri_checkpoints import PUBLISHED_SIZES, build_fastmri_model
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
 from smug.models.ista_net import ISTANetPlus
@@ -351,6 +352,35 @@ def _untrained(record: dict[str, Any]) -> nn.Module:
     return UntrainedNetwork.from_record(record)
 
 
+def _pretrained(record: dict[str, Any]) -> nn.Module:
+    """fastMRI's published weights as ``scripts/import_checkpoint.py`` saved them: the architecture
+    and sizes are checked, the network built on the ``meta`` device first, then the weights' keys
+    and shapes against it."""
+    architecture, sizes = record.get("architecture"), record.get("sizes", {})
+    if architecture not in PUBLISHED_SIZES:
+        raise ValueError(f"record.architecture is {architecture!r}, not one of {', '.join(PUBLISHED_SIZES)}")
+    if not isinstance(sizes, dict):
+        raise ValueError(f"record.sizes is a {type(sizes).__name__}, not a mapping")
+    for key, value in sizes.items():
+        check_setting(f"record.sizes.{key}", value, int if key != "estimate_sens" else bool)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            skeleton = build_fastmri_model(architecture, **sizes)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"record.sizes do not describe a fastMRI {architecture}: {_first_line(exc)}"
+        ) from None
+    size = sum(p.numel() for p in skeleton.parameters())
+    if size > MAX_PARAMETERS:
+        raise ValueError(f"record.sizes ask for {size:,} parameters, beyond the limit of {MAX_PARAMETERS:,}")
+    if "state_dict" not in record:
+        raise ValueError("record has no 'state_dict'")
+    check_state_dict(record["state_dict"], skeleton.state_dict())
+    model = build_fastmri_model(architecture, **sizes)
+    model.load_state_dict(record["state_dict"])
+    return model
+
+
 def read_record(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
     """The saved record of a ``model.pt`` (spec, provenance, history and weights), without building
     the model.
@@ -436,5 +466,6 @@ FAMILY_MODELS: dict[str, FamilyModels] = {
     "classical": FamilyModels(_classical),
     "untrained": FamilyModels(_untrained),
     "zero_filled": FamilyModels(lambda record: ZeroFilled()),
+    "pretrained": FamilyModels(_pretrained),
 }
 MODEL_KINDS = tuple(name for name, kind in KINDS.items() if FAMILY_MODELS[kind.family].build is not None)

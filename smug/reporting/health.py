@@ -57,6 +57,7 @@ CHECKS_BY_KIND: dict[str, tuple[str, ...]] = {
     "classical": ("beats_zero_filled_test", "beats_zero_filled_volumes"),
     "untrained": ("beats_zero_filled_test", "beats_zero_filled_volumes"),
     "zero_filled": (),
+    "fastmri": ("beats_zero_filled_test", "beats_zero_filled_volumes"),
 }
 
 COLUMNS = [

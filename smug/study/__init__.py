@@ -44,6 +44,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "method_family",
             "method_label",
             "model_name",
+            "pretrained_methods",
             "schema_names",
             "seed_of_path",
             "seeded",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from smug.study.claims import check_claims
-from smug.study.methods import schema_names
+from smug.study.methods import pretrained_methods, schema_names
 from smug.utils.yaml_safety import load_yaml_strict
 
 NESTED_CONFIG_HINT = (
@@ -141,6 +141,21 @@ def check_config_references(config: dict) -> None:
                 raise ValueError(
                     f"config error: {key}: {name!r} is not in {target} (valid: {', '.join(valid)})"
                 )
+
+
+def check_pretrained(config: dict) -> None:
+    """Every published-weights method the run evaluates names an existing checkpoint
+    (``pretrained.<method>.path``), so a missing file stops the DAG with one line."""
+    for method in config["evaluation"]["models"]:
+        if method not in pretrained_methods():
+            continue
+        path = config["pretrained"][method]["path"]
+        if path is None:
+            raise ValueError(
+                f"config error: pretrained.{method}.path is null: name the fastMRI checkpoint to evaluate {method}"
+            )
+        if not Path(path).is_file():
+            raise ValueError(f"config error: pretrained.{method}.path: no such file: {path}")
 
 
 def check_target_attacks(config: dict, target: str = "ablations") -> None:

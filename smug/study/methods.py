@@ -81,6 +81,7 @@ FAMILIES: dict[str, Family] = {
     "classical": Family(None, None, unrolls=False, marker="^"),
     "untrained": Family(None, None, unrolls=False, marker="D"),
     "zero_filled": Family(None, None, unrolls=False, marker="X"),
+    "pretrained": Family(None, None, unrolls=False, marker="P"),
 }
 
 
@@ -90,9 +91,9 @@ class Kind:
 
     Attributes:
         family: its entry of :data:`FAMILIES` (``denoiser``, ``unrolled``, ``unet``, ``classical``,
-            ``untrained`` or ``zero_filled``).
+            ``untrained``, ``zero_filled`` or ``pretrained``).
         made_by: the script that makes its ``model.pt``: ``train`` (``scripts/train.py``),
-            ``tune_classical`` or ``write_method``.
+            ``tune_classical``, ``write_method`` or ``import_checkpoint`` (published weights).
         smoothing: where randomised smoothing acts: ``smug`` (the denoiser at every unroll),
             ``weighted`` (Weighted SMUG), ``e2e`` (the whole network), or None.
         model: keys of the ``model`` section the spec carries (unrolled and denoiser kinds; the
@@ -159,18 +160,20 @@ KINDS: dict[str, Kind] = {
     "classical": Kind("classical", "tune_classical", seeded=False),
     "untrained": Kind("untrained", "write_method"),
     "zero_filled": Kind("zero_filled", "write_method", seeded=False),
+    "fastmri": Kind("pretrained", "import_checkpoint", seeded=False),
 }
 
 
 @dataclass(frozen=True)
 class Method:
-    """A named method: its kind, the trained method it starts from, and (min-max U-Nets) the
-    domain its adversary perturbs."""
+    """A named method: its kind, the trained method it starts from, (min-max U-Nets) the domain its
+    adversary perturbs, and (published weights) the fastMRI architecture its checkpoint holds."""
 
     kind: str
     init: str | None = None
     domain: str | None = None
     label: str = ""
+    architecture: str | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -187,6 +190,9 @@ METHODS: dict[str, Method] = {
     "smug": Method("smug", init="denoiser", label="SMUG"),
     "weighted_smug": Method("weighted_smug", init="denoiser", label="Weighted SMUG"),
     "rs_e2e": Method("rs_e2e", init="modl", label="RS-E2E"),
+    # fastMRI's published weights (config `pretrained`: the checkpoint's path), evaluated as they are.
+    "fastmri_unet": Method("fastmri", architecture="unet", label="fastMRI U-Net (published)"),
+    "fastmri_varnet": Method("fastmri", architecture="varnet", label="fastMRI E2E-VarNet (published)"),
 }
 
 
@@ -213,6 +219,7 @@ def takes_unrolls(name: str) -> bool:
 FAMILY_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Unrolled networks", ("unrolled",)),
     ("U-Nets", ("unet",)),
+    ("Published weights", ("pretrained",)),
     ("CS, untrained, zero-filled", ("classical", "untrained", "zero_filled")),
     ("Denoiser", ("denoiser",)),
 )
@@ -260,6 +267,11 @@ def model_name(path) -> str:
 
 
 _SEED_FOLDER = re.compile(r"seed\d+")
+
+
+def pretrained_methods() -> list[str]:
+    """The methods whose ``model.pt`` holds published weights (``scripts/import_checkpoint.py``)."""
+    return [name for name, m in METHODS.items() if KINDS[m.kind].made_by == "import_checkpoint"]
 
 
 def trained_methods() -> dict[str, Method]:

@@ -14,6 +14,7 @@ from smug.study import (
     backbone_models,
     experiment_models,
     model_setup,
+    pretrained_methods,
     seeded,
     trained_methods,
     variant_models,

@@ -97,3 +97,27 @@ rule zero_filled_method:
         kind="zero_filled",
     script:
         "../../scripts/write_method.py"
+
+
+# fastMRI's published weights (config `pretrained`), translated into this project's model record.
+rule import_checkpoint:
+    input:
+        checkpoint=lambda w: config["pretrained"][w.method]["path"],
+    output:
+        out="results/models/{method}/model.pt",
+    log:
+        "results/logs/train/import_{method}.log",
+    benchmark:
+        "results/benchmarks/rules/import_checkpoint_{method}.tsv"
+    wildcard_constraints:
+        method="|".join(pretrained_methods()),
+    conda:
+        "../../environment.yml"
+    threads: job_threads("import_checkpoint")
+    resources:
+        **job_resources("import_checkpoint"),
+    params:
+        architecture=lambda w: METHODS[w.method].architecture,
+        sizes=lambda w: config["pretrained"][w.method]["sizes"],
+    script:
+        "../../scripts/import_checkpoint.py"
