@@ -443,3 +443,15 @@ def test_snakemake_backbones_trains_scores_and_tabulates_every_method_on_every_b
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
     assert np.isfinite(claims["effect"]).all()
     assert (workdir / "results/figures/backbones.png").stat().st_size > 10_000
+
+
+def test_on_another_backbone_the_run_scores_no_unroll_count_shift_and_a_claim_on_it_is_named():
+    from smug.study import evaluated_conditions
+
+    assert "unrolls" in evaluated_conditions(CONFIG)["smug"]
+    config = copy.deepcopy(CONFIG)
+    config["model"]["backbone"] = "ista"  # its phases have their own weights: no count to change
+    assert "unrolls" not in evaluated_conditions(config)["smug"]
+    claim = next(c for c in CONFIG["claims"] if c["id"] == "smug_stable_unrolls")
+    with pytest.raises(ValueError, match=r"claims\[smug_stable_unrolls\].*is not evaluated under 'unrolls'"):
+        check_claims([claim], config)

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 
 from smug.study.attacks import NOISE_COUNTERPART
-from smug.study.methods import takes_unrolls
+from smug.study.methods import DENOISER_BACKBONE, takes_unrolls
 from smug.study.claim_types import Condition, claim_kinds
 
 # Metrics of every condition, and those scored only where small features are inserted.
@@ -222,7 +222,9 @@ def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]
                 conditions[f"generator_{generator}"] = (1.0,)
         if model != "untrained" or config["untrained"]["sampling_shift"]:
             conditions["acceleration"] = tuple(float(a) for a in accelerations)
-        if takes_unrolls(model) and evaluation["unrolls"]:
+        # Only MoDL's unrolls share one regulariser, so only MoDL-based models take another count.
+        shares_unrolls = config["model"].get("backbone", DENOISER_BACKBONE) == DENOISER_BACKBONE
+        if takes_unrolls(model) and shares_unrolls and evaluation["unrolls"]:
             conditions["unrolls"] = tuple(float(n) for n in evaluation["unrolls"])
         if shift:
             conditions["anatomy_shift"] = (0.0,)
