@@ -28,7 +28,7 @@ from smug.models import (
 )
 from smug.models.dncnn import DnCNN
 from smug.models.reconstruct import reconstruct
-from smug.mri import apply_column_mask, complex_to_channels, channels_to_complex, fft2c
+from smug.mri import apply_column_mask, channels_to_complex, complex_to_channels, fft2c, ifft2c, sens_combine
 from smug.study import (
     backbone_models,
     check_claims,
@@ -455,3 +455,61 @@ def test_on_another_backbone_the_run_scores_no_unroll_count_shift_and_a_claim_on
     claim = next(c for c in CONFIG["claims"] if c["id"] == "smug_stable_unrolls")
     with pytest.raises(ValueError, match=r"claims\[smug_stable_unrolls\].*is not evaluated under 'unrolls'"):
         check_claims([claim], config)
+
+
+class Silent(torch.nn.Module):
+    """A regulariser that proposes no correction."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(image)
+
+
+def test_under_an_image_domain_perturbation_varnets_data_consistency_pulls_towards_the_perturbed_data(gen):
+    """As MoDL's data consistency pulls towards the perturbed A^H y, VarNet's pulls towards the
+    k-space of that image (physics.kspace_input), not towards the clean y."""
+    batch = multicoil_batch(gen)
+    model = network("varnet")
+    for cascade in model.cascades:
+        cascade.model = Silent()  # only the soft data consistency acts
+        with torch.no_grad():
+            cascade.dc_weight.fill_(1.0)
+    delta = 0.05 * random_complex(batch.target.shape, gen)
+    physics = batch.physics.with_zero_filled(batch.physics.zero_filled_image(batch.kspace) + delta)
+    with torch.no_grad():
+        out = model(batch.kspace, physics)
+    # With y' = physics.kspace_input(y), every cascade keeps y' (its residual on the sampled columns
+    # is zero), so the output is the coil combination of y'; pulled towards y it would not be.
+    measured = physics.kspace_input(batch.kspace)
+    torch.testing.assert_close(out, sens_combine(ifft2c(measured), batch.sens_maps))
+    clean = sens_combine(ifft2c(batch.kspace), batch.sens_maps)
+    assert (out - clean).abs().max() > 0.01
+
+
+def test_a_backbones_departures_reach_its_models_specs_but_not_their_names():
+    config = copy.deepcopy(CONFIG)
+    config["backbones"]["settings"] = {"varnet": {"training.lambda_rec": 10.0}}
+    models = {m.name: m for m in backbone_models(config)}
+    method, settings, init = model_setup("smug@model.backbone=varnet", config)
+    assert spec_settings(method, settings)["training"]["lambda_rec"] == 10.0
+    assert init == "modl@model.backbone=varnet" and "modl@model.backbone=varnet" in models
+    assert models["smug@model.backbone=varnet"].label == "backbone=varnet, lambda_rec=10"
+    assert (
+        spec_settings(*model_setup("smug@model.backbone=ista", config)[:2])["training"]["lambda_rec"] == 1.0
+    )
+    config["backbones"]["settings"]["modl"] = {"training.lambda_rec": 2.0}
+    with pytest.raises(
+        ValueError,
+        match=r"config error: backbones.settings.modl: the modl backbone's models are the main ones",
+    ):
+        backbone_models(config)
+
+
+def test_an_ablation_variant_that_names_a_backbone_model_with_other_settings_is_refused():
+    from smug.study import variant_models
+
+    config = _with_variant("smug", {"model.backbone": "varnet"})
+    config["backbones"]["settings"] = {"varnet": {"training.lambda_rec": 10.0}}
+    with pytest.raises(
+        ValueError, match=r"smug@model.backbone=varnet is named twice with different settings"
+    ):
+        variant_models(config)

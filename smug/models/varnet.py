@@ -7,8 +7,9 @@ One cascade, on the current k-space estimate ``k``:
 
 with ``eta`` the cascade's learned ``dc_weight``, ``M`` the column mask and ``R`` a U-Net on the
 coil-combined image (real and imaginary parts as two channels, each standardised, padded to a
-multiple of 16), fastMRI's ``NormUnet``. The network starts from ``physics.kspace_input(y)``
-(``y`` itself unless an image-domain attack perturbs ``A^H y``) and returns the coil combination
+multiple of 16), fastMRI's ``NormUnet``. Its measurements are ``physics.kspace_input(y)``
+(``y`` itself unless an image-domain attack perturbs ``A^H y``): the first estimate and what the
+soft data consistency pulls towards. It returns the coil combination
 ``S^H F^H k`` of its last estimate (complex, so every metric and attack of the pipeline applies; its
 magnitude is fastMRI's RSS output when the maps are RSS-normalised, as the estimated ones are).
 
@@ -211,12 +212,16 @@ class E2EVarNet(SmoothedUnrolling):
         ``generator``: the smoothing noise's source; ``trace``: filled with each cascade's
         regulariser inputs and outputs (the unrolled stability loss's).
         """
-        maps = self.coil_maps(kspace, physics)
+        # The network's measurements: y itself, or under an image-domain attack the k-space whose
+        # coil combination is the perturbed A^H y; the soft data consistency pulls towards them, as
+        # MoDL's data consistency pulls towards the perturbed A^H y.
+        measured = physics.kspace_input(kspace)
+        maps = self.coil_maps(measured, physics)
         mask = broadcast_mask(physics.mask.bool())
-        estimate = physics.kspace_input(kspace)
+        estimate = measured
         for step, cascade in enumerate(self.cascades):
             denoise = None
             if self.randomised or trace is not None:
                 denoise = functools.partial(self.regularize, step, generator=generator, trace=trace)
-            estimate = cascade(estimate, kspace, mask, maps, denoise)
+            estimate = cascade(estimate, measured, mask, maps, denoise)
         return sens_combine(ifft2c(estimate), maps)

@@ -245,8 +245,9 @@ def plot_sensitivity(table: pd.DataFrame, experiment: str, figure: Figure) -> No
 
 
 def backbone_of_setting(setting: str) -> str:
-    """The backbone a backbones-table row's setting names (``backbone=varnet`` -> ``varnet``)."""
-    key, _, value = setting.partition("=")
+    """The backbone a backbones-table row's setting names (``backbone=varnet, lambda_rec=10`` ->
+    ``varnet``)."""
+    key, _, value = setting.split(", ")[0].partition("=")
     if key != "backbone" or not value:
         raise ValueError(f"{setting!r} names no backbone (expected backbone=<name>)")
     return value

@@ -153,30 +153,59 @@ def experiment_models(config: dict) -> dict[str, list[Variant]]:
 
 def backbone_models(config: dict) -> list[Variant]:
     """The models of ``snakemake backbones``: every method of ``backbones.methods`` on the run's own
-    backbone (its main model) and on each of ``backbones.backbones``, method by method."""
+    backbone (its main model) and on each of ``backbones.backbones``, method by method. A backbone's
+    models take its ``backbones.settings`` (the recipe's departures it needs) and are named by the
+    backbone alone, ``smug@model.backbone=varnet``."""
     section = config.get("backbones")
     if not section:
         return []
-    backbones = list(dict.fromkeys([config_backbone(config), *section["backbones"]]))
-    entry = {
-        "methods": section["methods"],
-        "variants": [{BACKBONE_KEY: backbone} for backbone in backbones],
-        "references": [],
-    }
-    return _models(entry, config, "backbones")
+    own = config_backbone(config)
+    departures = section.get("settings") or {}
+    if own in departures:
+        raise ValueError(
+            f"config error: backbones.settings.{own}: the {own} backbone's models are the main ones; "
+            "set those keys in the config itself"
+        )
+    models = []
+    for method in section["methods"]:
+        for backbone in dict.fromkeys([own, *section["backbones"]]):
+            if backbone == own:
+                models.append(Variant(method, method, ((BACKBONE_KEY, own),), VARIANT))
+                continue
+            settings = {BACKBONE_KEY: backbone, **departures.get(backbone, {})}
+            _check_variant(method, settings, f"backbones ({method} on {backbone})")
+            name = variant_name(method, {BACKBONE_KEY: backbone})
+            models.append(Variant(name, method, tuple(sorted(settings.items())), VARIANT))
+    return models
 
 
 def variant_models(config: dict) -> dict[str, Variant]:
     """The models the experiments and the backbones train beyond the main ones, by name, with the
     vanilla network each backbone's methods start from."""
     models = [*(m for ms in experiment_models(config).values() for m in ms), *backbone_models(config)]
-    variants = {m.name: m for m in models if m.role == VARIANT and m.name != m.method}
+    variants: dict[str, Variant] = {}
+    for model in models:
+        if model.role != VARIANT or model.name == model.method:
+            continue
+        earlier = variants.setdefault(model.name, model)
+        if _setup(earlier.method, dict(earlier.settings), config) != _setup(
+            model.method, dict(model.settings), config
+        ):
+            raise ValueError(
+                f"config error: {model.name} is named twice with different settings "
+                f"({_settings_text(earlier)} and {_settings_text(model)}): an ablation variant on a backbone "
+                "takes that backbone's backbones.settings too"
+            )
     for variant in list(variants.values()):
         start = starting_point(variant.method, dict(variant.settings), config)
         if start is not None and start not in METHODS and start not in variants:
             backbone = dict(variant.settings)[BACKBONE_KEY]
             variants[start] = Variant(start, "modl", ((BACKBONE_KEY, backbone),), VARIANT)
     return variants
+
+
+def _settings_text(model: Variant) -> str:
+    return ", ".join(f"{key}={format_value(value)}" for key, value in model.settings)
 
 
 def model_setup(
