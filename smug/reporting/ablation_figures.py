@@ -31,6 +31,8 @@ FIGURE_KINDS = ("tradeoff", "bars", "sensitivity", "backbones")
 # The marker of each backbone in the backbones figure.
 BACKBONE_MARKERS = {"modl": "o", "varnet": "s", "ista": "^"}
 BACKBONE_LABELS = {"modl": "MoDL", "varnet": "E2E-VarNet", "ista": "ISTA-Net+"}
+# How the backbones figure names a method: the same method on every backbone, so not by MoDL's name.
+BACKBONE_METHOD_LABELS = {"modl": "vanilla", "modl_pgd": "adversarial training (PGD)"}
 
 
 def _name(row) -> str:
@@ -286,7 +288,8 @@ def plot_backbones(table: pd.DataFrame, experiment: str, figure: Figure) -> None
         ax.set_ylabel("attacked PSNR (dB)")
         ax.grid(alpha=0.3)
     for method in methods:
-        axes[0].plot([], [], "-", color=colors[method], label=method_label(method))
+        label = BACKBONE_METHOD_LABELS.get(method, method_label(method))
+        axes[0].plot([], [], "-", color=colors[method], label=label)
     for backbone in backbones:
         label = BACKBONE_LABELS.get(backbone, backbone)
         axes[0].plot([], [], BACKBONE_MARKERS.get(backbone, "D"), color="gray", label=label)
