@@ -15,6 +15,7 @@ import yaml
 
 from smug.data import Batch
 from smug.evaluation import evaluate_claims
+from smug.reporting.ablation_figures import backbone_of_setting
 from smug.models import (
     RSE2E,
     E2EVarNet,
@@ -433,7 +434,8 @@ def test_snakemake_backbones_trains_scores_and_tabulates_every_method_on_every_b
     table = pd.read_csv(workdir / "results/tables/backbones.csv")
     expected = {m.name for m in backbone_models(deep_update(CONFIG, config))}
     assert set(table["model"]) == expected and len(expected) == 6
-    assert set(table["setting"]) == {"backbone=modl", "backbone=varnet", "backbone=ista"}
+    assert {backbone_of_setting(s) for s in table["setting"]} == {"modl", "varnet", "ista"}
+    assert "backbone=varnet, lambda_rec=10" in set(table["setting"])  # its departure, stated
     attacked = table[table["perturbation"] == "pgd_kspace_linf_journal"]
     assert set(attacked["model"]) == expected and (attacked["n_seeds"] == 2).all()
     health = pd.read_csv(workdir / "results/tables/backbone_health.csv")
