@@ -23,6 +23,12 @@ __getattr__, __dir__, __all__ = lazy_surface(
         ],
         "denoisers": ["DENOISERS", "build_denoiser", "count_parameters"],
         "didn": ["DIDN", "DownUpBlock"],
+        "diffusion": [
+            "DiffusionReconstructor",
+            "NoiseConditionalDenoiser",
+            "noise_levels",
+            "score_matching_loss",
+        ],
         "dncnn": ["DnCNN"],
         "e2e_unet": ["ZeroFilledUNet"],
         "fastmri_checkpoints": ["PUBLISHED_SIZES", "build_fastmri_model", "load_fastmri_checkpoint"],
