@@ -221,7 +221,7 @@ def test_on_a_backbone_without_a_denoiser_the_vanilla_network_starts_from_scratc
     assert start_method("modl", "modl") == "denoiser" and start_method("smug", "modl") == "denoiser"
     assert start_method("modl", "varnet") is None
     assert [start_method(m, "ista") for m in ("smug", "weighted_smug", "rs_e2e", "modl_pgd")] == ["modl"] * 4
-    models = {m.name: m for m in backbone_models(CONFIG)}
+    models = {m.name: m for m in backbone_models(CONFIG) if m.role == "variant"}
     assert set(models) == {
         f"{method}{'' if backbone == 'modl' else '@model.backbone=' + backbone}"
         for method in CONFIG["backbones"]["methods"]
@@ -433,11 +433,17 @@ def test_snakemake_backbones_trains_scores_and_tabulates_every_method_on_every_b
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     table = pd.read_csv(workdir / "results/tables/backbones.csv")
     expected = {m.name for m in backbone_models(deep_update(CONFIG, config))}
-    assert set(table["model"]) == expected and len(expected) == 6
-    assert {backbone_of_setting(s) for s in table["setting"]} == {"modl", "varnet", "ista"}
+    assert set(table["model"]) == expected and len(expected) == 7 and "diffusion" in expected
+    on_backbones = table[table["role"] == "variant"]
+    assert {backbone_of_setting(s) for s in on_backbones["setting"]} == {"modl", "varnet", "ista"}
     assert "backbone=varnet, lambda_rec=10" in set(table["setting"])  # its departure, stated
     attacked = table[table["perturbation"] == "pgd_kspace_linf_journal"]
     assert set(attacked["model"]) == expected and (attacked["n_seeds"] == 2).all()
+    # the diffusion sampler is scored under MoDL's attacks, transferred, and their random noise
+    assert set(attacked[attacked["model"] == "diffusion"]["protocol"]) == {"transfer"}
+    assert set(attacked[attacked["model"] != "diffusion"]["protocol"]) == {"journal protocol"}
+    noise = table[(table["model"] == "diffusion") & (table["protocol"] == "random noise")]
+    assert set(noise["perturbation"]) == {"noise_kspace_linf", "noise_image_linf"}
     health = pd.read_csv(workdir / "results/tables/backbone_health.csv")
     assert set(health["model"]) == expected
     claims = pd.read_csv(workdir / "results/tables/backbone_claims.csv")

@@ -592,15 +592,16 @@ def test_evaluated_conditions_follow_the_workflow(config):
     )
     # Random noise covers every grid of its norm ball, also the protocols'.
     assert conditions["unet"]["noise_kspace_linf"] == (0.005, 0.01, 0.02)
-    # The untrained network: no noise, no generators, no unrolls; in the laptop config neither
-    # transferred attacks nor the sampling-rate shift (each a refit of every slice), which the
-    # paper configs' untrained section switches on.
+    # The untrained network: no generators, no unrolls; in the laptop config neither transferred
+    # attacks (nor so their noise) nor the sampling-rate shift (each a refit of every slice), which
+    # the paper configs' untrained section switches on.
     assert set(conditions["untrained"]) == {"clean", "anatomy_shift", "small_feature"}
     untrained = {**config["untrained"], "attacks": ["pgd_kspace_linf"], "sampling_shift": True}
     paper_scale = {**config, "untrained": untrained}
     assert set(evaluated_conditions(paper_scale)["untrained"]) == {
         "clean",
         "pgd_kspace_linf",
+        "noise_kspace_linf",
         "acceleration",
         "anatomy_shift",
         "small_feature",

@@ -100,7 +100,7 @@ def test_a_training_spec_holds_the_settings_of_its_kind_and_what_it_starts_from(
     assert unet["init"] is None and "smoothing" not in unet and "model" in unet
 
 
-def test_each_model_is_scored_under_its_attacks_their_noise_and_the_untrained_under_transfers():
+def test_each_model_is_scored_under_its_attacks_their_noise_and_the_untrained_under_transfers_and_noise():
     config = copy.deepcopy(CONFIG)
     config["evaluation"]["attacks"] = {
         "pgd_kspace_linf": {"eps": [0.01]},
@@ -114,7 +114,10 @@ def test_each_model_is_scored_under_its_attacks_their_noise_and_the_untrained_un
     ]
     assert ("noise", "noise_image_linf") in plan.model_perturbations(config, "smug")
     config["untrained"].update(attacks=["pgd_kspace_linf"], attack_source="modl")
-    assert plan.model_perturbations(config, "untrained") == [("modl", "pgd_kspace_linf")]
+    assert plan.model_perturbations(config, "untrained") == [
+        ("modl", "pgd_kspace_linf"),
+        ("noise", "noise_kspace_linf"),
+    ]
 
 
 def test_ablation_models_are_each_listed_once_with_the_health_references_scored_clean():

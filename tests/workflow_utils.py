@@ -46,6 +46,7 @@ TINY_CONFIG = {
         "unet": {"model": {"chans": 4, "num_pool_layers": 2}, "epochs": 1},
         "unet_adv": {"latent_dim": 8, "features": 4, "num_upsamples": 3, "epochs": 1},
         "modl_pgd": {"steps": 1, "epochs": 1},
+        "diffusion": {"model": {"chans": 4, "num_pool_layers": 2, "steps": 3}, "epochs": 1},
     },
     "classical": {"lams": [1e-3, 1e-2], "num_iters": 5, "val_slices": 2, "levels": 1},
     "untrained": {"num_iters": 5, "channels": 4, "num_layers": 2, "patience": 2},

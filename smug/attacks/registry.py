@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from smug.data import Batch
-from smug.study import ATTACKS, PROTOCOLS, Attack
+from smug.study import ATTACKS, PROTOCOLS, Attack, transferred_methods
 from smug.attacks.noise import random_perturbation
 from smug.attacks.pgd import pgd_image_attack, pgd_kspace_attack
 
@@ -27,9 +27,13 @@ _PGD = {"kspace": pgd_kspace_attack, "image": pgd_image_attack}
 # - conference: l_inf PGD on the zero-filled image computed on the network WITHOUT smoothing
 #   (``surrogate="unsmoothed"``), then applied to the smoothed network: a transfer attack.
 # On a deterministic model both are plain 10-step white-box PGD.
-def attack_protocol(name: str) -> str:
+def attack_protocol(name: str, model: str | None = None) -> str:
     """How a table row's perturbation was made: a paper protocol, white-box PGD with EOT, random
-    noise, a trained generator's transfer, no perturbation ("clean"), or a distribution "shift"."""
+    noise, a trained generator's transfer, no perturbation ("clean"), or a distribution "shift".
+    An attack on a ``model`` no gradient reaches (:func:`smug.study.transfer_section`: the untrained
+    network, the diffusion sampler) was computed on another model: ``transfer``."""
+    if model in transferred_methods() and name in ATTACKS and not is_random_noise(name):
+        return "transfer"
     if name in PROTOCOLS:
         return name.rsplit("_", 1)[-1] + " protocol"
     if name in ATTACKS:

@@ -1,5 +1,6 @@
 """A diffusion prior for reconstruction: a noise-conditional denoiser trained by denoising score
-matching, sampled with data consistency at every step (library only, so far: issue 26).
+matching, sampled with data consistency at every step: the ``diffusion`` method of the journal
+version's comparison (``baselines.diffusion``).
 
 The denoiser ``D(x, sigma)`` estimates the clean image from ``x = x_0 + sigma n``; by Tweedie's formula
 its score is ``(D(x, sigma) - x) / sigma^2``. It is ``x + sigma F(x, log sigma)`` with ``F`` a U-Net
@@ -77,12 +78,13 @@ def score_matching_loss(
 
 
 class DiffusionReconstructor(nn.Module):
-    """Sampling the diffusion prior with data consistency at every level.
+    """A diffusion prior sampled with data consistency at every level (the ``diffusion`` method).
 
     Args:
-        denoiser: a trained :class:`NoiseConditionalDenoiser`.
+        chans, num_pool_layers: its :class:`NoiseConditionalDenoiser`'s U-Net.
         steps: noise levels walked (the sampler's cost: ``steps`` denoiser and CG solves).
-        sigma_max, sigma_min: the ladder's ends (:func:`noise_levels`).
+        sigma_max, sigma_min: the ladder's ends (:func:`noise_levels`), and the range of levels the
+            denoiser is trained at (:meth:`training_loss`).
         lam: weight of the denoised estimate in the data-consistency solve
             ``(A^H A + lam I) x = A^H y + lam D``; small values keep the sampled k-space close to ``y``.
         cg_max_iter, cg_tol: the multicoil solve's conjugate gradient.
@@ -93,7 +95,8 @@ class DiffusionReconstructor(nn.Module):
 
     def __init__(
         self,
-        denoiser: NoiseConditionalDenoiser,
+        chans: int = 32,
+        num_pool_layers: int = 3,
         steps: int = 20,
         sigma_max: float = 0.5,
         sigma_min: float = 0.005,
@@ -104,11 +107,17 @@ class DiffusionReconstructor(nn.Module):
         super().__init__()
         if not lam > 0:
             raise ValueError(f"lam must be positive, got {lam}")
-        self.denoiser = denoiser
+        self.denoiser = NoiseConditionalDenoiser(chans, num_pool_layers)
         self.sigmas = noise_levels(sigma_max, sigma_min, steps)
+        self.sigma_max, self.sigma_min = float(sigma_max), float(sigma_min)
         self.lam = float(lam)
         self.cg_max_iter = cg_max_iter
         self.cg_tol = cg_tol
+
+    def training_loss(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Denoising score matching of its denoiser on clean complex ``(B, H, W)`` images, at levels
+        drawn log-uniformly from ``[sigma_min, sigma_max]`` (:func:`score_matching_loss`)."""
+        return score_matching_loss(self.denoiser, images, generator, self.sigma_min, self.sigma_max)
 
     def forward(
         self, kspace: torch.Tensor, physics: MRIPhysics, *, generator: torch.Generator | None = None

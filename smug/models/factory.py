@@ -18,6 +18,7 @@ from torch import nn
 
 from smug.models import classical
 from smug.models.denoisers import DENOISERS, MAX_PARAMETERS, build_denoiser, check_arguments, check_setting
+from smug.models.diffusion import DiffusionReconstructor
 from smug.models.fastmri_checkpoints import PUBLISHED_SIZES, build_fastmri_model
 from smug.models.e2e_unet import ZeroFilledUNet
 from smug.models.generator import PerturbationGenerator
@@ -39,6 +40,10 @@ def _denoiser(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any
 
 def _unet(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
     return ZeroFilledUNet(**model_cfg)
+
+
+def _diffusion(kind: str, model_cfg: dict[str, Any], smoothing_cfg: dict[str, Any] | None) -> nn.Module:
+    return DiffusionReconstructor(**model_cfg)
 
 
 # The unrolled backbones beside MoDL (smug.study.methods.BACKBONES), and the keys of their config
@@ -105,7 +110,8 @@ def build_model(
         kind: one of :data:`MODEL_KINDS`.
         model_cfg: denoiser and unrolled kinds: ``denoiser``, ``denoiser_args``; unrolled kinds also
             ``num_unrolls``, ``lam``, ``learn_lam``, ``lam_floor`` (learned lam only), ``cg_max_iter``,
-            ``cg_tol``, ``output_bound`` (absent: unbounded); U-Net kinds: ZeroFilledUNet's arguments.
+            ``cg_tol``, ``output_bound`` (absent: unbounded); U-Net kinds: ZeroFilledUNet's arguments;
+            the diffusion kind: DiffusionReconstructor's.
         smoothing_cfg: smoothed kinds only (:data:`smug.study.methods.KINDS` lists each one's keys):
             ``sigma``, ``num_samples``, ``weight_encoder`` (kwargs of WeightEncoder), ``weight_scores``
             and ``weight_normalisation`` (Weighted SMUG; absent: MoDL's defaults), and for RS-E2E
@@ -189,6 +195,10 @@ def check_spec(spec: Any) -> None:
 
 def _check_unet_model(model: Any, kind: Kind) -> None:
     check_arguments("spec.model", model, ZeroFilledUNet)
+
+
+def _check_diffusion_model(model: Any, kind: Kind) -> None:
+    check_arguments("spec.model", model, DiffusionReconstructor)
 
 
 def _check_unrolled_model(model: Any, kind: Kind) -> None:
@@ -467,5 +477,6 @@ FAMILY_MODELS: dict[str, FamilyModels] = {
     "untrained": FamilyModels(_untrained),
     "zero_filled": FamilyModels(lambda record: ZeroFilled()),
     "pretrained": FamilyModels(_pretrained),
+    "diffusion": FamilyModels(network_from_record, _diffusion, _check_diffusion_model),
 }
 MODEL_KINDS = tuple(name for name, kind in KINDS.items() if FAMILY_MODELS[kind.family].build is not None)

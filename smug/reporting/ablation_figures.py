@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from smug.reporting.ablation_tables import DIAGNOSTIC, middle_levels, scored_rows
-from smug.study import method_label, PERTURBATION_LEVELS
+from smug.study import FAMILIES, PERTURBATION_LEVELS, method_family, method_label
 from smug.reporting.plots import save_figure
 
 FIGURE_KINDS = ("tradeoff", "bars", "sensitivity", "backbones")
@@ -32,7 +32,11 @@ FIGURE_KINDS = ("tradeoff", "bars", "sensitivity", "backbones")
 BACKBONE_MARKERS = {"modl": "o", "varnet": "s", "ista": "^"}
 BACKBONE_LABELS = {"modl": "MoDL", "varnet": "E2E-VarNet", "ista": "ISTA-Net+"}
 # How the backbones figure names a method: the same method on every backbone, so not by MoDL's name.
-BACKBONE_METHOD_LABELS = {"modl": "vanilla", "modl_pgd": "adversarial training (PGD)"}
+BACKBONE_METHOD_LABELS = {
+    "modl": "vanilla",
+    "modl_pgd": "adversarial training (PGD)",
+    "diffusion": "diffusion prior (attacks transferred)",
+}
 
 
 def _name(row) -> str:
@@ -255,14 +259,25 @@ def backbone_of_setting(setting: str) -> str:
     return value
 
 
+def _backbone_marker(model) -> str:
+    """A backbones-figure point's marker: its backbone's, or a baseline's family marker."""
+    if model["role"] == "reference":
+        family = method_family(model["method"])
+        return FAMILIES[family].marker if family is not None else "D"
+    return BACKBONE_MARKERS.get(backbone_of_setting(model["setting"]), "D")
+
+
 def plot_backbones(table: pd.DataFrame, experiment: str, figure: Figure) -> None:
     """Clean against attacked PSNR of every method on every backbone, with 95 % intervals."""
     rows = scored_rows(table, experiment)
-    levels = middle_levels(rows)
+    # A panel per attack; a baseline's random-noise rows have no counterpart on the backbones.
+    levels = middle_levels(rows[rows["protocol"] != "random noise"])
     models = _models(rows)
     methods = list(models["method"].unique())
     colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
-    backbones = list(dict.fromkeys(backbone_of_setting(s) for s in models["setting"]))
+    # The baselines with no backbone (the diffusion prior: role reference) keep their family's marker.
+    baseline = models["role"] == "reference"
+    backbones = list(dict.fromkeys(backbone_of_setting(s) for s in models[~baseline]["setting"]))
     axes = figure.subplots(1, max(len(levels), 1), squeeze=False)[0]
     for ax, (perturbation, level) in zip(axes, levels.items()):
         for _, model in models.iterrows():
@@ -276,7 +291,7 @@ def plot_backbones(table: pd.DataFrame, experiment: str, figure: Figure) -> None
                 attacked["mean"],
                 xerr=[[clean["mean"] - clean["ci_low"]], [clean["ci_high"] - clean["mean"]]],
                 yerr=[[attacked["mean"] - attacked["ci_low"]], [attacked["ci_high"] - attacked["mean"]]],
-                fmt=BACKBONE_MARKERS.get(backbone_of_setting(model["setting"]), "D"),
+                fmt=_backbone_marker(model),
                 color=color,
                 markerfacecolor=color if model["healthy"] else "none",
                 markersize=7,

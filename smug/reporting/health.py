@@ -58,6 +58,8 @@ CHECKS_BY_KIND: dict[str, tuple[str, ...]] = {
     "untrained": ("beats_zero_filled_test", "beats_zero_filled_volumes"),
     "zero_filled": (),
     "fastmri": ("beats_zero_filled_test", "beats_zero_filled_volumes"),
+    # The diffusion prior's validation PSNR is of its sampler, data consistency at every level.
+    "diffusion": _TRAINED_CHECKS,
 }
 
 COLUMNS = [

@@ -47,7 +47,9 @@ def _checked_rows(per_volume: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _with_provenance(table: pd.DataFrame, config_hash: str, git_commit: str) -> pd.DataFrame:
-    table["protocol"] = [attack_protocol(name) for name in table["perturbation"]]
+    table["protocol"] = [
+        attack_protocol(name, model) for name, model in zip(table["perturbation"], table["model"])
+    ]
     table["config_hash"] = config_hash
     table["git_commit"] = git_commit
     return table[[*ROBUSTNESS_COLUMNS, *(c for c in table.columns if c not in ROBUSTNESS_COLUMNS)]]

@@ -51,6 +51,8 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "spec_settings",
             "start_method",
             "trained_methods",
+            "transfer_section",
+            "transferred_methods",
             "unrolled_methods",
         ],
     },

@@ -153,7 +153,8 @@ def experiment_models(config: dict) -> dict[str, list[Variant]]:
 
 def backbone_models(config: dict) -> list[Variant]:
     """The models of ``snakemake backbones``: every method of ``backbones.methods`` on the run's own
-    backbone (its main model) and on each of ``backbones.backbones``, method by method. A backbone's
+    backbone (its main model) and on each of ``backbones.backbones``, method by method, then the
+    ``backbones.baselines`` (role :data:`REFERENCE`: main models with no backbone). A backbone's
     models take its ``backbones.settings`` (the recipe's departures it needs) and are named by the
     backbone alone, ``smug@model.backbone=varnet``."""
     section = config.get("backbones")
@@ -176,6 +177,8 @@ def backbone_models(config: dict) -> list[Variant]:
             _check_variant(method, settings, f"backbones ({method} on {backbone})")
             name = variant_name(method, {BACKBONE_KEY: backbone})
             models.append(Variant(name, method, tuple(sorted(settings.items())), VARIANT))
+    # The baselines with no backbone (the diffusion prior) are the run's own models, shown beside.
+    models += [Variant(method, method, (), REFERENCE) for method in section.get("baselines") or []]
     return models
 
 

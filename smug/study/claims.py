@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 
 from smug.study.attacks import NOISE_COUNTERPART
-from smug.study.methods import DENOISER_BACKBONE, takes_unrolls
+from smug.study.methods import DENOISER_BACKBONE, takes_unrolls, transfer_section
 from smug.study.claim_types import Condition, claim_kinds
 
 # Metrics of every condition, and those scored only where small features are inserted.
@@ -189,9 +189,9 @@ def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]
     ``workflow/rules/common.smk`` and :func:`smug.evaluation.robustness.evaluate_model` make them).
 
     Clean; each configured attack at its eps grid, for the models it names (all without
-    ``models``), with its random-noise counterpart at every grid of that noise; for the untrained
-    network only ``untrained.attacks`` (transferred), no generator, and ``acceleration`` only with
-    ``untrained.sampling_shift``; the min-max generators (level 1); ``acceleration`` at the
+    ``models``), with its random-noise counterpart at every grid of that noise; for a model no
+    gradient reaches only its transfer section's ``attacks`` (transferred) and their noise; for the
+    untrained network no generator, and ``acceleration`` only with ``untrained.sampling_shift``; the min-max generators (level 1); ``acceleration`` at the
     training and evaluation accelerations; ``unrolls`` for the
     unrolled networks; ``anatomy_shift`` with a shift anatomy, ``ttt_anatomy_shift`` for the
     adapted models; ``small_feature`` at the feature size when configured.
@@ -208,16 +208,16 @@ def evaluated_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]
     out = {}
     for model in evaluation["models"]:
         conditions: dict[str, tuple[float, ...]] = {"clean": (0.0,)}
-        if model == "untrained":
-            for name in config["untrained"]["attacks"]:
-                if name in attacks:
-                    conditions[name] = tuple(float(e) for e in attacks[name]["eps"])
-        else:
-            for name, entry in attacks.items():
-                if entry.get("models") is None or model in entry["models"]:
-                    conditions[name] = tuple(float(e) for e in entry["eps"])
-                    noise = NOISE_COUNTERPART[name]
-                    conditions[noise] = tuple(sorted(noise_levels[noise]))
+        section = transfer_section(config, model)
+        for name, entry in attacks.items():
+            chosen = entry.get("models") is None or model in entry["models"]
+            if section is not None:
+                chosen = name in section["attacks"]
+            if chosen:
+                conditions[name] = tuple(float(e) for e in entry["eps"])
+                noise = NOISE_COUNTERPART[name]
+                conditions[noise] = tuple(sorted(noise_levels[noise]))
+        if model != "untrained":
             for generator in evaluation["generators"]:
                 conditions[f"generator_{generator}"] = (1.0,)
         if model != "untrained" or config["untrained"]["sampling_shift"]:
@@ -261,15 +261,23 @@ def ablation_conditions(
 
 def backbone_conditions(config: dict) -> dict[str, dict[str, tuple[float, ...]]]:
     """Model -> perturbation -> levels of the backbones' scores (``snakemake backbones``): clean, and
-    ``backbones.attacks`` at their eps grids, for every model of every backbone."""
+    ``backbones.attacks`` at their eps grids, for every model of every backbone; a baseline no
+    gradient reaches is scored under them transferred, and under their random noise at its levels
+    (:func:`smug.study.plan.backbone_perturbations`)."""
     from smug.study.ablations import backbone_models
+    from smug.study.plan import backbone_perturbations, noise_eps
 
     attacks = config["evaluation"]["attacks"]
-    conditions = {"clean": (0.0,)}
-    for name in config["backbones"]["attacks"]:
-        if name in attacks:
-            conditions[name] = tuple(float(e) for e in attacks[name]["eps"])
-    return {model.name: dict(conditions) for model in backbone_models(config)}
+    out = {}
+    for model in backbone_models(config):
+        conditions = {"clean": (0.0,)}
+        for folder, name in backbone_perturbations(config, model.name):
+            if name in attacks:
+                conditions[name] = tuple(float(e) for e in attacks[name]["eps"])
+            elif folder == "noise":
+                conditions[name] = tuple(float(e) for e in noise_eps(config, name))
+        out[model.name] = conditions
+    return out
 
 
 def _format_levels(levels: Iterable[float]) -> str:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from smug.study.claims import check_claims
-from smug.study.methods import pretrained_methods, schema_names
+from smug.study.methods import (
+    KINDS,
+    METHODS,
+    pretrained_methods,
+    schema_names,
+    transfer_section,
+    transferred_methods,
+)
 from smug.utils.yaml_safety import load_yaml_strict
 
 NESTED_CONFIG_HINT = (
@@ -133,8 +140,11 @@ def check_config_references(config: dict) -> None:
         "evaluation.figure.models": (evaluation["figure"]["models"], "evaluation.models", models),
         "evaluation.figure.attack": ([evaluation["figure"]["attack"]], "evaluation.attacks", attacks),
     }
-    if "untrained" in models:
-        references["untrained.attacks"] = (config["untrained"]["attacks"], "evaluation.attacks", attacks)
+    for method in transferred_methods():
+        if method in models:
+            where = KINDS[METHODS[method].kind].transfer
+            names = transfer_section(config, method)["attacks"]
+            references[f"{where}.attacks"] = (names, "evaluation.attacks", attacks)
     for key, (names, target, valid) in references.items():
         for name in names:
             if name not in valid:

@@ -61,8 +61,9 @@ class Family:
             section, with the chosen denoiser's sizes, and ``training.epochs.<kind>``) or the name of
             a ``baselines`` section (its ``model``, ``training`` and ``epochs``); None for a family
             not trained by ``scripts/train.py``.
-        loss: its training objective: ``denoising`` (noisy fully sampled images to clean ones) or
-            ``end_to_end`` (the reconstruction to the target); None if not trained.
+        loss: its training objective: ``denoising`` (noisy fully sampled images to clean ones),
+            ``end_to_end`` (the reconstruction to the target) or ``score_matching`` (denoising score
+            matching on the targets at every noise level of a diffusion prior); None if not trained.
         unrolls: whether its models take an unroll count (the unroll-count shift, its claims and
             ablations read only these).
         marker: its marker in the figures.
@@ -82,6 +83,7 @@ FAMILIES: dict[str, Family] = {
     "untrained": Family(None, None, unrolls=False, marker="D"),
     "zero_filled": Family(None, None, unrolls=False, marker="X"),
     "pretrained": Family(None, None, unrolls=False, marker="P"),
+    "diffusion": Family("diffusion", "score_matching", unrolls=False, marker="*"),
 }
 
 
@@ -91,7 +93,7 @@ class Kind:
 
     Attributes:
         family: its entry of :data:`FAMILIES` (``denoiser``, ``unrolled``, ``unet``, ``classical``,
-            ``untrained``, ``zero_filled`` or ``pretrained``).
+            ``untrained``, ``zero_filled``, ``pretrained`` or ``diffusion``).
         made_by: the script that makes its ``model.pt``: ``train`` (``scripts/train.py``),
             ``tune_classical``, ``write_method`` or ``import_checkpoint`` (published weights).
         smoothing: where randomised smoothing acts: ``smug`` (the denoiser at every unroll),
@@ -106,6 +108,13 @@ class Kind:
         seeded: whether its ``model.pt`` follows the training seed (initialisation, data order,
             noise draws, the untrained network's fit): one per seed under
             ``results/models/{method}/seed{seed}/``; otherwise one for every seed.
+        transfer: for a model no attack's gradient reaches (the untrained network fits every slice
+            anew; backpropagating through a diffusion sampler's every level is too costly), the
+            config section (dotted) whose ``attacks`` it is scored under, computed white-box on that
+            section's ``attack_source`` and transferred (:func:`transfer_section`); None for a model
+            attacked white-box.
+        sampling: whether its forward pass draws noise of its own (a diffusion sampler), beside
+            the smoothing kinds' (:attr:`randomised`).
     """
 
     family: str
@@ -117,11 +126,13 @@ class Kind:
     adversarial: str | None = None
     data_parallel: bool = True
     seeded: bool = True
+    transfer: str | None = None
+    sampling: bool = False
 
     @property
     def randomised(self) -> bool:
         """Whether its forward pass draws noise (attacks then average gradients over draws)."""
-        return self.smoothing is not None
+        return self.smoothing is not None or self.sampling
 
 
 _DENOISER = ("denoiser", "denoiser_args")
@@ -158,9 +169,10 @@ KINDS: dict[str, Kind] = {
     "unet": Kind("unet", "train", training=("loss",)),
     "unet_adv": Kind("unet", "train", training=("loss",), adversarial="unet_adv", data_parallel=False),
     "classical": Kind("classical", "tune_classical", seeded=False),
-    "untrained": Kind("untrained", "write_method"),
+    "untrained": Kind("untrained", "write_method", transfer="untrained"),
     "zero_filled": Kind("zero_filled", "write_method", seeded=False),
     "fastmri": Kind("pretrained", "import_checkpoint", seeded=False),
+    "diffusion": Kind("diffusion", "train", transfer="baselines.diffusion", sampling=True),
 }
 
 
@@ -193,6 +205,7 @@ METHODS: dict[str, Method] = {
     # fastMRI's published weights (config `pretrained`: the checkpoint's path), evaluated as they are.
     "fastmri_unet": Method("fastmri", architecture="unet", label="fastMRI U-Net (published)"),
     "fastmri_varnet": Method("fastmri", architecture="varnet", label="fastMRI E2E-VarNet (published)"),
+    "diffusion": Method("diffusion", label="Diffusion (score prior + DC)"),
 }
 
 
@@ -220,6 +233,7 @@ FAMILY_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Unrolled networks", ("unrolled",)),
     ("U-Nets", ("unet",)),
     ("Published weights", ("pretrained",)),
+    ("Generative priors", ("diffusion",)),
     ("CS, untrained, zero-filled", ("classical", "untrained", "zero_filled")),
     ("Denoiser", ("denoiser",)),
 )
@@ -267,6 +281,25 @@ def model_name(path) -> str:
 
 
 _SEED_FOLDER = re.compile(r"seed\d+")
+
+
+def transfer_section(config: dict, method: str) -> dict | None:
+    """The config section of a method no attack's gradient reaches (:attr:`Kind.transfer`): its
+    ``attacks`` are computed on its ``attack_source`` and transferred to it; None for a method
+    attacked white-box (or not registered: an ablation variant is its method's model)."""
+    entry = METHODS.get(method)
+    path = KINDS[entry.kind].transfer if entry is not None else None
+    if path is None:
+        return None
+    section = config
+    for key in path.split("."):
+        section = section[key]
+    return section
+
+
+def transferred_methods() -> list[str]:
+    """The registered methods scored under transferred attacks only (:attr:`Kind.transfer`)."""
+    return [name for name, m in METHODS.items() if KINDS[m.kind].transfer is not None]
 
 
 def pretrained_methods() -> list[str]:
@@ -318,6 +351,16 @@ def check_backbone(method: str, backbone: str, where: str = "model.backbone") ->
 def unrolled_methods() -> list[str]:
     """The registered methods of the unrolled family (those a backbone carries)."""
     return [name for name, m in METHODS.items() if KINDS[m.kind].family == "unrolled"]
+
+
+# The families a backbones comparison may show beside the backbones (backbones.baselines): learned
+# reconstructions with no backbone of their own; CS and zero-filled are its health references.
+BASELINE_FAMILIES = ("unet", "untrained", "pretrained", "diffusion")
+
+
+def backbone_baselines() -> list[str]:
+    """The registered methods ``backbones.baselines`` may name (:data:`BASELINE_FAMILIES`)."""
+    return [name for name, m in METHODS.items() if KINDS[m.kind].family in BASELINE_FAMILIES]
 
 
 def spec_settings(method: str, config: dict) -> dict:
@@ -377,6 +420,7 @@ def schema_names() -> dict[str, list[str]]:
         "denoiser": list(DENOISER_NAMES),
         "backbone": list(BACKBONES),
         "unrolled_method": unrolled_methods(),
+        "backbone_baseline": backbone_baselines(),
     }
 
 

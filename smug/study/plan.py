@@ -12,7 +12,14 @@ import json
 
 from smug.study.attacks import NOISE_COUNTERPART
 from smug.study.ablations import model_setup
-from smug.study.methods import METHODS, ancestors, spec_settings, takes_unrolls, trained_methods
+from smug.study.methods import (
+    METHODS,
+    ancestors,
+    spec_settings,
+    takes_unrolls,
+    trained_methods,
+    transfer_section,
+)
 
 # The ablations' health checks hold every model against these, evaluated clean on the same slices.
 HEALTH_REFERENCES = ("zero_filled", "cs_tv")
@@ -97,15 +104,21 @@ def training_spec(config: dict, name: str, seed: int, variants: dict) -> dict:
     }
 
 
-def model_perturbations(config: dict, model: str) -> list[tuple[str, str]]:
-    """``(folder, attack)`` of every perturbation a model is evaluated under: its own white-box
-    attacks (folder: the model) and random noise of the same balls (folder: ``noise``); for the
-    untrained network (no gradient), the attacks transferred from ``untrained.attack_source``."""
-    if model == "untrained":
-        return [(config["untrained"]["attack_source"], a) for a in config["untrained"]["attacks"]]
-    attacks = model_attacks(config, model)
+def model_perturbations(config: dict, model: str, attacks: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(folder, attack)`` of every perturbation a model is evaluated under: its attacks (folder:
+    the model, or for a model no gradient reaches, :func:`smug.study.methods.transfer_section`'s
+    ``attack_source``, transferred from it) and random noise of the same balls (folder: ``noise``).
+
+    Args:
+        attacks: the attacks (by default its configured ones: :func:`model_attacks`, or its transfer
+            section's ``attacks``).
+    """
+    section = transfer_section(config, model)
+    if attacks is None:
+        attacks = model_attacks(config, model) if section is None else list(section["attacks"])
+    folder = model if section is None else section["attack_source"]
     noise = dict.fromkeys(NOISE_COUNTERPART[a] for a in attacks)
-    return [(model, a) for a in attacks] + [("noise", n) for n in noise]
+    return [(folder, a) for a in attacks] + [("noise", n) for n in noise]
 
 
 def model_attacks(config: dict, model: str) -> list[str]:
@@ -185,9 +198,12 @@ def ablation_trained_models(experiments: dict, variants: dict) -> list[str]:
 
 
 def ablation_attacks(config: dict, experiments: dict, model: str) -> list[str]:
-    """A model's perturbations under ``ablations.attacks``; the untrained network (no gradient) and
-    the health references that are not themselves in an experiment are scored clean only."""
-    if model == "untrained" or model in HEALTH_REFERENCES and model not in ablation_models(experiments):
+    """A model's perturbations under ``ablations.attacks``; the models no gradient reaches (the
+    untrained network, the diffusion sampler) and the health references that are not themselves in
+    an experiment are scored clean only."""
+    if transfer_section(config, model) is not None or (
+        model in HEALTH_REFERENCES and model not in ablation_models(experiments)
+    ):
         return []
     return list(config["ablations"]["attacks"])
 
@@ -203,6 +219,19 @@ def diagnosed_models(config: dict, experiments: dict) -> list[str]:
         if config["ablations"]["experiments"][experiment]["diagnostics"]:
             names += [m.name for m in models if takes_unrolls(m.method)]
     return list(dict.fromkeys(names))
+
+
+def backbone_perturbations(config: dict, model: str) -> list[tuple[str, str]]:
+    """``(folder, attack)`` of a backbones model's perturbations: ``backbones.attacks``, white-box on
+    the model itself, or for a baseline no gradient reaches (the diffusion sampler) transferred from
+    its ``attack_source`` with the attacks' random noise (:func:`model_perturbations`); none for the
+    health references, scored clean only."""
+    if model in HEALTH_REFERENCES:
+        return []
+    attacks = list(config["backbones"]["attacks"])
+    if transfer_section(config, model) is not None:
+        return model_perturbations(config, model, attacks)
+    return [(model, attack) for attack in attacks]
 
 
 def backbone_experiment(models: list) -> dict[str, list[dict]]:

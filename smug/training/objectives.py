@@ -65,6 +65,14 @@ def denoiser_pretraining_loss(
     return complex_mse(denoise_complex(denoiser, noisy), target)
 
 
+def score_matching_objective(
+    model: nn.Module, batch: Batch, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A diffusion prior's training (:class:`smug.models.DiffusionReconstructor`): denoising score
+    matching on the fully sampled targets; the measurements play no part."""
+    return model.training_loss(batch.target, generator)
+
+
 def end_to_end_loss(
     model: nn.Module,
     batch: Batch,

@@ -54,6 +54,7 @@ from smug.training.objectives import (
     denoiser_pretraining_loss,
     distillation_loss,
     end_to_end_loss,
+    score_matching_objective,
     pgd_training_loss,
     reconstruction_loss,
     unrolled_stability_loss,
@@ -124,6 +125,12 @@ def _end_to_end(
     return functools.partial(end_to_end_loss, loss_name=spec["training"]["loss"], magnitude=magnitude)
 
 
+def _score_matching(
+    spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device
+) -> LossFn:
+    return score_matching_objective
+
+
 def _denoising(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:
     return functools.partial(denoiser_pretraining_loss, sigma=spec["training"]["pretrain_sigma"])
 
@@ -172,7 +179,7 @@ def _minmax(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequen
 # has an adversary, else what its smoothing asks for, else its family's loss (smug.study.methods.FAMILIES).
 _ADVERSARY_LOSSES = {"modl_pgd": _pgd_training, "unet_adv": _minmax}
 _SMOOTHING_LOSSES = {"smug": _stability, "weighted": _stability, "e2e": _distillation}
-_FAMILY_LOSSES = {"denoising": _denoising, "end_to_end": _end_to_end}
+_FAMILY_LOSSES = {"denoising": _denoising, "end_to_end": _end_to_end, "score_matching": _score_matching}
 
 
 def loss_for(spec: dict[str, Any], teacher: nn.Module | None, image_shape: Sequence[int], device) -> LossFn:

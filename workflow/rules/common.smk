@@ -235,11 +235,10 @@ BACKBONE_MODELS = [model.name for model in backbone_models(config)]
 
 
 def backbone_evaluation_inputs(wildcards):
-    """A backbone model's perturbations under backbones.attacks (health references: clean only)."""
+    """A backbone model's perturbations (study.plan.backbone_perturbations)."""
     run_check(checks.check_target_attacks, "backbones")
-    scored = wildcards.model not in plan.HEALTH_REFERENCES
-    attacks = config["backbones"]["attacks"] if scored else []
-    files = [f"results/attacks/seed{wildcards.seed}/{wildcards.model}/{a}.h5" for a in attacks]
+    pairs = plan.backbone_perturbations(config, wildcards.model)
+    files = [f"results/attacks/seed{wildcards.seed}/{folder}/{a}.h5" for folder, a in pairs]
     return {**scoring_inputs(wildcards), "attacks": files}
 
 
