@@ -17,7 +17,8 @@ import argparse
 import sys
 
 from smug.attacks import compute_attack
-from smug.utils import add_compute_arguments, add_config_option, add_test_data_options, parse_args
+from smug.utils import add_compute_arguments, add_config_option, add_memory_arguments, add_test_data_options
+from smug.utils import parse_args
 from smug.utils import select_device, setup_compute, setup_logging
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     add_config_option(parser, "--seed", "seeds.0", type=int)
     parser.add_argument("--out", required=True, help="output .h5")
     add_compute_arguments(parser)
+    add_memory_arguments(parser)
     args = parse_args(parser, argv)
 
     setup_logging()

@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smug.utils import add_compute_arguments, argument_words, load_spec, parse_args, select_device
+from smug.utils import add_compute_arguments, add_memory_arguments, argument_words, load_spec, parse_args
+from smug.utils import select_device
 from smug.utils import setup_compute, setup_logging, use_deterministic_algorithms
 from smug.training import ranks_from_environment, start, stop, NonFiniteLossError, train_stage
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         help="data-parallel processes, one per GPU (started with torchrun on this node; default 1)",
     )
     add_compute_arguments(parser)
+    add_memory_arguments(parser)
     words = argument_words(parser, argv)
     args = parse_args(parser, words)
     if args.ranks > 1 and "RANK" not in os.environ:
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             sens_dir=args.sens_maps,
             init_path=args.init,
             ranks=ranks,
+            memory={"checkpoint_unrolls": args.checkpoint_unrolls, "sample_chunk": args.sample_chunk},
         )
     except (ValueError, OSError, KeyError, NonFiniteLossError) as exc:
         sys.exit(f"error: {exc}")

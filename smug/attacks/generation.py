@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from smug.attacks.registry import attack_domain, attack_protocol, is_random_noise, run_attack
 from smug.attacks.files import save_attack
 from smug.data import collate, make_dataset
-from smug.models import load_method, without_smoothing
+from smug.models import load_method, set_memory, without_smoothing
 from smug.study import ATTACKS, PROTOCOLS, model_name
 from smug.utils import epoch_seed
 
@@ -41,12 +41,18 @@ def compute_attack(
     seed: int,
     out: str,
     device: torch.device,
+    checkpoint_unrolls: bool = False,
+    sample_chunk: int | None = None,
 ) -> None:
-    """Perturb every test slice with ``attack`` at each ``eps`` and save them to ``out``."""
+    """Perturb every test slice with ``attack`` at each ``eps`` and save them to ``out``;
+    ``checkpoint_unrolls`` and ``sample_chunk`` bound the memory of its backward passes
+    (:func:`smug.models.set_memory`)."""
     noise_only = is_random_noise(attack)
     if model is None and not noise_only:
         raise ValueError(f"attack {attack!r} is white-box and needs --model")
     net, name = (None, "none") if noise_only else (load_method(model, device)[0], model_name(model))
+    if net is not None:
+        set_memory(net, checkpoint_unrolls, sample_chunk)
     protocol = PROTOCOLS.get(attack)
     if protocol is not None:
         # A paper protocol fixes its own PGD settings; the command line's do not apply.

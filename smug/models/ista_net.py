@@ -134,15 +134,32 @@ class ISTANetPlus(SmoothedUnrolling):
         zero_filled = physics.zero_filled_image(kspace)
         image = zero_filled
         for step, phase in enumerate(self.phases):
-            proximal = functools.partial(phase.proximal, trace=trace)
-            image = self.regularize(
-                step, phase.gradient_step(image, zero_filled, physics), generator, trace, proximal
-            )
+
+            def body(state, generator, trace, step=step, phase=phase):
+                # The phase's symmetry residuals, one per chunk of smoothing draws, make one record.
+                residuals = UnrollTrace() if trace is not None else None
+                proximal = functools.partial(phase.proximal, trace=residuals)
+                moved = phase.gradient_step(state[0], zero_filled, physics)
+                out = self.regularize(step, moved, generator, trace, proximal)
+                if trace is not None:
+                    trace.symmetry.append(torch.cat(residuals.symmetry))
+                    # a chunk recomputed in the backward pass records nothing again
+                    residuals.symmetry = _Discarded()
+                return (out,)
+
+            (image,) = self.unroll(body, (image,), generator, trace)
         return image
 
     def constraint_loss(self, trace: UnrollTrace) -> torch.Tensor:
         """``symmetry_weight`` times :func:`symmetry_loss`."""
         return self.symmetry_weight * symmetry_loss(trace)
+
+
+class _Discarded(list):
+    """A list that keeps nothing appended to it."""
+
+    def append(self, item) -> None:
+        pass
 
 
 def symmetry_loss(trace: UnrollTrace) -> torch.Tensor:

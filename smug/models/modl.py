@@ -127,8 +127,14 @@ class MoDL(SmoothedUnrolling):
         aty = physics.zero_filled_image(kspace)
         x = aty
         for step in range(n):
-            z = self.regularize(step, x, generator, trace)
-            x = physics.data_consistency(z, aty, self.lam, max_iter=self.cg_max_iter, tol=self.cg_tol)
+
+            def body(state, generator, trace, step=step):
+                z = self.regularize(step, state[0], generator, trace)
+                return (
+                    physics.data_consistency(z, aty, self.lam, max_iter=self.cg_max_iter, tol=self.cg_tol),
+                )
+
+            (x,) = self.unroll(body, (x,), generator, trace)
         return x
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from smug.mri import channels_to_complex, complex_to_channels
 
@@ -63,6 +64,7 @@ def smoothed_denoise(
     clamp: bool = True,
     weight_scores: str = "denoised",
     weight_normalisation: str = "sum",
+    sample_chunk: int | None = None,
 ) -> tuple[torch.Tensor, SmoothingTrace]:
     """Randomized smoothing ``E_eta[D(x + eta)]`` estimated with ``num_samples`` draws.
 
@@ -78,6 +80,9 @@ def smoothed_denoise(
         weight_scores: what the encoder scores: the ``denoised`` copies or the ``noisy`` inputs.
         weight_normalisation: ``sum`` (sigmoid weights over their sum) or ``softmax`` (of the logits
             over the M samples).
+        sample_chunk: denoise the M copies this many at a time (None: all in one pass;
+            :func:`denoise_in_chunks`), so activation memory no longer grows with M; the draws are
+            made once, before any chunk, so the result and its gradients are those of one pass.
 
     Returns:
         ``(smoothed, trace)``: the complex ``(B, H, W)`` estimate and the per-sample outputs.
@@ -99,7 +104,10 @@ def smoothed_denoise(
     if clamp:
         noisy = noisy.clamp(-1.0, 1.0)
     noisy = noisy.reshape(num_samples * b, 2, h, w)
-    denoised = denoiser(noisy)
+    if sample_chunk is None or sample_chunk >= num_samples:
+        denoised = denoiser(noisy)
+    else:
+        denoised = denoise_in_chunks(denoiser, noisy, sample_chunk * b)
     outputs = channels_to_complex(denoised).reshape(num_samples, b, h, w)
     if weight_encoder is None:
         return outputs.mean(0), SmoothingTrace(outputs, None)
@@ -111,3 +119,32 @@ def smoothed_denoise(
         return weighted, SmoothingTrace(outputs, scores / total)
     weights = torch.softmax(weight_encoder.logits(scored).reshape(num_samples, b), dim=0)
     return (weights[..., None, None] * outputs).sum(0), SmoothingTrace(outputs, weights)
+
+
+def denoise_in_chunks(
+    denoiser: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, size: int
+) -> torch.Tensor:
+    """``denoiser`` over 2-channel ``images (N, 2, H, W)`` in slices of ``size`` along ``N``,
+    concatenated. Under autograd each slice is checkpointed: its activations are recomputed in the
+    backward pass rather than kept, so memory holds one slice's. The denoiser draws no random
+    numbers, so the recomputation is exact; a denoiser with batch normalisation in training mode is
+    refused (its statistics, and its running averages, would be per slice and counted twice).
+
+    Raises:
+        ValueError: ``size`` below 1, or batch normalisation in training mode.
+    """
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    if isinstance(denoiser, nn.Module) and denoiser.training:
+        norms = [m for m in denoiser.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if norms:
+            raise ValueError(
+                f"memory.sample_chunk: {type(denoiser).__name__} uses batch normalisation, whose "
+                "training statistics would be per chunk; train it with sample_chunk: null"
+            )
+    parts = []
+    for chunk in images.split(size):
+        parts.append(
+            checkpoint(denoiser, chunk, use_reentrant=False) if torch.is_grad_enabled() else denoiser(chunk)
+        )
+    return torch.cat(parts)

@@ -14,12 +14,14 @@ Gaussian perturbations of its input (:func:`smug.models.smoothing.smoothed_denoi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from smug.models.smoothing import (
     WEIGHT_NORMALISATIONS,
@@ -49,6 +51,13 @@ class UnrollTrace:
     smoothing: list[SmoothingTrace] = field(default_factory=list)
     denoised: list[torch.Tensor] = field(default_factory=list)
     symmetry: list[torch.Tensor] = field(default_factory=list)
+
+    def extend(self, other: UnrollTrace) -> None:
+        """Append another trace's records (a checkpointed unroll's) to this one's."""
+        self.inputs += other.inputs
+        self.smoothing += other.smoothing
+        self.denoised += other.denoised
+        self.symmetry += other.symmetry
 
 
 class SmoothedUnrolling(nn.Module):
@@ -99,6 +108,9 @@ class SmoothedUnrolling(nn.Module):
         self.num_samples = num_samples
         self.weight_scores = weight_scores
         self.weight_normalisation = weight_normalisation
+        # Memory options (set_memory): they change what autograd keeps, not the result.
+        self.checkpoint_unrolls = False
+        self.sample_chunk: int | None = None
 
     @property
     def randomised(self) -> bool:
@@ -121,6 +133,8 @@ class SmoothedUnrolling(nn.Module):
         randomised smoothing; ``trace`` records its input and outputs. ``regularizer`` stands for
         :meth:`regularizer` where the backbone records more of it (ISTA-Net+'s symmetry)."""
         regularizer = self.regularizer(step) if regularizer is None else regularizer
+        if self.sample_chunk is not None and self.training and self.smoothing != "none":
+            self._check_chunkable()
         if self.smoothing == "none":
             out, smoothing_trace = denoise_complex(regularizer, image), None
         else:
@@ -133,6 +147,7 @@ class SmoothedUnrolling(nn.Module):
                 self.weight_encoder,
                 weight_scores=self.weight_scores,
                 weight_normalisation=self.weight_normalisation,
+                sample_chunk=self.sample_chunk,
             )
         if trace is not None:
             trace.inputs.append(image)
@@ -142,6 +157,56 @@ class SmoothedUnrolling(nn.Module):
                 out.unsqueeze(0) if smoothing_trace is None else smoothing_trace.noisy_outputs
             )
         return out
+
+    def unroll(
+        self,
+        body: Callable[..., tuple[torch.Tensor, ...]],
+        state: tuple[torch.Tensor, ...],
+        generator: torch.Generator | None,
+        trace: UnrollTrace | None,
+    ) -> tuple[torch.Tensor, ...]:
+        """One unroll, ``body(state, generator, trace) -> next state``, checkpointed under autograd
+        when :attr:`checkpoint_unrolls` is set: its activations (the regulariser's, the CG
+        iterations') are recomputed in the backward pass instead of kept, so memory no longer grows
+        with the number of unrolls. The recomputation redraws the same smoothing noise (it replays
+        a copy of ``generator`` from the state it had; the global RNG is restored by
+        :func:`torch.utils.checkpoint.checkpoint`) and records nothing twice in ``trace``."""
+        if not (self.checkpoint_unrolls and torch.is_grad_enabled()):
+            return body(state, generator, trace)
+        start = generator.get_state() if generator is not None else None
+        calls = []
+
+        def replay(*tensors: torch.Tensor):
+            copy_ = None
+            if generator is not None:
+                copy_ = torch.Generator(device=generator.device)
+                copy_.set_state(start)
+            local = UnrollTrace() if trace is not None else None
+            # The recomputation normalises by the same batch statistics, but must not count them
+            # again in a batch normalisation's running averages (the weight encoder's, DnCNN's).
+            recomputing = bool(calls)
+            calls.append(1)
+            with _running_stats_frozen(self) if recomputing else contextlib.nullcontext():
+                return body(tensors, copy_, local), copy_, local
+
+        out, advanced, local = checkpoint(replay, *state, use_reentrant=False)
+        if generator is not None:
+            generator.set_state(advanced.get_state())
+        if trace is not None:
+            trace.extend(local)
+        return out
+
+    def _check_chunkable(self) -> None:
+        """Refuse chunked draws in training where the regulariser normalises by batch statistics
+        (they would be per chunk); Weighted SMUG's encoder scores every draw at once, so its own
+        batch normalisation is no obstacle."""
+        encoder = set(self.weight_encoder.modules()) if self.weight_encoder is not None else set()
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module not in encoder:
+                raise ValueError(
+                    f"memory.sample_chunk: {type(self).__name__}'s regulariser uses batch normalisation, "
+                    "whose training statistics would be per chunk; train it with sample_chunk: null"
+                )
 
     def stability_targets(self, image: torch.Tensor, steps: int) -> list[torch.Tensor]:
         """Each of the first ``steps`` unrolls' regulariser on the complex ``(B, H, W)`` image (the
@@ -153,6 +218,41 @@ class SmoothedUnrolling(nn.Module):
     def constraint_loss(self, trace: UnrollTrace) -> torch.Tensor | None:
         """The backbone's own training constraint on a forward trace (ISTA-Net+'s symmetry), or None."""
         return None
+
+
+@contextlib.contextmanager
+def _running_stats_frozen(module: nn.Module):
+    """Batch normalisations in ``module`` keep their running averages and counters unchanged."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [
+        (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms
+    ]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def set_memory(
+    model: nn.Module, checkpoint_unrolls: bool = False, sample_chunk: int | None = None
+) -> nn.Module:
+    """Bound the memory of every unrolled network in ``model`` (itself, or RS-E2E's): checkpoint
+    each unroll (:meth:`SmoothedUnrolling.unroll`) and denoise the smoothing's M draws
+    ``sample_chunk`` at a time (:func:`smug.models.smoothing.denoise_in_chunks`). Neither changes
+    the result or its gradients beyond float rounding; both trade memory for recomputation.
+    Returns ``model``."""
+    if sample_chunk is not None and sample_chunk < 1:
+        raise ValueError(f"sample_chunk must be at least 1 (or None), got {sample_chunk}")
+    for module in model.modules():
+        if isinstance(module, SmoothedUnrolling):
+            module.checkpoint_unrolls = bool(checkpoint_unrolls)
+            module.sample_chunk = sample_chunk
+    return model
 
 
 def without_smoothing(model: nn.Module) -> nn.Module:

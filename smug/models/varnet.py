@@ -220,8 +220,12 @@ class E2EVarNet(SmoothedUnrolling):
         mask = broadcast_mask(physics.mask.bool())
         estimate = measured
         for step, cascade in enumerate(self.cascades):
-            denoise = None
-            if self.randomised or trace is not None:
-                denoise = functools.partial(self.regularize, step, generator=generator, trace=trace)
-            estimate = cascade(estimate, measured, mask, maps, denoise)
+
+            def body(state, generator, trace, step=step, cascade=cascade):
+                denoise = None
+                if self.randomised or trace is not None:
+                    denoise = functools.partial(self.regularize, step, generator=generator, trace=trace)
+                return (cascade(state[0], measured, mask, maps, denoise),)
+
+            (estimate,) = self.unroll(body, (estimate,), generator, trace)
         return sens_combine(ifft2c(estimate), maps)

@@ -46,7 +46,7 @@ from smug.models import (
     unrolled_core,
     perturbation_generator,
 )
-from smug.models import ZeroFilled
+from smug.models import ZeroFilled, set_memory
 from smug.models import complex_gaussian, denoise_complex
 from smug.study import FAMILIES, KINDS
 from smug.training.minmax import MinMaxObjective
@@ -307,8 +307,12 @@ def train_stage(
     init_path: str | None = None,
     on_epoch_end=None,
     ranks: Ranks = SINGLE,
+    memory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one stage end to end and write ``model.pt`` and ``metrics.csv`` atomically.
+
+    ``memory`` (``checkpoint_unrolls``, ``sample_chunk``: :func:`smug.models.set_memory`) bounds the
+    backward passes' memory; it changes neither the weights beyond float rounding nor the spec.
 
     With several data-parallel ``ranks`` (:mod:`smug.training.distributed`), each trains on its share of
     every batch of ``training.batch_size`` slices per rank, and rank 0 alone writes the checkpoint,
@@ -323,6 +327,7 @@ def train_stage(
     torch.manual_seed(spec["seed"])
     model = build_model(spec["kind"], spec["model"], spec.get("smoothing")).to(device)
     teacher = initialise(model, spec, init_path, device)
+    set_memory(model, **(memory or {}))
     # A denoiser learns on fully sampled targets and is scored on them, against its noisy input.
     denoiser = FAMILIES[KINDS[spec["kind"]].family].loss == "denoising"
 

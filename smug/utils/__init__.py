@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
     {
         "cli": [
             "add_compute_arguments",
+            "add_memory_arguments",
             "add_config_option",
             "add_espirit_options",
             "add_test_data_options",

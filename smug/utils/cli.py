@@ -117,6 +117,22 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
 
 
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint-unrolls`` and ``--sample-chunk N``, the memory bounds of every script that
+    backpropagates through an unrolled network (:func:`smug.models.set_memory`; config ``memory``)."""
+    parser.add_argument(
+        "--checkpoint-unrolls",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="recompute each unroll in the backward pass instead of keeping its activations",
+    )
+    parser.add_argument(
+        "--sample-chunk",
+        type=int,
+        help="denoise the smoothing's M draws this many at a time (default: all at once)",
+    )
+
+
 def argument_words(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> list[str]:
     """The script's argument words: ``argv``; else, under a Snakemake ``script:`` rule, the rule's
     named files and params (:func:`rule_arguments`, with the job's log receiving stdout and

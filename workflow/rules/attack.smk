@@ -31,6 +31,8 @@ rule attack:
         batch_size=config["evaluation"]["batch_size"],
         seed=seed_of,
         device=config["device"],
+        checkpoint_unrolls=config["memory"]["checkpoint_unrolls"],
+        sample_chunk=config["memory"]["sample_chunk"],
     script:
         "../../scripts/attack.py"
 

@@ -26,6 +26,8 @@ rule train:
         checkpoint="results/checkpoints/{model}/seed{seed}.pt",
         ranks=train_ranks,
         device=config["device"],
+        checkpoint_unrolls=config["memory"]["checkpoint_unrolls"],
+        sample_chunk=config["memory"]["sample_chunk"],
     script:
         "../../scripts/train.py"
 

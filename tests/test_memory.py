@@ -1,0 +1,168 @@
+"""Memory-bounded backward passes (issue 27, library part): checkpointing each unroll and denoising the
+smoothing's M draws in chunks give the plain backward's result and gradients, redraw the same noise
+when they recompute, record the trace once and count batch statistics once."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from smug.models import MoDL, WeightEncoder
+from smug.models.dncnn import DnCNN
+from smug.models.ista_net import ISTANetPlus
+from smug.models.modl import RSE2E
+from smug.models.reconstruct import reconstruct
+from smug.models.smoothing import denoise_in_chunks, smoothed_denoise
+from smug.models.unet import UNet
+from smug.models.unrolled import UnrollTrace, set_memory
+from smug.models.varnet import E2EVarNet
+from smug.training import end_to_end_loss, train_stage, unrolled_stability_loss
+from tests.test_backbones import multicoil_batch
+from tests.test_stale_checkpoints import tiny  # noqa: F401 (a fixture: tiny synthetic data and specs)
+
+SIZES = {
+    "varnet": {"num_cascades": 2, "chans": 4, "pools": 1, "estimate_sens": False},
+    "ista": {"num_phases": 3, "num_filters": 4},
+}
+
+
+def network(backbone: str, smoothing: str) -> torch.nn.Module:
+    """A small double-precision network of ``backbone`` in training mode; MoDL's DnCNN and Weighted
+    SMUG's encoder carry batch normalisation."""
+    torch.manual_seed(0)
+    options = {}
+    if smoothing != "none":
+        options = {"smoothing": smoothing, "sigma": 0.05, "num_samples": 5}
+    if smoothing == "weighted":
+        options["weight_encoder"] = WeightEncoder(num_chans=4, num_blocks=2)
+    if backbone == "modl":
+        model = MoDL(DnCNN(num_chans=4, num_layers=3), num_unrolls=3, lam=0.5, **options)
+    else:
+        model = (E2EVarNet if backbone == "varnet" else ISTANetPlus)(**SIZES[backbone], **options)
+    return model.double().train()
+
+
+def _run(model, batch, loss_fn):
+    """Loss, its gradients with respect to every parameter and to the k-space, the generator's state
+    after the pass and every batch normalisation's running averages."""
+    kspace = batch.kspace.clone().requires_grad_()
+    generator = torch.Generator().manual_seed(7)
+    loss = loss_fn(model, batch.__class__(**{**batch.__dict__, "kspace": kspace}), generator)
+    model.zero_grad()
+    loss.backward()
+    grads = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    stats = [b.clone() for name, b in model.named_buffers() if "running" in name]
+    return loss.detach(), grads, kspace.grad.clone(), generator.get_state(), stats
+
+
+def _assert_same(plain, bounded):
+    loss, grads, kgrad, state, stats = plain
+    loss2, grads2, kgrad2, state2, stats2 = bounded
+    assert torch.allclose(loss, loss2, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(kgrad, kgrad2, rtol=1e-8, atol=1e-12)
+    for g, g2 in zip(grads, grads2):
+        assert (g is None) == (g2 is None)
+        if g is not None:
+            assert torch.allclose(g, g2, rtol=1e-8, atol=1e-12)
+    assert torch.equal(state, state2)  # the same draws were taken, and as many
+    for s, s2 in zip(stats, stats2):
+        assert torch.allclose(s, s2, rtol=1e-12, atol=1e-14)  # batch statistics counted once
+
+
+def _stability(model, batch, generator):
+    return unrolled_stability_loss(model, batch, generator, target="denoised_gt", lambda_rec=1.0)
+
+
+@pytest.mark.parametrize("backbone", ["modl", "varnet", "ista"])
+@pytest.mark.parametrize("smoothing", ["none", "smug", "weighted"])
+def test_checkpointed_unrolls_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, gen):
+    batch = multicoil_batch(gen)
+    loss_fn = end_to_end_loss if smoothing == "none" else _stability
+    model = network(backbone, smoothing)
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True)
+    _assert_same(_run(model, batch, loss_fn), _run(bounded, batch, loss_fn))
+
+
+@pytest.mark.parametrize("backbone", ["varnet", "ista"])
+@pytest.mark.parametrize("smoothing", ["smug", "weighted"])
+def test_chunked_draws_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, gen):
+    batch = multicoil_batch(gen)
+    model = network(backbone, smoothing)
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True, sample_chunk=2)
+    _assert_same(_run(model, batch, _stability), _run(bounded, batch, _stability))
+
+
+def test_rs_e2e_over_a_checkpointed_network_keeps_its_gradients(gen):
+    batch = multicoil_batch(gen)
+    torch.manual_seed(0)
+    model = RSE2E(MoDL(DnCNN(num_chans=4, num_layers=3), num_unrolls=2, lam=0.5), sigma=0.01, num_samples=3)
+    model = model.double().train()
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True)
+    _assert_same(_run(model, batch, end_to_end_loss), _run(bounded, batch, end_to_end_loss))
+
+
+def test_a_checkpointed_forward_records_each_unroll_once_and_draws_as_the_plain_one(gen):
+    batch = multicoil_batch(gen)
+    model = network("modl", "smug")
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True)
+    traces = []
+    for m in (model, bounded):
+        trace = UnrollTrace()
+        out = reconstruct(m, batch, torch.Generator().manual_seed(3), trace)
+        traces.append((out, trace))
+    (out, trace), (out2, trace2) = traces
+    assert torch.allclose(out, out2)
+    assert len(trace2.inputs) == len(trace2.smoothing) == len(trace2.denoised) == 3
+    for a, b in zip(trace.denoised, trace2.denoised):
+        assert torch.allclose(a, b)
+
+
+def test_chunking_a_denoiser_with_batch_statistics_in_training_is_refused_naming_the_setting(gen):
+    denoiser = DnCNN(num_chans=4, num_layers=3).double().train()
+    image = 0.2 * torch.randn(2, 8, 8, dtype=torch.complex128, generator=gen)
+    with pytest.raises(ValueError, match="memory.sample_chunk: DnCNN uses batch normalisation"):
+        smoothed_denoise(denoiser, image, 0.05, 4, None, sample_chunk=2)
+    # in evaluation mode its statistics are fixed, and chunks are exact
+    denoiser.eval()
+    plain, _ = smoothed_denoise(denoiser, image, 0.05, 4, torch.Generator().manual_seed(1))
+    chunked, _ = smoothed_denoise(denoiser, image, 0.05, 4, torch.Generator().manual_seed(1), sample_chunk=3)
+    assert torch.allclose(plain, chunked)
+    # and through MoDL, whose regulariser is the DnCNN, in training
+    modl = network("modl", "smug")
+    set_memory(modl, sample_chunk=2)
+    with pytest.raises(ValueError, match="memory.sample_chunk: MoDL's regulariser uses batch normalisation"):
+        reconstruct(modl, multicoil_batch(gen), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reconstruct(modl.eval(), multicoil_batch(gen), torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="chunk size must be at least 1"):
+        denoise_in_chunks(UNet(2, 2, 4, 1), torch.zeros(2, 2, 8, 8), 0)
+    with pytest.raises(ValueError, match="sample_chunk must be at least 1"):
+        set_memory(denoiser, sample_chunk=0)
+
+
+def test_a_training_stage_with_bounded_memory_ends_with_the_plain_stages_weights(tiny, tmp_path):
+    """SMUG from random weights (DnCNN, with batch normalisation), one epoch, once plainly and once
+    with every unroll checkpointed: the same weights, running averages included."""
+    records = []
+    for name, memory in (("plain", None), ("bounded", {"checkpoint_unrolls": True, "sample_chunk": None})):
+        spec = {**tiny["spec"]("smug", 1), "init": None}
+        out = tmp_path / name
+        torch.set_num_threads(1)
+        train_stage(
+            spec,
+            tiny["volumes"]["train"],
+            tiny["volumes"]["val"],
+            str(tiny["masks"][0]),
+            out / "model.pt",
+            out / "metrics.csv",
+            tmp_path / f"{name}.ckpt",
+            torch.device("cpu"),
+            memory=memory,
+        )
+        records.append(torch.load(out / "model.pt", weights_only=True))
+    plain, bounded = records
+    assert plain["spec"] == bounded["spec"]  # the memory options are no setting of the weights
+    for key, value in plain["state_dict"].items():
+        assert torch.allclose(value.float(), bounded["state_dict"][key].float(), rtol=1e-4, atol=1e-6), key
