@@ -28,6 +28,7 @@ import torch
 
 from benchmarks.cases import run_benchmarks
 from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_size
+from benchmarks.memory import MEMORY_COLUMNS, MEMORY_STEPS, memory_benchmarks
 from benchmarks.report import format_summary, write_rows
 from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
 from smug.training import AMP_MODES, PerformanceOptions
@@ -68,6 +69,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pin-memory", action="store_true", help="pinned DataLoader batches (CUDA)")
     parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: the preset's)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--case",
+        default="speed",
+        choices=["speed", "memory"],
+        help="speed: the throughput and ratio targets; memory: peak memory and time of one training "
+        "and one attack step, plain against memory-bounded (default: speed)",
+    )
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=list(MEMORY_STEPS),
+        default=list(MEMORY_STEPS),
+        help="memory case: the steps measured (default: all)",
+    )
+    parser.add_argument(
+        "--sample-chunk",
+        type=int,
+        help="memory case: the bounded steps denoise the M draws this many at a time (default: all at once)",
+    )
+    parser.add_argument("--unrolls", type=int, help="override the preset's unrolls N")
+    parser.add_argument("--samples", type=int, help="override the preset's smoothing draws M")
     args = parse_args(parser, argv)
 
     setup_logging()
@@ -77,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         size = bench_size(args.size)
         if args.repeats is not None:
             size = dataclasses.replace(size, repeats=args.repeats)
+        for key in ("unrolls", "samples"):
+            if getattr(args, key) is not None:
+                size = dataclasses.replace(size, **{key: getattr(args, key)})
+        if args.case == "memory":
+            _memory_case(args, size, device)
+            return
         options = PerformanceOptions(
             amp=args.amp,
             channels_last=args.channels_last,
@@ -102,6 +130,31 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(format_summary(throughput, targets, rules, rules_total if rules else None))
     print(f"wrote {out_dir / 'throughput.csv'}, {out_dir / 'targets.csv'}, {out_dir / 'rules.csv'}")
+
+
+def _memory_case(args: argparse.Namespace, size, device: torch.device) -> None:
+    """Plain against memory-bounded steps (:mod:`benchmarks.memory`), printed and written to
+    OUT_DIR/memory.csv."""
+    print(
+        f"size {args.size}: {size.height}x{size.width}, {size.coils} coils, {size.denoiser} "
+        f"{size.chans}/{size.depth}, N={size.unrolls}, M={size.samples}, batch {size.batch}, "
+        f"sample_chunk {args.sample_chunk}, {device}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{'step':<16} {'plain MiB':>10} {'bounded MiB':>12} {'ratio':>6} {'plain s':>8} {'bounded s':>10} {'ratio':>6}"
+    )
+
+    def show(row):
+        print(
+            f"{row['step']:<16} {row['plain_mib']:>10.0f} {row['bounded_mib']:>12.0f} {row['memory_ratio']:>6.2f} "
+            f"{row['plain_s']:>8.1f} {row['bounded_s']:>10.1f} {row['time_ratio']:>6.2f}",
+            flush=True,
+        )
+
+    rows = memory_benchmarks(size, device, args.steps, args.sample_chunk, log=show)
+    out = Path(args.out_dir) / "memory.csv"
+    write_rows(out, rows, MEMORY_COLUMNS)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -448,3 +448,33 @@ def test_layout_benchmark_rates_each_variant_against_eager_and_compile_matches_i
     x = torch.randn(size.samples * size.batch, 2, size.height, size.width)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), eager(x), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# the memory case (issue 27): plain against memory-bounded steps
+# ----------------------------------------------------------------------------------------------
+
+
+def test_memory_case_writes_its_table_and_bounded_steps_keep_less(tmp_path, capsys):
+    from benchmarks.harness import BenchSize
+    from benchmarks.memory import MEMORY_COLUMNS, memory_benchmarks
+
+    threads = torch.get_num_threads()
+    try:
+        _load_script().main(
+            ["--case", "memory", "--size", "tiny", "--device", "cpu", "--out-dir", str(tmp_path),
+             "--steps", "smug", "pgd_attack_smug", "--threads", "1"]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    columns, rows = _read_csv(tmp_path / "memory.csv")
+    assert tuple(columns) == tuple(MEMORY_COLUMNS) and [r["step"] for r in rows] == ["smug", "pgd_attack_smug"]
+    assert "bounded MiB" in capsys.readouterr().out
+    # where activations dominate (6 unrolls, 4 draws of a 16-channel DnCNN on 64x64), checkpointing
+    # each unroll keeps a fraction of them
+    size = BenchSize(
+        batch=1, coils=2, height=64, width=64, denoiser="dncnn", chans=16, depth=6, unrolls=6, samples=4
+    )
+    (row,) = memory_benchmarks(size, torch.device("cpu"), steps=["smug"], chunk=None)
+    assert row["bounded_mib"] < 0.6 * row["plain_mib"], row
+    assert math.isfinite(row["time_ratio"]) and row["time_ratio"] > 0

@@ -133,7 +133,8 @@ class SmoothedUnrolling(nn.Module):
         randomised smoothing; ``trace`` records its input and outputs. ``regularizer`` stands for
         :meth:`regularizer` where the backbone records more of it (ISTA-Net+'s symmetry)."""
         regularizer = self.regularizer(step) if regularizer is None else regularizer
-        if self.sample_chunk is not None and self.training and self.smoothing != "none":
+        chunked = self.sample_chunk is not None and self.sample_chunk < self.num_samples
+        if chunked and self.training and self.smoothing != "none":
             self._check_chunkable()
         if self.smoothing == "none":
             out, smoothing_trace = denoise_complex(regularizer, image), None

@@ -1,0 +1,178 @@
+"""Peak memory and time of one training step and one attack step, with every activation kept (plain)
+and with the memory bounds of :func:`smug.models.set_memory` (bounded), side by side in one process.
+
+Peak memory is the growth of the process's peak resident set during the step on CPU (Linux: the
+high-water mark is reset before each step through ``/proc/self/clear_refs``), or of the device's
+peak allocation on CUDA. Each step runs the pipeline's own objectives (:mod:`smug.training.objectives`)
+and attack (:func:`smug.attacks.pgd_kspace_attack`) on a random problem of the preset's size.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from benchmarks.cases import make_problem
+from benchmarks.harness import BenchSize
+from smug.attacks import pgd_kspace_attack
+from smug.models import MoDL, RSE2E, WeightEncoder, build_denoiser, set_memory
+from smug.training.objectives import (
+    distillation_loss,
+    end_to_end_loss,
+    pgd_training_loss,
+    unrolled_stability_loss,
+)
+
+_SCRIPTS = Path(__file__).resolve().parents[1]
+# The steps measured: each method's training step, and one PGD step through the smoothed SMUG.
+MEMORY_STEPS = ("smug", "weighted_smug", "rs_e2e", "modl_pgd", "pgd_attack_smug")
+MEMORY_COLUMNS = ["step", "plain_mib", "bounded_mib", "memory_ratio", "plain_s", "bounded_s", "time_ratio"]
+
+
+def _network(size: BenchSize, step: str) -> nn.Module:
+    """The step's network at ``size``, in training mode (attacks: evaluation mode)."""
+    torch.manual_seed(0)
+    denoiser = build_denoiser(size.denoiser, **size.denoiser_args())
+    common = dict(num_unrolls=size.unrolls, lam=size.lam, cg_max_iter=size.cg_max_iter, cg_tol=size.cg_tol)
+    smoothing: dict[str, Any] = {}
+    if step in ("smug", "weighted_smug", "pgd_attack_smug"):
+        smoothing = dict(smoothing="smug", sigma=0.01, num_samples=size.samples)
+    if step == "weighted_smug":
+        smoothing.update(smoothing="weighted", weight_encoder=WeightEncoder())
+    model: nn.Module = MoDL(denoiser, **common, **smoothing)
+    if step == "rs_e2e":
+        model = RSE2E(model, sigma=0.01, num_samples=size.samples)
+    return model.eval() if step.startswith("pgd_attack") else model.train()
+
+
+def _objective(step: str, model: nn.Module) -> Callable[[Any, torch.Generator], torch.Tensor]:
+    if step in ("smug", "weighted_smug"):
+        return lambda batch, gen: unrolled_stability_loss(model, batch, gen, target="denoised_gt")
+    if step == "rs_e2e":
+        teacher = copy.deepcopy(model.modl).eval().requires_grad_(False)
+        return lambda batch, gen: distillation_loss(model, batch, gen, teacher=teacher)
+    if step == "modl_pgd":
+        return lambda batch, gen: pgd_training_loss(model, batch, gen, eps=0.02, steps=1)
+    return lambda batch, gen: end_to_end_loss(model, batch, gen)
+
+
+def _run_step(size: BenchSize, step: str, bounded: bool, chunk: int | None, device: torch.device) -> None:
+    model = _network(size, step).to(device)
+    if bounded:
+        set_memory(model, checkpoint_unrolls=True, sample_chunk=chunk)
+    batch = make_problem(size, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    if step.startswith("pgd_attack"):
+        pgd_kspace_attack(model, batch, eps=0.02, steps=1, generator=generator, eot_samples=1)
+        return
+    loss = _objective(step, model)(batch, generator)
+    loss.backward()
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status: peak memory can only be measured on Linux or CUDA")
+
+
+def _reset_peak_rss() -> float:
+    """Reset the process's peak resident set to its current one; returns it (MiB)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return _peak_rss_mib()
+
+
+def measure_step(
+    size: BenchSize, step: str, bounded: bool, chunk: int, device: torch.device
+) -> tuple[float, float]:
+    """``(peak memory growth in MiB, seconds)`` of one step."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before = _reset_peak_rss()
+    tic = time.perf_counter()
+    _run_step(size, step, bounded, chunk, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - tic
+        peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    else:
+        seconds = time.perf_counter() - tic
+        peak = _peak_rss_mib() - before
+    return peak, seconds
+
+
+def _child_main() -> None:
+    """Entry of the measuring process: JSON arguments in ``sys.argv[1]``, JSON ``[MiB, seconds]``
+    on the last line of stdout; an untimed warm-up step of one unroll and one draw first."""
+    args = json.loads(sys.argv[1])
+    torch.set_num_threads(args["threads"])
+    size = BenchSize(**args["size"])
+    device = torch.device(args["device"])
+    warm = dataclasses.replace(size, unrolls=1, samples=1)
+    measure_step(warm, args["step"], args["bounded"], 1 if args["chunk"] else None, device)
+    print(json.dumps(measure_step(size, args["step"], args["bounded"], args["chunk"], device)))
+
+
+def measure_in_fresh_process(
+    size: BenchSize, step: str, bounded: bool, chunk: int | None, device: torch.device
+) -> tuple[float, float]:
+    """:func:`measure_step` in a new Python process (the parent's heap would hide what a step
+    allocates)."""
+    args = {
+        "size": dataclasses.asdict(size),
+        "step": step,
+        "bounded": bounded,
+        "chunk": chunk,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    entry = f"import sys; sys.path.insert(0, {str(_SCRIPTS)!r}); from benchmarks.memory import _child_main; _child_main()"
+    done = subprocess.run([sys.executable, "-c", entry, json.dumps(args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
+        raise ValueError(f"memory benchmark of {step} ({'bounded' if bounded else 'plain'}): {lines[-1]}")
+    peak, seconds = json.loads(done.stdout.strip().splitlines()[-1])
+    return peak, seconds
+
+
+def memory_benchmarks(
+    size: BenchSize, device: torch.device, steps=MEMORY_STEPS, chunk: int | None = 2, log=None
+) -> list[dict[str, Any]]:
+    """Plain against bounded peak memory and time of each step, each measured in a fresh process,
+    bounded first (a plain step that does not fit then leaves the bounded figure measured)."""
+    if device.type != "cuda" and not os.path.exists("/proc/self/clear_refs"):
+        raise OSError("peak memory on CPU needs Linux's /proc/self/clear_refs")
+    rows = []
+    for step in steps:
+        bounded_mib, bounded_s = measure_in_fresh_process(size, step, True, chunk, device)
+        plain_mib, plain_s = measure_in_fresh_process(size, step, False, chunk, device)
+        row = {
+            "step": step,
+            "plain_mib": round(plain_mib, 1),
+            "bounded_mib": round(bounded_mib, 1),
+            "memory_ratio": round(bounded_mib / plain_mib, 3) if plain_mib > 0 else float("nan"),
+            "plain_s": round(plain_s, 3),
+            "bounded_s": round(bounded_s, 3),
+            "time_ratio": round(bounded_s / plain_s, 3),
+        }
+        if log is not None:
+            log(row)
+        rows.append(row)
+    return rows
