@@ -177,6 +177,11 @@ def test_the_protocol_column_calls_an_attack_on_a_model_no_gradient_reaches_a_tr
 
     assert attack_protocol(NOISE_COUNTERPART[noise], "diffusion") == "random noise"
     assert attack_protocol("clean", "diffusion") == "clean"
+    # an ablation variant of the sampler is no more reachable by a gradient than the sampler
+    assert (
+        attack_protocol("pgd_kspace_linf_journal", "diffusion@baselines.diffusion.model.steps=5")
+        == "transfer"
+    )
 
 
 def test_the_backbones_comparison_shows_the_diffusion_baseline_with_transferred_attacks():

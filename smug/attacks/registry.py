@@ -32,7 +32,8 @@ def attack_protocol(name: str, model: str | None = None) -> str:
     noise, a trained generator's transfer, no perturbation ("clean"), or a distribution "shift".
     An attack on a ``model`` no gradient reaches (:func:`smug.study.transfer_section`: the untrained
     network, the diffusion sampler) was computed on another model: ``transfer``."""
-    if model in transferred_methods() and name in ATTACKS and not is_random_noise(name):
+    transferred = model is not None and model.split("@", 1)[0] in transferred_methods()
+    if transferred and name in ATTACKS and not is_random_noise(name):
         return "transfer"
     if name in PROTOCOLS:
         return name.rsplit("_", 1)[-1] + " protocol"

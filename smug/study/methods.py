@@ -286,8 +286,8 @@ _SEED_FOLDER = re.compile(r"seed\d+")
 def transfer_section(config: dict, method: str) -> dict | None:
     """The config section of a method no attack's gradient reaches (:attr:`Kind.transfer`): its
     ``attacks`` are computed on its ``attack_source`` and transferred to it; None for a method
-    attacked white-box (or not registered: an ablation variant is its method's model)."""
-    entry = METHODS.get(method)
+    attacked white-box or not registered. An ablation variant (``diffusion@...``) is its method's."""
+    entry = METHODS.get(method.split("@", 1)[0])
     path = KINDS[entry.kind].transfer if entry is not None else None
     if path is None:
         return None
