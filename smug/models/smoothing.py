@@ -121,6 +121,11 @@ def smoothed_denoise(
     return (weights[..., None, None] * outputs).sum(0), SmoothingTrace(outputs, weights)
 
 
+def batch_norms(module: nn.Module) -> list[nn.Module]:
+    """The batch normalisations in ``module`` (their statistics depend on the whole batch)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def denoise_in_chunks(
     denoiser: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, size: int
 ) -> torch.Tensor:
@@ -136,8 +141,7 @@ def denoise_in_chunks(
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
     if isinstance(denoiser, nn.Module) and denoiser.training:
-        norms = [m for m in denoiser.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if norms:
+        if batch_norms(denoiser):
             raise ValueError(
                 f"memory.sample_chunk: {type(denoiser).__name__} uses batch normalisation, whose "
                 "training statistics would be per chunk; train it with sample_chunk: null"

@@ -27,6 +27,7 @@ from smug.models.smoothing import (
     WEIGHT_NORMALISATIONS,
     WEIGHT_SCORES,
     SmoothingTrace,
+    batch_norms,
     denoise_complex,
     smoothed_denoise,
 )
@@ -202,8 +203,8 @@ class SmoothedUnrolling(nn.Module):
         (they would be per chunk); Weighted SMUG's encoder scores every draw at once, so its own
         batch normalisation is no obstacle."""
         encoder = set(self.weight_encoder.modules()) if self.weight_encoder is not None else set()
-        for module in self.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module not in encoder:
+        for module in batch_norms(self):
+            if module not in encoder:
                 raise ValueError(
                     f"memory.sample_chunk: {type(self).__name__}'s regulariser uses batch normalisation, "
                     "whose training statistics would be per chunk; train it with sample_chunk: null"
@@ -224,7 +225,7 @@ class SmoothedUnrolling(nn.Module):
 @contextlib.contextmanager
 def _running_stats_frozen(module: nn.Module):
     """Batch normalisations in ``module`` keep their running averages and counters unchanged."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(module)
     saved = [
         (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms
     ]
