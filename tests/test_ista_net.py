@@ -7,9 +7,11 @@ import torch
 
 from smug.attacks import pgd_image_attack, pgd_kspace_attack, reconstruct_perturbed
 from smug.data import Batch
-from smug.models import ISTANetPlus, UnrollTrace, symmetry_loss
+from smug.models import E2EVarNet, ISTANetPlus, UnrollTrace, symmetry_loss
 from smug.models.reconstruct import reconstruct
 from smug.mri import MRIPhysics
+from smug.training import objectives
+from smug.training.objectives import complex_mse, end_to_end_loss
 from tests.conftest import random_complex, random_sens_maps
 
 
@@ -46,6 +48,21 @@ def test_the_trace_collects_one_symmetry_residual_per_phase_and_the_loss_trains(
     assert model.phases[0].forward_transform[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="no symmetry residuals"):
         symmetry_loss(UnrollTrace())
+
+
+def test_the_supervised_loss_adds_the_symmetry_term_for_ista_net_only(gen, monkeypatch):
+    """ISTA-Net+ trains under its symmetry constraint; a backbone without one records no trace."""
+    batch = _batch(gen)
+    model = ISTANetPlus(num_phases=2, num_filters=4, symmetry_weight=0.5)
+    with torch.no_grad():
+        trace = UnrollTrace()
+        recon = reconstruct(model, batch, None, trace)
+        expected = complex_mse(recon, batch.target) + 0.5 * symmetry_loss(trace)
+        torch.testing.assert_close(end_to_end_loss(model, batch, None), expected)
+    traces = []
+    monkeypatch.setattr(objectives, "reconstruct", lambda m, b, g, t: traces.append(t) or b.target)
+    end_to_end_loss(E2EVarNet(num_cascades=1, chans=4, pools=1, estimate_sens=False), batch, None)
+    assert traces == [None]
 
 
 def test_ista_net_is_attacked_through_the_one_interface(gen):

@@ -150,6 +150,8 @@ class ISTANetPlus(SmoothedUnrolling):
             (image,) = self.unroll(body, (image,), generator, trace)
         return image
 
+    constrained = True
+
     def constraint_loss(self, trace: UnrollTrace) -> torch.Tensor:
         """``symmetry_weight`` times :func:`symmetry_loss`."""
         return self.symmetry_weight * symmetry_loss(trace)

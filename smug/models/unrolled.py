@@ -217,6 +217,10 @@ class SmoothedUnrolling(nn.Module):
             return [denoise_complex(self.regularizer(0), image)] * steps
         return [denoise_complex(self.regularizer(step), image) for step in range(steps)]
 
+    # Whether the backbone trains under a constraint on its forward trace (ISTA-Net+'s symmetry), so
+    # that the supervised objectives record a trace for it and for no other backbone.
+    constrained = False
+
     def constraint_loss(self, trace: UnrollTrace) -> torch.Tensor | None:
         """The backbone's own training constraint on a forward trace (ISTA-Net+'s symmetry), or None."""
         return None

@@ -82,9 +82,15 @@ def end_to_end_loss(
 ) -> torch.Tensor:
     """Supervised loss of the final reconstruction (vanilla MoDL, U-Net), plus the backbone's own
     constraint (ISTA-Net+'s symmetry)."""
-    trace = UnrollTrace() if isinstance(model, SmoothedUnrolling) else None
+    trace = _constraint_trace(model)
     recon = reconstruct(model, batch, generator, trace)
     return reconstruction_loss(loss_name, magnitude)(recon, batch.target) + _constraint(model, trace)
+
+
+def _constraint_trace(model: nn.Module) -> UnrollTrace | None:
+    """An empty trace for a backbone trained under a constraint on it, else None (recording a trace
+    nobody reads would hold every unroll's intermediates)."""
+    return UnrollTrace() if getattr(model, "constrained", False) else None
 
 
 def _constraint(model: nn.Module, trace: UnrollTrace | None) -> torch.Tensor | float:
@@ -110,7 +116,7 @@ def pgd_training_loss(
         model, batch, eps, norm=norm, steps=steps, random_start=True, generator=generator
     )
     perturbed = apply_perturbation(batch, delta, "kspace")
-    trace = UnrollTrace() if isinstance(model, SmoothedUnrolling) else None
+    trace = _constraint_trace(model)
     recon = reconstruct(model, perturbed, generator, trace)
     return reconstruction_loss(loss_name)(recon, batch.target) + _constraint(model, trace)
 
