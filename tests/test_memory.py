@@ -22,6 +22,13 @@ from smug.training import end_to_end_loss, train_stage, unrolled_stability_loss
 from tests.test_backbones import multicoil_batch
 from tests.test_stale_checkpoints import tiny  # noqa: F401 (a fixture: tiny synthetic data and specs)
 
+# Every mechanism is checked on each device this machine has (CUDA's checkpointing replays its own
+# generator, which is what a GPU training run relies on).
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
+]
+
 SIZES = {
     "varnet": {"num_cascades": 2, "chans": 4, "pools": 1, "estimate_sens": False},
     "ista": {"num_phases": 3, "num_filters": 4},
@@ -48,7 +55,7 @@ def _run(model, batch, loss_fn):
     """Loss, its gradients with respect to every parameter and to the k-space, the generator's state
     after the pass and every batch normalisation's running averages."""
     kspace = batch.kspace.clone().requires_grad_()
-    generator = torch.Generator().manual_seed(7)
+    generator = torch.Generator(device=kspace.device).manual_seed(7)
     loss = loss_fn(model, batch.__class__(**{**batch.__dict__, "kspace": kspace}), generator)
     model.zero_grad()
     loss.backward()
@@ -75,21 +82,23 @@ def _stability(model, batch, generator):
     return unrolled_stability_loss(model, batch, generator, target="denoised_gt", lambda_rec=1.0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backbone", ["modl", "varnet", "ista"])
 @pytest.mark.parametrize("smoothing", ["none", "smug", "weighted"])
-def test_checkpointed_unrolls_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, gen):
-    batch = multicoil_batch(gen)
+def test_checkpointed_unrolls_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, device, gen):
+    batch = multicoil_batch(gen).to(device)
     loss_fn = end_to_end_loss if smoothing == "none" else _stability
-    model = network(backbone, smoothing)
+    model = network(backbone, smoothing).to(device)
     bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True)
     _assert_same(_run(model, batch, loss_fn), _run(bounded, batch, loss_fn))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backbone", ["varnet", "ista"])
 @pytest.mark.parametrize("smoothing", ["smug", "weighted"])
-def test_chunked_draws_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, gen):
-    batch = multicoil_batch(gen)
-    model = network(backbone, smoothing)
+def test_chunked_draws_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, device, gen):
+    batch = multicoil_batch(gen).to(device)
+    model = network(backbone, smoothing).to(device)
     bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True, sample_chunk=2)
     _assert_same(_run(model, batch, _stability), _run(bounded, batch, _stability))
 
