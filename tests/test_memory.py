@@ -103,13 +103,30 @@ def test_chunked_draws_give_the_plain_backwards_loss_and_gradients(backbone, smo
     _assert_same(_run(model, batch, _stability), _run(bounded, batch, _stability))
 
 
-def test_rs_e2e_over_a_checkpointed_network_keeps_its_gradients(gen):
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_rs_e2e_over_a_checkpointed_network_keeps_its_gradients(chunk, gen):
+    """RS-E2E's copies reconstructed two at a time (three copies: a full and a partial chunk)."""
     batch = multicoil_batch(gen)
     torch.manual_seed(0)
-    model = RSE2E(MoDL(DnCNN(num_chans=4, num_layers=3), num_unrolls=2, lam=0.5), sigma=0.01, num_samples=3)
-    model = model.double().train()
-    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True)
+    # MoDL's DnCNN normalises over the batch, so chunks of copies are checked on E2E-VarNet (whose
+    # instance normalisation is per copy)
+    network = MoDL(DnCNN(num_chans=4, num_layers=3), num_unrolls=2, lam=0.5)
+    if chunk is not None:
+        network = E2EVarNet(**SIZES["varnet"])
+    model = RSE2E(network, sigma=0.01, num_samples=3).double().train()
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True, sample_chunk=chunk)
+    assert bounded.sample_chunk == chunk
     _assert_same(_run(model, batch, end_to_end_loss), _run(bounded, batch, end_to_end_loss))
+
+
+def test_rs_e2e_chunks_over_batch_normalisation_in_training_are_refused(gen):
+    batch = multicoil_batch(gen)
+    model = RSE2E(MoDL(DnCNN(num_chans=4, num_layers=3), num_unrolls=2, lam=0.5), num_samples=3).double()
+    set_memory(model, sample_chunk=2)
+    with pytest.raises(ValueError, match="memory.sample_chunk: the network RS-E2E smooths uses batch"):
+        reconstruct(model.train(), batch, torch.Generator())
+    with torch.no_grad():  # evaluation statistics are fixed: chunks are exact
+        assert torch.isfinite(reconstruct(model.eval(), batch, torch.Generator())).all()
 
 
 def test_a_checkpointed_forward_records_each_unroll_once_and_draws_as_the_plain_one(gen):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.models.smoothing import complex_gaussian
+from smug.models.smoothing import batch_norms, complex_gaussian
 from smug.models.unrolled import Regularizer, SmoothedUnrolling, UnrollTrace
 from smug.mri import MRIPhysics, apply_column_mask
 
@@ -158,6 +158,8 @@ class RSE2E(nn.Module):
         self.modl = modl
         self.sigma = sigma
         self.num_samples = num_samples
+        # reconstruct the M noisy copies this many at a time (smug.models.set_memory); None: all at once
+        self.sample_chunk: int | None = None
 
     # Every forward pass draws fresh k-space noise (attacks average over the draws, EOT).
     randomised = True
@@ -194,8 +196,28 @@ class RSE2E(nn.Module):
         if num_unrolls is not None:
             options["num_unrolls"] = num_unrolls
         noisy_kspace = kspace.repeat(m, 1, 1, 1) + apply_column_mask(noise, copies.mask)
-        out = self.modl(noisy_kspace, copies.with_zero_filled(noisy_aty), **options)
-        return out.reshape(m, b, *out.shape[1:]).mean(0)
+        if self.sample_chunk is None or self.sample_chunk >= m:
+            out = self.modl(noisy_kspace, copies.with_zero_filled(noisy_aty), **options)
+            return out.reshape(m, b, *out.shape[1:]).mean(0)
+        if trace is not None:
+            raise ValueError(
+                "memory.sample_chunk: RS-E2E records no trace of chunked copies; use sample_chunk: null"
+            )
+        if self.training and batch_norms(self.modl):
+            raise ValueError(
+                "memory.sample_chunk: the network RS-E2E smooths uses batch normalisation, whose training "
+                "statistics would be per chunk of copies; train it with sample_chunk: null"
+            )
+        # The copies are copy-major (copy j of slice i at row j * b + i), so a chunk of copies is a
+        # run of rows; each chunk's graph is its own, so memory holds one chunk's unroll at a time.
+        total = 0
+        for first in range(0, m, self.sample_chunk):
+            count = min(self.sample_chunk, m - first)
+            rows = slice(first * b, (first + count) * b)
+            chunk_physics = physics.with_zero_filled(None).repeat(count).with_zero_filled(noisy_aty[rows])
+            out = self.modl(noisy_kspace[rows], chunk_physics, **options)
+            total = total + out.reshape(count, b, *out.shape[1:]).sum(0)
+        return total / m
 
 
 def _inverse_softplus(value: float) -> float:

@@ -249,14 +249,17 @@ def set_memory(
 ) -> nn.Module:
     """Bound the memory of every unrolled network in ``model`` (itself, or RS-E2E's): checkpoint
     each unroll (:meth:`SmoothedUnrolling.unroll`) and denoise the smoothing's M draws
-    ``sample_chunk`` at a time (:func:`smug.models.smoothing.denoise_in_chunks`). Neither changes
-    the result or its gradients beyond float rounding; both trade memory for recomputation.
-    Returns ``model``."""
+    ``sample_chunk`` at a time (:func:`smug.models.smoothing.denoise_in_chunks`); RS-E2E (any module
+    with a ``sample_chunk`` attribute) reconstructs its M noisy copies that many at a time, which
+    bounds memory together with the checkpointed unrolls. Neither changes the result or its
+    gradients beyond float rounding; both trade memory for recomputation. Returns ``model``."""
     if sample_chunk is not None and sample_chunk < 1:
         raise ValueError(f"sample_chunk must be at least 1 (or None), got {sample_chunk}")
     for module in model.modules():
         if isinstance(module, SmoothedUnrolling):
             module.checkpoint_unrolls = bool(checkpoint_unrolls)
+            module.sample_chunk = sample_chunk
+        elif hasattr(module, "sample_chunk"):  # RS-E2E: its M noisy copies of the whole network
             module.sample_chunk = sample_chunk
     return model
 
