@@ -80,19 +80,19 @@ def _run_step(size: BenchSize, step: str, bounded: bool, chunk: int | None, devi
     loss.backward()
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise OSError("no VmHWM in /proc/self/status: peak memory can only be measured on Linux or CUDA")
 
 
-def _reset_peak_rss() -> float:
+def reset_peak_rss() -> float:
     """Reset the process's peak resident set to its current one; returns it (MiB)."""
     gc.collect()
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
-    return _peak_rss_mib()
+    return peak_rss_mib()
 
 
 def measure_step(
@@ -105,7 +105,7 @@ def measure_step(
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
     else:
-        before = _reset_peak_rss()
+        before = reset_peak_rss()
     tic = time.perf_counter()
     _run_step(size, step, bounded, chunk, device)
     if device.type == "cuda":
@@ -114,7 +114,7 @@ def measure_step(
         peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
     else:
         seconds = time.perf_counter() - tic
-        peak = _peak_rss_mib() - before
+        peak = peak_rss_mib() - before
     return peak, seconds
 
 
