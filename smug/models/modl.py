@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smug.models.smoothing import batch_norms, complex_gaussian
+from smug.models.reconstruct import call_options
+from smug.models.smoothing import complex_gaussian, refuse_chunked_batch_statistics
 from smug.models.unrolled import Regularizer, SmoothedUnrolling, UnrollTrace
 from smug.mri import MRIPhysics, apply_column_mask
 
@@ -192,9 +193,7 @@ class RSE2E(nn.Module):
         noise = complex_gaussian((m * b, *kspace.shape[1:]), self.sigma, kspace, generator)
         copies = physics.with_zero_filled(None).repeat(m)  # the image is replaced below: no need to copy it
         noisy_aty = aty.repeat(m, 1, 1) + copies.A_adjoint(noise)
-        options = {"trace": trace} if trace is not None else {}
-        if num_unrolls is not None:
-            options["num_unrolls"] = num_unrolls
+        options = call_options(self.modl, generator, trace, num_unrolls)
         noisy_kspace = kspace.repeat(m, 1, 1, 1) + apply_column_mask(noise, copies.mask)
         if self.sample_chunk is None or self.sample_chunk >= m:
             out = self.modl(noisy_kspace, copies.with_zero_filled(noisy_aty), **options)
@@ -203,11 +202,7 @@ class RSE2E(nn.Module):
             raise ValueError(
                 "memory.sample_chunk: RS-E2E records no trace of chunked copies; use sample_chunk: null"
             )
-        if self.training and batch_norms(self.modl):
-            raise ValueError(
-                "memory.sample_chunk: the network RS-E2E smooths uses batch normalisation, whose training "
-                "statistics would be per chunk of copies; train it with sample_chunk: null"
-            )
+        refuse_chunked_batch_statistics(self.modl, "the network RS-E2E smooths")
         # The copies are copy-major (copy j of slice i at row j * b + i), so a chunk of copies is a
         # run of rows; each chunk's graph is its own, so memory holds one chunk's unroll at a time.
         total = 0

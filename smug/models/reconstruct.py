@@ -31,6 +31,14 @@ def reconstruct(
         trace: :class:`smug.models.unrolled.UnrollTrace` to fill (unrolled models only).
         num_unrolls: unroll count override (unrolled models only).
     """
+    return model(batch.kspace, batch.physics, **call_options(model, generator, trace, num_unrolls))
+
+
+def call_options(
+    model: nn.Module, generator: torch.Generator | None = None, trace=None, num_unrolls: int | None = None
+) -> dict:
+    """The keyword options to call ``model`` with: ``generator`` if it is randomised, ``trace`` and
+    ``num_unrolls`` if given (the module's docstring says why no model gets one it does not use)."""
     options = {}
     if getattr(model, "randomised", False):
         options["generator"] = generator
@@ -38,4 +46,4 @@ def reconstruct(
         options["trace"] = trace
     if num_unrolls is not None:
         options["num_unrolls"] = num_unrolls
-    return model(batch.kspace, batch.physics, **options)
+    return options

@@ -87,12 +87,7 @@ def smoothed_denoise(
     Returns:
         ``(smoothed, trace)``: the complex ``(B, H, W)`` estimate and the per-sample outputs.
     """
-    if weight_scores not in WEIGHT_SCORES:
-        raise ValueError(f"unknown weight_scores {weight_scores!r}; valid: {', '.join(WEIGHT_SCORES)}")
-    if weight_normalisation not in WEIGHT_NORMALISATIONS:
-        raise ValueError(
-            f"unknown weight_normalisation {weight_normalisation!r}; valid: {', '.join(WEIGHT_NORMALISATIONS)}"
-        )
+    check_weighting(weight_scores, weight_normalisation)
     b, h, w = image.shape
     # Noise is added and clamped in the denoiser's (real, imaginary) channel layout, which it needs
     # anyway: one real tensor op each instead of building complex copies. The draws are those of
@@ -140,15 +135,36 @@ def denoise_in_chunks(
     """
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
-    if isinstance(denoiser, nn.Module) and denoiser.training:
-        if batch_norms(denoiser):
-            raise ValueError(
-                f"memory.sample_chunk: {type(denoiser).__name__} uses batch normalisation, whose "
-                "training statistics would be per chunk; train it with sample_chunk: null"
-            )
+    if isinstance(denoiser, nn.Module):
+        refuse_chunked_batch_statistics(denoiser, type(denoiser).__name__)
     parts = []
     for chunk in images.split(size):
         parts.append(
             checkpoint(denoiser, chunk, use_reentrant=False) if torch.is_grad_enabled() else denoiser(chunk)
         )
     return torch.cat(parts)
+
+
+def check_weighting(weight_scores: str, weight_normalisation: str) -> None:
+    """Refuse an unknown Weighted SMUG ``weight_scores`` or ``weight_normalisation``, naming it."""
+    if weight_scores not in WEIGHT_SCORES:
+        raise ValueError(f"unknown weight_scores {weight_scores!r}; valid: {', '.join(WEIGHT_SCORES)}")
+    if weight_normalisation not in WEIGHT_NORMALISATIONS:
+        raise ValueError(
+            f"unknown weight_normalisation {weight_normalisation!r}; valid: {', '.join(WEIGHT_NORMALISATIONS)}"
+        )
+
+
+def refuse_chunked_batch_statistics(module: nn.Module, what: str, exclude: nn.Module | None = None) -> None:
+    """Refuse passing ``module`` in training a chunk at a time (``memory.sample_chunk``) where it
+    normalises by batch statistics, which would then be per chunk (and its running averages counted
+    once per chunk); the batch normalisations inside ``exclude`` see the whole batch and are allowed.
+    ``what`` names the network in the message."""
+    if not module.training:
+        return
+    allowed = set(exclude.modules()) if exclude is not None else set()
+    if any(norm not in allowed for norm in batch_norms(module)):
+        raise ValueError(
+            f"memory.sample_chunk: {what} uses batch normalisation, whose training statistics would be "
+            "per chunk; train it with sample_chunk: null"
+        )

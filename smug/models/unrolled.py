@@ -24,11 +24,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from smug.models.smoothing import (
-    WEIGHT_NORMALISATIONS,
-    WEIGHT_SCORES,
     SmoothingTrace,
     batch_norms,
+    check_weighting,
     denoise_complex,
+    refuse_chunked_batch_statistics,
     smoothed_denoise,
 )
 
@@ -96,13 +96,7 @@ class SmoothedUnrolling(nn.Module):
             raise ValueError("smoothing='weighted' needs a weight_encoder")
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        if weight_scores not in WEIGHT_SCORES:
-            raise ValueError(f"unknown weight_scores {weight_scores!r}; valid: {', '.join(WEIGHT_SCORES)}")
-        if weight_normalisation not in WEIGHT_NORMALISATIONS:
-            raise ValueError(
-                f"unknown weight_normalisation {weight_normalisation!r}; "
-                f"valid: {', '.join(WEIGHT_NORMALISATIONS)}"
-            )
+        check_weighting(weight_scores, weight_normalisation)
         self.weight_encoder = weight_encoder if smoothing == "weighted" else None
         self.smoothing = smoothing
         self.sigma = sigma
@@ -135,8 +129,9 @@ class SmoothedUnrolling(nn.Module):
         :meth:`regularizer` where the backbone records more of it (ISTA-Net+'s symmetry)."""
         regularizer = self.regularizer(step) if regularizer is None else regularizer
         chunked = self.sample_chunk is not None and self.sample_chunk < self.num_samples
-        if chunked and self.training and self.smoothing != "none":
-            self._check_chunkable()
+        if chunked and self.smoothing != "none":
+            # Weighted SMUG's encoder scores every draw at once: its batch statistics are whole
+            refuse_chunked_batch_statistics(self, f"{type(self).__name__}'s regulariser", self.weight_encoder)
         if self.smoothing == "none":
             out, smoothing_trace = denoise_complex(regularizer, image), None
         else:
@@ -197,18 +192,6 @@ class SmoothedUnrolling(nn.Module):
         if trace is not None:
             trace.extend(local)
         return out
-
-    def _check_chunkable(self) -> None:
-        """Refuse chunked draws in training where the regulariser normalises by batch statistics
-        (they would be per chunk); Weighted SMUG's encoder scores every draw at once, so its own
-        batch normalisation is no obstacle."""
-        encoder = set(self.weight_encoder.modules()) if self.weight_encoder is not None else set()
-        for module in batch_norms(self):
-            if module not in encoder:
-                raise ValueError(
-                    f"memory.sample_chunk: {type(self).__name__}'s regulariser uses batch normalisation, "
-                    "whose training statistics would be per chunk; train it with sample_chunk: null"
-                )
 
     def stability_targets(self, image: torch.Tensor, steps: int) -> list[torch.Tensor]:
         """Each of the first ``steps`` unrolls' regulariser on the complex ``(B, H, W)`` image (the
