@@ -14,17 +14,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchmarks.cases import make_problem
 from benchmarks.harness import BenchSize
-from benchmarks.memory import peak_rss_mib, reset_peak_rss
+from benchmarks.memory import PeakMeter, reset_peak_rss, run_in_fresh_process
 from smug.attacks import pgd_kspace_attack
 from smug.models import build_model, denoise_complex, set_memory
 from smug.models.factory import unrolled_core
@@ -32,8 +29,6 @@ from smug.models.reconstruct import reconstruct
 from smug.study import KINDS
 from smug.training.loop import make_optimizer
 from smug.training.stages import loss_for, train_settings
-
-_SCRIPTS = Path(__file__).resolve().parents[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,33 +64,6 @@ def _batch(problem: Problem, slices: int, device: torch.device):
         denoiser="dncnn", chans=1, depth=1, unrolls=1, samples=1,
     )  # fmt: skip
     return make_problem(size, device, multicoil=problem.coils > 1)
-
-
-class _Meter:
-    """Peak memory growth and seconds of the code run inside it."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.before = torch.cuda.memory_allocated(self.device)
-        else:
-            self.before = reset_peak_rss()
-        self.tic = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = (torch.cuda.max_memory_allocated(self.device) - self.before) / 2**20
-        else:
-            self.peak = peak_rss_mib() - self.before
-        self.seconds = time.perf_counter() - self.tic
-        return False
 
 
 def calibrate(
@@ -147,7 +115,7 @@ def calibrate(
     for name, call in calls[:2] if denoiser else calls:
         for _ in range(warmup):
             call()
-        with _Meter(device) as meter:
+        with PeakMeter(device) as meter:
             for _ in range(steps):
                 call()
         measured[name] = (meter.seconds / steps, meter.peak)
@@ -181,7 +149,7 @@ def calibrate_in_fresh_process(
     steps: int,
     warmup: int,
 ) -> Calibration:
-    """:func:`calibrate` in a new Python process; a failure names the model and the child's last line."""
+    """:func:`calibrate` in a new Python process (:func:`benchmarks.memory.run_in_fresh_process`)."""
     args = {
         "spec": spec,
         "problem": dataclasses.asdict(problem),
@@ -189,11 +157,5 @@ def calibrate_in_fresh_process(
         "memory": memory,
         "steps": steps,
         "warmup": warmup,
-        "threads": torch.get_num_threads(),
     }
-    entry = f"import sys; sys.path.insert(0, {str(_SCRIPTS)!r}); from benchmarks.calibration import _child_main; _child_main()"
-    done = subprocess.run([sys.executable, "-c", entry, json.dumps(args)], capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
-        raise ValueError(f"calibration of {spec['name']}: {lines[-1]}")
-    return Calibration(**json.loads(done.stdout.strip().splitlines()[-1]))
+    return Calibration(**run_in_fresh_process("calibration", args, f"calibration of {spec['name']}"))

@@ -95,27 +95,54 @@ def reset_peak_rss() -> float:
     return peak_rss_mib()
 
 
+class PeakMeter:
+    """Peak memory growth (``peak``, MiB) and ``seconds`` of the code run inside it: the process's
+    peak resident set on CPU (reset on entry), the device's peak allocation on CUDA."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self) -> PeakMeter:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            self.before = reset_peak_rss()
+        self.tic = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20 - self.before
+        else:
+            self.peak = peak_rss_mib() - self.before
+        self.seconds = time.perf_counter() - self.tic
+        return False
+
+
 def measure_step(
     size: BenchSize, step: str, bounded: bool, chunk: int, device: torch.device
 ) -> tuple[float, float]:
     """``(peak memory growth in MiB, seconds)`` of one step."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-    else:
-        before = reset_peak_rss()
-    tic = time.perf_counter()
-    _run_step(size, step, bounded, chunk, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - tic
-        peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    else:
-        seconds = time.perf_counter() - tic
-        peak = peak_rss_mib() - before
-    return peak, seconds
+    with PeakMeter(device) as meter:
+        _run_step(size, step, bounded, chunk, device)
+    return meter.peak, meter.seconds
+
+
+def run_in_fresh_process(module: str, args: dict[str, Any], what: str) -> Any:
+    """``benchmarks.<module>._child_main`` in a new Python process (a parent's heap would hide what
+    a measurement allocates), given ``args`` and this process's torch thread count as JSON; returns
+    the JSON on the last line of its stdout. A failure names ``what`` and the child's last line."""
+    args = {**args, "threads": torch.get_num_threads()}
+    entry = f"import sys; sys.path.insert(0, {str(_SCRIPTS)!r}); from benchmarks.{module} import _child_main; _child_main()"
+    done = subprocess.run([sys.executable, "-c", entry, json.dumps(args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
+        raise ValueError(f"{what}: {lines[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _child_main() -> None:
@@ -133,22 +160,16 @@ def _child_main() -> None:
 def measure_in_fresh_process(
     size: BenchSize, step: str, bounded: bool, chunk: int | None, device: torch.device
 ) -> tuple[float, float]:
-    """:func:`measure_step` in a new Python process (the parent's heap would hide what a step
-    allocates)."""
+    """:func:`measure_step` in a new Python process (:func:`run_in_fresh_process`)."""
     args = {
         "size": dataclasses.asdict(size),
         "step": step,
         "bounded": bounded,
         "chunk": chunk,
         "device": str(device),
-        "threads": torch.get_num_threads(),
     }
-    entry = f"import sys; sys.path.insert(0, {str(_SCRIPTS)!r}); from benchmarks.memory import _child_main; _child_main()"
-    done = subprocess.run([sys.executable, "-c", entry, json.dumps(args)], capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
-        raise ValueError(f"memory benchmark of {step} ({'bounded' if bounded else 'plain'}): {lines[-1]}")
-    peak, seconds = json.loads(done.stdout.strip().splitlines()[-1])
+    what = f"memory benchmark of {step} ({'bounded' if bounded else 'plain'})"
+    peak, seconds = run_in_fresh_process("memory", args, what)
     return peak, seconds
 
 
