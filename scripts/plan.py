@@ -23,7 +23,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from benchmarks.calibration import calibrate_in_fresh_process
+from benchmarks.calibration import calibrate_in_fresh_process, measure_startup
 from benchmarks.planning import PLAN_COLUMNS, dry_run_jobs, gpu_hours, load_config, predict, problem_size
 from benchmarks.report import write_rows
 from smug.utils import parse_args, select_device, setup_compute, setup_logging
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             progress.update()
             return found
 
-        rows = predict(config, jobs, calibrate, args.margin, accelerator)
+        startup = measure_startup()
+        rows = predict(config, jobs, calibrate, args.margin, accelerator, startup)
         progress.close()
         write_rows(args.out, rows, PLAN_COLUMNS)
     except (ValueError, OSError) as exc:

@@ -98,6 +98,12 @@ def test_a_calibration_scales_by_the_jobs_steps_and_the_margin():
         rows[2]["status"] == rows[3]["status"] == "not calibrated"
         and rows[2]["predicted_runtime_min"] is None
     )
+    with_startup = predict(config, jobs, lambda spec: found, margin=1.5, startup_s=6.0)
+    assert with_startup[0]["predicted_runtime_min"] == pytest.approx(expected + 6.0 * 1.5 / 60, abs=0.005)
+    assert (
+        with_startup[0]["basis"].startswith("6 s start-up + ")
+        and with_startup[3]["predicted_runtime_min"] is None
+    )
     predicted, requested = gpu_hours(rows)
     assert predicted == pytest.approx(
         (rows[0]["predicted_runtime_min"] + rows[1]["predicted_runtime_min"]) / 60

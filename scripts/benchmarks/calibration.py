@@ -14,7 +14,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import subprocess
 import sys
+import time
 from typing import Any
 
 import torch
@@ -159,3 +161,19 @@ def calibrate_in_fresh_process(
         "warmup": warmup,
     }
     return Calibration(**run_in_fresh_process("calibration", args, f"calibration of {spec['name']}"))
+
+
+def measure_startup(repeats: int = 2) -> float:
+    """Seconds a job's process takes to start and import what every rule's script imports (the
+    interpreter, torch, h5py and the library), the fastest of ``repeats`` fresh starts: the fixed
+    cost of each job, which dominates short ones."""
+    code = "import torch, h5py, smug.data, smug.models, smug.training, smug.attacks"
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
+            raise ValueError(f"measuring a job's start-up: {lines[-1]}")
+        times.append(time.perf_counter() - tic)
+    return min(times)

@@ -8,7 +8,7 @@ Predictions scale the calibration by what a job does, from the config alone:
 - ``attack``, ``protocol_attack``: ceil(test_slices / evaluation batch) x eps values x PGD steps
   x EOT draws (the smoothed models' only) attack gradients;
 
-each times ``margin``. Other jobs (data, masks, classical solvers, evaluation, tables) are listed
+each plus a job process's measured start-up, times ``margin``. Other jobs (data, masks, classical solvers, evaluation, tables) are listed
 with their request and ``not calibrated``: their requests are counted as they are in the GPU-hours.
 """
 
@@ -166,10 +166,12 @@ def predict(
     calibrate: Callable[[dict], Calibration],
     margin: float,
     accelerator_mib: float | None = None,
+    startup_s: float = 0.0,
 ) -> list[dict[str, Any]]:
     """One row per job (:data:`PLAN_COLUMNS`); ``calibrate(spec)`` is called once per model.
 
-    A CPU calibration (``accelerator_mib`` None) predicts the process's resident memory, compared
+    Each calibrated job's runtime includes ``startup_s``, a job process's fixed start-up
+    (:func:`benchmarks.calibration.measure_startup`). A CPU calibration (``accelerator_mib`` None) predicts the process's resident memory, compared
     with the job's ``mem_mb``; a CUDA one predicts the device's peak allocation, compared with
     ``accelerator_mib`` (the memory of the cluster's GPU)."""
     on_device = "host" if accelerator_mib is None else "accelerator"
@@ -206,6 +208,8 @@ def predict(
             row.update(basis=basis)
             rows.append(row)
             continue
+        seconds += startup_s
+        basis = f"{startup_s:.3g} s start-up + {basis}" if startup_s else basis
         row.update(
             predicted_runtime_min=round(seconds * margin / 60, 2),
             predicted_memory_mib=round(memory * margin),
