@@ -8,8 +8,9 @@ Predictions scale the calibration by what a job does, from the config alone:
 - ``attack``, ``protocol_attack``: ceil(test_slices / evaluation batch) x eps values x PGD steps
   x EOT draws (the smoothed models' only) attack gradients;
 
-each plus a job process's measured start-up, times ``margin``. Other jobs (data, masks, classical solvers, evaluation, tables) are listed
-with their request and ``not calibrated``: their requests are counted as they are in the GPU-hours.
+each plus a job process's measured start-up, times ``margin``. Other jobs (data, masks, classical
+solvers, evaluation, tables) are listed with their request and ``not calibrated``: their requests
+are counted as they are in the GPU-hours.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from benchmarks.calibration import Calibration, Problem
-from smug.study import KINDS, METHODS, PROTOCOLS, config_checks, model_setup, trained_methods, variant_models
+from smug.study import KINDS, PROTOCOLS, config_checks, trained_methods, variant_models
 from smug.study import plan as study_plan
 from smug.utils import load_config_file
 
@@ -155,11 +156,6 @@ def calibrated_model(config: dict, job: Job, variants: dict) -> str | None:
     return model
 
 
-def _smoothed(config: dict, model: str, variants: dict) -> bool:
-    method = model_setup(model, config, variants)[0]
-    return KINDS[METHODS[method].kind].smoothing is not None
-
-
 def predict(
     config: dict,
     jobs: list[Job],
@@ -171,9 +167,9 @@ def predict(
     """One row per job (:data:`PLAN_COLUMNS`); ``calibrate(spec)`` is called once per model.
 
     Each calibrated job's runtime includes ``startup_s``, a job process's fixed start-up
-    (:func:`benchmarks.calibration.measure_startup`). A CPU calibration (``accelerator_mib`` None) predicts the process's resident memory, compared
-    with the job's ``mem_mb``; a CUDA one predicts the device's peak allocation, compared with
-    ``accelerator_mib`` (the memory of the cluster's GPU)."""
+    (:func:`benchmarks.calibration.measure_startup`). A CPU calibration (``accelerator_mib`` None)
+    predicts the process's resident memory, compared with the job's ``mem_mb``; a CUDA one predicts
+    the device's peak allocation, compared with ``accelerator_mib`` (the memory of the cluster's GPU)."""
     on_device = "host" if accelerator_mib is None else "accelerator"
     variants = variant_models(config)
     calibrations: dict[str, Calibration] = {}
@@ -195,15 +191,14 @@ def predict(
         if model is None:
             rows.append(row)
             continue
+        spec = study_plan.training_spec(config, model, 0, variants)
         if model not in calibrations:
-            calibrations[model] = calibrate(study_plan.training_spec(config, model, 0, variants))
+            calibrations[model] = calibrate(spec)
         found = calibrations[model]
         if job.rule == "train":
-            seconds, memory, basis = _train_prediction(config, model, variants, found)
+            seconds, memory, basis = _train_prediction(config, spec, found)
         else:
-            seconds, memory, basis = _attack_prediction(
-                config, job, _smoothed(config, model, variants), found
-            )
+            seconds, memory, basis = _attack_prediction(config, job, spec, found)
         if seconds is None:
             row.update(basis=basis)
             rows.append(row)
@@ -231,8 +226,7 @@ def split_size(config: dict, split: str, count: int | None) -> int | None:
     return synthetic["volumes"][split] * synthetic["slices_per_volume"]
 
 
-def _train_prediction(config: dict, model: str, variants: dict, found: Calibration):
-    spec = study_plan.training_spec(config, model, 0, variants)
+def _train_prediction(config: dict, spec: dict, found: Calibration):
     data, training = spec["data"], spec["training"]
     train = split_size(config, "train", data["train_slices"])
     val = split_size(config, "val", data["val_slices"])
@@ -249,14 +243,14 @@ def _train_prediction(config: dict, model: str, variants: dict, found: Calibrati
     return seconds, found.train_peak_mib + found.base_mib, basis
 
 
-def _attack_prediction(config: dict, job: Job, smoothed: bool, found: Calibration):
+def _attack_prediction(config: dict, job: Job, spec: dict, found: Calibration):
     evaluation = config["evaluation"]
     attack = job.wildcards["attack"]
     test = split_size(config, "test", evaluation["test_slices"])
     if test is None:
         return None, None, "evaluation.test_slices: all (unknown before the data is indexed)"
     settings = PROTOCOLS[attack] if job.rule == "protocol_attack" else evaluation["pgd"]
-    draws = settings["eot_samples"] if smoothed else 1
+    draws = settings["eot_samples"] if KINDS[spec["kind"]].smoothing is not None else 1
     batches = math.ceil(test / evaluation["batch_size"])
     eps = len(evaluation["attacks"][attack]["eps"])
     gradients = batches * eps * settings["steps"] * draws
