@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from smug.models import MoDL, WeightEncoder
+from smug.models.didn import DIDN
 from smug.models.dncnn import DnCNN
 from smug.models.ista_net import ISTANetPlus
 from smug.models.modl import RSE2E
@@ -37,7 +38,7 @@ SIZES = {
 
 def network(backbone: str, smoothing: str) -> torch.nn.Module:
     """A small double-precision network of ``backbone`` in training mode; MoDL's DnCNN and Weighted
-    SMUG's encoder carry batch normalisation."""
+    SMUG's encoder carry batch normalisation (``modl_didn``: MoDL over a DIDN, without any)."""
     torch.manual_seed(0)
     options = {}
     if smoothing != "none":
@@ -46,6 +47,8 @@ def network(backbone: str, smoothing: str) -> torch.nn.Module:
         options["weight_encoder"] = WeightEncoder(num_chans=4, num_blocks=2)
     if backbone == "modl":
         model = MoDL(DnCNN(num_chans=4, num_layers=3), num_unrolls=3, lam=0.5, **options)
+    elif backbone == "modl_didn":
+        model = MoDL(DIDN(num_chans=4, num_dubs=1), num_unrolls=3, lam=0.5, **options)
     else:
         model = (E2EVarNet if backbone == "varnet" else ISTANetPlus)(**SIZES[backbone], **options)
     return model.double().train()
@@ -94,18 +97,25 @@ def test_checkpointed_unrolls_give_the_plain_backwards_loss_and_gradients(backbo
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("backbone", ["varnet", "ista"])
+@pytest.mark.parametrize("backbone", ["modl_didn", "varnet", "ista"])
 @pytest.mark.parametrize("smoothing", ["smug", "weighted"])
-def test_chunked_draws_give_the_plain_backwards_loss_and_gradients(backbone, smoothing, device, gen):
+@pytest.mark.parametrize("checkpoint_unrolls", [True, False])
+def test_chunked_draws_give_the_plain_backwards_loss_and_gradients(
+    backbone, smoothing, checkpoint_unrolls, device, gen
+):
+    """Chunks with checkpoint_unrolls (then MoDL's CG solve is checkpointed on its own) and without
+    (Weighted SMUG's encoder, with batch normalisation, is recomputed too: its running averages must
+    count the batch once)."""
     batch = multicoil_batch(gen).to(device)
     model = network(backbone, smoothing).to(device)
-    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True, sample_chunk=2)
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=checkpoint_unrolls, sample_chunk=2)
     _assert_same(_run(model, batch, _stability), _run(bounded, batch, _stability))
 
 
-@pytest.mark.parametrize("chunk", [None, 2])
-def test_rs_e2e_over_a_checkpointed_network_keeps_its_gradients(chunk, gen):
-    """RS-E2E's copies reconstructed two at a time (three copies: a full and a partial chunk)."""
+@pytest.mark.parametrize("chunk,checkpoint_unrolls", [(None, True), (2, True), (2, False)])
+def test_rs_e2e_over_a_checkpointed_network_keeps_its_gradients(chunk, checkpoint_unrolls, gen):
+    """RS-E2E's copies reconstructed two at a time (three copies: a full and a partial chunk), each
+    chunk's unrolls checkpointed, or each chunk recomputed as a whole."""
     batch = multicoil_batch(gen)
     torch.manual_seed(0)
     # MoDL's DnCNN normalises over the batch, so chunks of copies are checked on E2E-VarNet (whose
@@ -114,9 +124,43 @@ def test_rs_e2e_over_a_checkpointed_network_keeps_its_gradients(chunk, gen):
     if chunk is not None:
         network = E2EVarNet(**SIZES["varnet"])
     model = RSE2E(network, sigma=0.01, num_samples=3).double().train()
-    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=True, sample_chunk=chunk)
+    bounded = set_memory(copy.deepcopy(model), checkpoint_unrolls=checkpoint_unrolls, sample_chunk=chunk)
     assert bounded.sample_chunk == chunk
     _assert_same(_run(model, batch, end_to_end_loss), _run(bounded, batch, end_to_end_loss))
+
+
+@pytest.mark.parametrize("checkpoint_unrolls", [True, False])
+def test_chunked_draws_are_computed_twice_and_the_unrolls_around_them_not_checkpointed(checkpoint_unrolls, gen):
+    """Chunks recompute themselves in the backward pass; checkpointing the unroll around them would
+    run the regulariser a third time, so a smoothed network with chunks does not (5 draws in chunks
+    of 2: 3 chunks per unroll, 3 unrolls, each chunk run forward and once more backward)."""
+    batch = multicoil_batch(gen)
+    model = set_memory(network("varnet", "smug"), checkpoint_unrolls=checkpoint_unrolls, sample_chunk=2)
+    calls = []
+    for cascade in model.cascades:  # counted in forward itself: checkpoints recompute without hooks
+
+        def counted(image, forward=cascade.model.forward):
+            calls.append(1)
+            return forward(image)
+
+        cascade.model.forward = counted
+    _run(model, batch, _stability)
+    stability_targets = len(model.cascades)  # each cascade's regulariser on the target, once
+    assert len(calls) == 2 * 3 * len(model.cascades) + stability_targets
+
+
+@pytest.mark.parametrize("checkpoint_unrolls,solves", [(True, 2 * 3), (False, 3)])
+def test_with_chunked_draws_modls_cg_solve_is_checkpointed_on_its_own(checkpoint_unrolls, solves, gen, monkeypatch):
+    """Where chunks stop the unroll from being checkpointed, MoDL's CG solve still is: each of the 3
+    unrolls' solves runs once more in the backward pass, instead of its iterations being kept."""
+    import smug.mri.data_consistency as dc
+
+    calls = []
+    solve = dc.conjugate_gradient
+    monkeypatch.setattr(dc, "conjugate_gradient", lambda *a, **k: (calls.append(1), solve(*a, **k))[1])
+    model = set_memory(network("modl_didn", "smug"), checkpoint_unrolls=checkpoint_unrolls, sample_chunk=2)
+    _run(model, multicoil_batch(gen), _stability)
+    assert len(calls) == solves
 
 
 def test_rs_e2e_chunks_over_batch_normalisation_in_training_are_refused(gen):

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from smug.models.reconstruct import call_options
 from smug.models.smoothing import complex_gaussian, refuse_chunked_batch_statistics
@@ -131,8 +132,9 @@ class MoDL(SmoothedUnrolling):
 
             def body(state, generator, trace, step=step):
                 z = self.regularize(step, state[0], generator, trace)
+                dc = physics.data_consistency
                 return (
-                    physics.data_consistency(z, aty, self.lam, max_iter=self.cg_max_iter, tol=self.cg_tol),
+                    self.checkpoint_rest(dc, z, aty, self.lam, max_iter=self.cg_max_iter, tol=self.cg_tol),
                 )
 
             (x,) = self.unroll(body, (x,), generator, trace)
@@ -204,13 +206,19 @@ class RSE2E(nn.Module):
             )
         refuse_chunked_batch_statistics(self.modl, "the network RS-E2E smooths")
         # The copies are copy-major (copy j of slice i at row j * b + i), so a chunk of copies is a
-        # run of rows; each chunk's graph is its own, so memory holds one chunk's unroll at a time.
+        # run of rows. Each chunk's graph is its own: with the network's unrolls checkpointed, memory
+        # holds one chunk's unroll at a time; otherwise each chunk is recomputed in the backward pass
+        # (the network draws no noise: its copies' noise is drawn above), one chunk's at a time.
+        recompute = torch.is_grad_enabled() and not getattr(self.modl, "checkpoint_unrolls", False)
         total = 0
         for first in range(0, m, self.sample_chunk):
             count = min(self.sample_chunk, m - first)
             rows = slice(first * b, (first + count) * b)
             chunk_physics = physics.with_zero_filled(None).repeat(count).with_zero_filled(noisy_aty[rows])
-            out = self.modl(noisy_kspace[rows], chunk_physics, **options)
+            if recompute:
+                out = checkpoint(self.modl, noisy_kspace[rows], chunk_physics, use_reentrant=False, **options)
+            else:
+                out = self.modl(noisy_kspace[rows], chunk_physics, **options)
             total = total + out.reshape(count, b, *out.shape[1:]).sum(0)
         return total / m
 

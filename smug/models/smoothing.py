@@ -13,6 +13,7 @@ of the encoder's logits (an ablation).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -83,6 +84,9 @@ def smoothed_denoise(
         sample_chunk: denoise the M copies this many at a time (None: all in one pass;
             :func:`denoise_in_chunks`), so activation memory no longer grows with M; the draws are
             made once, before any chunk, so the result and its gradients are those of one pass.
+            Under autograd nothing of the chunks is kept until the backward pass recomputes them,
+            and Weighted SMUG's encoder is recomputed there too (:func:`checkpoint_counted_once`):
+            the smoothing then keeps no activations at all between the forward and backward passes.
 
     Returns:
         ``(smoothed, trace)``: the complex ``(B, H, W)`` estimate and the per-sample outputs.
@@ -99,20 +103,24 @@ def smoothed_denoise(
     if clamp:
         noisy = noisy.clamp(-1.0, 1.0)
     noisy = noisy.reshape(num_samples * b, 2, h, w)
-    if sample_chunk is None or sample_chunk >= num_samples:
-        denoised = denoiser(noisy)
-    else:
-        denoised = denoise_in_chunks(denoiser, noisy, sample_chunk * b)
+    chunked = sample_chunk is not None and sample_chunk < num_samples
+    denoised = denoise_in_chunks(denoiser, noisy, sample_chunk * b) if chunked else denoiser(noisy)
     outputs = channels_to_complex(denoised).reshape(num_samples, b, h, w)
     if weight_encoder is None:
         return outputs.mean(0), SmoothingTrace(outputs, None)
     scored = denoised if weight_scores == "denoised" else noisy
+    score = weight_encoder if weight_normalisation == "sum" else weight_encoder.logits
+    if chunked and torch.is_grad_enabled():
+        # The encoder scores every draw at once (its batch statistics are over all M), but its
+        # activations on M images would be kept for every unroll: recompute them instead.
+        raw = checkpoint_counted_once(score, weight_encoder, scored).reshape(num_samples, b)
+    else:
+        raw = score(scored).reshape(num_samples, b)
     if weight_normalisation == "sum":
-        scores = weight_encoder(scored).reshape(num_samples, b)
-        total = scores.sum(0)
-        weighted = (scores[..., None, None] * outputs).sum(0) / total[..., None, None]
-        return weighted, SmoothingTrace(outputs, scores / total)
-    weights = torch.softmax(weight_encoder.logits(scored).reshape(num_samples, b), dim=0)
+        total = raw.sum(0)
+        weighted = (raw[..., None, None] * outputs).sum(0) / total[..., None, None]
+        return weighted, SmoothingTrace(outputs, raw / total)
+    weights = torch.softmax(raw, dim=0)
     return (weights[..., None, None] * outputs).sum(0), SmoothingTrace(outputs, weights)
 
 
@@ -143,6 +151,40 @@ def denoise_in_chunks(
             checkpoint(denoiser, chunk, use_reentrant=False) if torch.is_grad_enabled() else denoiser(chunk)
         )
     return torch.cat(parts)
+
+
+def checkpoint_counted_once(function: Callable, module: nn.Module, *tensors: torch.Tensor):
+    """``function(*tensors)`` checkpointed (its activations recomputed in the backward pass instead
+    of kept), where ``function`` runs ``module``: the recomputation normalises by the same batch
+    statistics but leaves the running averages of ``module``'s batch normalisations as the first
+    call left them, so they count each batch once."""
+    calls = []
+
+    def run(*inputs: torch.Tensor):
+        recomputing = bool(calls)
+        calls.append(1)
+        with running_stats_frozen(module) if recomputing else contextlib.nullcontext():
+            return function(*inputs)
+
+    return checkpoint(run, *tensors, use_reentrant=False)
+
+
+@contextlib.contextmanager
+def running_stats_frozen(module: nn.Module):
+    """Batch normalisations in ``module`` keep their running averages and counters unchanged."""
+    norms = batch_norms(module)
+    saved = [
+        (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms
+    ]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def check_weighting(weight_scores: str, weight_normalisation: str) -> None:

@@ -14,7 +14,6 @@ Gaussian perturbations of its input (:func:`smug.models.smoothing.smoothed_denoi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,8 +24,8 @@ from torch.utils.checkpoint import checkpoint
 
 from smug.models.smoothing import (
     SmoothingTrace,
-    batch_norms,
     check_weighting,
+    checkpoint_counted_once,
     denoise_complex,
     refuse_chunked_batch_statistics,
     smoothed_denoise,
@@ -108,6 +107,20 @@ class SmoothedUnrolling(nn.Module):
         self.sample_chunk: int | None = None
 
     @property
+    def draws_chunked(self) -> bool:
+        """Whether the smoothing denoises its M draws in chunks (``sample_chunk``), each recomputed in
+        the backward pass. Its unrolls are then not checkpointed even where
+        :attr:`checkpoint_unrolls` is set: recomputing the unroll around chunks that recompute
+        themselves would compute the regulariser three times instead of twice; what else the unroll
+        keeps, MoDL's CG record, is checkpointed on its own (:meth:`checkpoint_rest`). Measured:
+        SMUG at 128x128, N = 8, M = 10, chunks of 2 keep 453 MiB in 1.18x the plain step's time."""
+        return (
+            self.smoothing != "none"
+            and self.sample_chunk is not None
+            and self.sample_chunk < self.num_samples
+        )
+
+    @property
     def randomised(self) -> bool:
         """Whether the output depends on random draws (attacks then average over them, EOT)."""
         return self.smoothing != "none"
@@ -128,8 +141,7 @@ class SmoothedUnrolling(nn.Module):
         randomised smoothing; ``trace`` records its input and outputs. ``regularizer`` stands for
         :meth:`regularizer` where the backbone records more of it (ISTA-Net+'s symmetry)."""
         regularizer = self.regularizer(step) if regularizer is None else regularizer
-        chunked = self.sample_chunk is not None and self.sample_chunk < self.num_samples
-        if chunked and self.smoothing != "none":
+        if self.draws_chunked:
             # Weighted SMUG's encoder scores every draw at once: its batch statistics are whole
             refuse_chunked_batch_statistics(self, f"{type(self).__name__}'s regulariser", self.weight_encoder)
         if self.smoothing == "none":
@@ -163,15 +175,15 @@ class SmoothedUnrolling(nn.Module):
         trace: UnrollTrace | None,
     ) -> tuple[torch.Tensor, ...]:
         """One unroll, ``body(state, generator, trace) -> next state``, checkpointed under autograd
-        when :attr:`checkpoint_unrolls` is set: its activations (the regulariser's, the CG
+        when :attr:`checkpoint_unrolls` is set (and the draws are not chunked,
+        :attr:`draws_chunked`): its activations (the regulariser's, the CG
         iterations') are recomputed in the backward pass instead of kept, so memory no longer grows
         with the number of unrolls. The recomputation redraws the same smoothing noise (it replays
         a copy of ``generator`` from the state it had; the global RNG is restored by
         :func:`torch.utils.checkpoint.checkpoint`) and records nothing twice in ``trace``."""
-        if not (self.checkpoint_unrolls and torch.is_grad_enabled()):
+        if not (self.checkpoint_unrolls and torch.is_grad_enabled()) or self.draws_chunked:
             return body(state, generator, trace)
         start = generator.get_state() if generator is not None else None
-        calls = []
 
         def replay(*tensors: torch.Tensor):
             copy_ = None
@@ -179,19 +191,26 @@ class SmoothedUnrolling(nn.Module):
                 copy_ = torch.Generator(device=generator.device)
                 copy_.set_state(start)
             local = UnrollTrace() if trace is not None else None
-            # The recomputation normalises by the same batch statistics, but must not count them
-            # again in a batch normalisation's running averages (the weight encoder's, DnCNN's).
-            recomputing = bool(calls)
-            calls.append(1)
-            with _running_stats_frozen(self) if recomputing else contextlib.nullcontext():
-                return body(tensors, copy_, local), copy_, local
+            return body(tensors, copy_, local), copy_, local
 
-        out, advanced, local = checkpoint(replay, *state, use_reentrant=False)
+        # The recomputation normalises by the same batch statistics, but must not count them again in
+        # a batch normalisation's running averages (the weight encoder's, DnCNN's).
+        out, advanced, local = checkpoint_counted_once(replay, self, *state)
         if generator is not None:
             generator.set_state(advanced.get_state())
         if trace is not None:
             trace.extend(local)
         return out
+
+    def checkpoint_rest(self, function: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
+        """``function(*args, **kwargs)``, a step of an unroll besides its regulariser (MoDL's CG
+        solve), checkpointed where the unroll would have been but is not because its draws are
+        chunked (:attr:`checkpoint_unrolls` with :attr:`draws_chunked`): its autograd record, every
+        CG iteration's, is recomputed in the backward pass instead of kept for every unroll. Exact:
+        the step draws no noise and normalises by no batch statistics."""
+        if self.checkpoint_unrolls and self.draws_chunked and torch.is_grad_enabled():
+            return checkpoint(function, *args, use_reentrant=False, **kwargs)
+        return function(*args, **kwargs)
 
     def stability_targets(self, image: torch.Tensor, steps: int) -> list[torch.Tensor]:
         """Each of the first ``steps`` unrolls' regulariser on the complex ``(B, H, W)`` image (the
@@ -209,33 +228,18 @@ class SmoothedUnrolling(nn.Module):
         return None
 
 
-@contextlib.contextmanager
-def _running_stats_frozen(module: nn.Module):
-    """Batch normalisations in ``module`` keep their running averages and counters unchanged."""
-    norms = batch_norms(module)
-    saved = [
-        (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms
-    ]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, tracked) in zip(norms, saved):
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
-
-
 def set_memory(
     model: nn.Module, checkpoint_unrolls: bool = False, sample_chunk: int | None = None
 ) -> nn.Module:
     """Bound the memory of every unrolled network in ``model`` (itself, or RS-E2E's): checkpoint
     each unroll (:meth:`SmoothedUnrolling.unroll`) and denoise the smoothing's M draws
-    ``sample_chunk`` at a time (:func:`smug.models.smoothing.denoise_in_chunks`); RS-E2E (any module
-    with a ``sample_chunk`` attribute) reconstructs its M noisy copies that many at a time, which
-    bounds memory together with the checkpointed unrolls. Neither changes the result or its
-    gradients beyond float rounding; both trade memory for recomputation. Returns ``model``."""
+    ``sample_chunk`` at a time, each chunk recomputed in the backward pass
+    (:func:`smug.models.smoothing.denoise_in_chunks`; a smoothed network with chunks does not
+    checkpoint its unrolls as well, :attr:`SmoothedUnrolling.draws_chunked`); RS-E2E (any module
+    with a ``sample_chunk`` attribute) reconstructs its M noisy copies that many at a time, each
+    chunk's unrolls checkpointed or, without ``checkpoint_unrolls``, each chunk recomputed as a whole.
+    Neither changes the result or its gradients beyond float rounding; both trade memory for
+    recomputation. Returns ``model``."""
     if sample_chunk is not None and sample_chunk < 1:
         raise ValueError(f"sample_chunk must be at least 1 (or None), got {sample_chunk}")
     for module in model.modules():
