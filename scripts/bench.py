@@ -88,6 +88,24 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="memory case: the bounded steps denoise the M draws this many at a time (default: all at once)",
     )
+    parser.add_argument(
+        "--checkpoint-unrolls",
+        default="on",
+        choices=["on", "off"],
+        help="memory case: the bounded steps checkpoint every unroll (default: on)",
+    )
+    parser.add_argument(
+        "--time-repeats",
+        type=int,
+        default=1,
+        help="memory case: time the plain and the bounded step this many times each, alternately in one "
+        "process, and report medians and the ratio's range (default: 1, the memory runs' own times)",
+    )
+    parser.add_argument(
+        "--bounded-only",
+        action="store_true",
+        help="memory case: measure the bounded steps only (where a plain step does not fit)",
+    )
     parser.add_argument("--unrolls", type=int, help="override the preset's unrolls N")
     parser.add_argument("--samples", type=int, help="override the preset's smoothing draws M")
     args = parse_args(parser, argv)
@@ -138,20 +156,32 @@ def _memory_case(args: argparse.Namespace, size, device: torch.device) -> None:
     print(
         f"size {args.size}: {size.height}x{size.width}, {size.coils} coils, {size.denoiser} "
         f"{size.chans}/{size.depth}, N={size.unrolls}, M={size.samples}, batch {size.batch}, "
-        f"sample_chunk {args.sample_chunk}, {device}, {torch.get_num_threads()} threads"
+        f"bounded: checkpoint_unrolls {args.checkpoint_unrolls}, sample_chunk {args.sample_chunk}; "
+        f"{device}, {torch.get_num_threads()} threads"
     )
     print(
-        f"{'step':<16} {'plain MiB':>10} {'bounded MiB':>12} {'ratio':>6} {'plain s':>8} {'bounded s':>10} {'ratio':>6}"
+        f"{'step':<16} {'plain MiB':>10} {'bounded MiB':>12} {'ratio':>6} {'plain s':>8} {'bounded s':>10} "
+        f"{'ratio':>6} {'range over pairs':>16}"
     )
 
     def show(row):
         print(
             f"{row['step']:<16} {row['plain_mib']:>10.0f} {row['bounded_mib']:>12.0f} {row['memory_ratio']:>6.2f} "
-            f"{row['plain_s']:>8.1f} {row['bounded_s']:>10.1f} {row['time_ratio']:>6.2f}",
+            f"{row['plain_s']:>8.1f} {row['bounded_s']:>10.1f} {row['time_ratio']:>6.2f} "
+            f"{row['time_ratio_low']:>7.2f}-{row['time_ratio_high']:.2f} (x{row['time_repeats']})",
             flush=True,
         )
 
-    rows = memory_benchmarks(size, device, args.steps, args.sample_chunk, log=show)
+    memory = {"checkpoint_unrolls": args.checkpoint_unrolls == "on", "sample_chunk": args.sample_chunk}
+    rows = memory_benchmarks(
+        size,
+        device,
+        args.steps,
+        memory,
+        log=show,
+        plain=not args.bounded_only,
+        time_repeats=args.time_repeats,
+    )
     out = Path(args.out_dir) / "memory.csv"
     write_rows(out, rows, MEMORY_COLUMNS)
     print(f"wrote {out}")

@@ -475,6 +475,24 @@ def test_memory_case_writes_its_table_and_bounded_steps_keep_less(tmp_path, caps
     size = BenchSize(
         batch=1, coils=2, height=64, width=64, denoiser="dncnn", chans=16, depth=6, unrolls=6, samples=4
     )
-    (row,) = memory_benchmarks(size, torch.device("cpu"), steps=["smug"], chunk=None)
+    (row,) = memory_benchmarks(size, torch.device("cpu"), steps=["smug"])
     assert row["bounded_mib"] < 0.6 * row["plain_mib"], row
     assert math.isfinite(row["time_ratio"]) and row["time_ratio"] > 0
+
+
+def test_memory_case_times_plain_and_bounded_steps_alternately_when_asked(tmp_path):
+    """Three interleaved pairs: medians in the time columns, the pairs' ratio range around them; the
+    bounded-only run leaves the plain columns empty."""
+    from benchmarks.harness import bench_size
+    from benchmarks.memory import memory_benchmarks
+
+    size = bench_size("tiny")
+    memory = {"checkpoint_unrolls": True, "sample_chunk": None}
+    (row,) = memory_benchmarks(size, torch.device("cpu"), ["smug"], memory, time_repeats=3)
+    assert row["time_repeats"] == 3
+    assert row["time_ratio_low"] <= row["time_ratio_high"]
+    assert row["plain_s"] > 0 and row["bounded_s"] > 0
+    (alone,) = memory_benchmarks(size, torch.device("cpu"), ["smug"], memory, plain=False)
+    assert math.isnan(alone["plain_mib"]) and math.isnan(alone["time_ratio"]) and alone["bounded_mib"] >= 0
+    with pytest.raises(ValueError, match="time_repeats must be at least 1"):
+        memory_benchmarks(size, torch.device("cpu"), ["smug"], memory, time_repeats=0)

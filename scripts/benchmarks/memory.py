@@ -14,6 +14,7 @@ import dataclasses
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +38,10 @@ from smug.training.objectives import (
 _SCRIPTS = Path(__file__).resolve().parents[1]
 # The steps measured: each method's training step, and one PGD step through the smoothed SMUG.
 MEMORY_STEPS = ("smug", "weighted_smug", "rs_e2e", "modl_pgd", "pgd_attack_smug")
-MEMORY_COLUMNS = ["step", "plain_mib", "bounded_mib", "memory_ratio", "plain_s", "bounded_s", "time_ratio"]
+MEMORY_COLUMNS = [
+    "step", "plain_mib", "bounded_mib", "memory_ratio", "plain_s", "bounded_s", "time_ratio",
+    "time_repeats", "time_ratio_low", "time_ratio_high",
+]  # fmt: skip
 
 
 def _network(size: BenchSize, step: str) -> nn.Module:
@@ -67,10 +71,16 @@ def _objective(step: str, model: nn.Module) -> Callable[[Any, torch.Generator], 
     return lambda batch, gen: end_to_end_loss(model, batch, gen)
 
 
-def _run_step(size: BenchSize, step: str, bounded: bool, chunk: int | None, device: torch.device) -> None:
+# The bounded steps' default: every unroll checkpointed, the draws all at once (the paper configs add
+# chunks of 2 draws: bench.py --sample-chunk 2).
+CHECKPOINTED = {"checkpoint_unrolls": True, "sample_chunk": None}
+
+
+def _run_step(size: BenchSize, step: str, memory: dict[str, Any] | None, device: torch.device) -> None:
+    """One step; ``memory`` (:func:`smug.models.set_memory`'s options) bounds it, None runs it plainly."""
     model = _network(size, step).to(device)
-    if bounded:
-        set_memory(model, checkpoint_unrolls=True, sample_chunk=chunk)
+    if memory is not None:
+        set_memory(model, **memory)
     batch = make_problem(size, device)
     generator = torch.Generator(device=device).manual_seed(0)
     if step.startswith("pgd_attack"):
@@ -124,11 +134,11 @@ class PeakMeter:
 
 
 def measure_step(
-    size: BenchSize, step: str, bounded: bool, chunk: int, device: torch.device
+    size: BenchSize, step: str, memory: dict[str, Any] | None, device: torch.device
 ) -> tuple[float, float]:
-    """``(peak memory growth in MiB, seconds)`` of one step."""
+    """``(peak memory growth in MiB, seconds)`` of one step (``memory``: as :func:`_run_step`)."""
     with PeakMeter(device) as meter:
-        _run_step(size, step, bounded, chunk, device)
+        _run_step(size, step, memory, device)
     return meter.peak, meter.seconds
 
 
@@ -146,44 +156,89 @@ def run_in_fresh_process(module: str, args: dict[str, Any], what: str) -> Any:
 
 
 def _child_main() -> None:
-    """Entry of the measuring process: JSON arguments in ``sys.argv[1]``, JSON ``[MiB, seconds]``
-    on the last line of stdout; an untimed warm-up step of one unroll and one draw first."""
+    """Entry of the measuring process: JSON arguments in ``sys.argv[1]``, JSON on the last line of
+    stdout; untimed warm-up steps of one unroll and one draw first. With ``repeats`` the process
+    times the plain and the bounded step alternately (``[plain seconds], [bounded seconds]``, the
+    pair's order swapped every time so that a drift of the machine falls on both); otherwise it
+    measures one step (``[MiB, seconds]``)."""
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
     size = BenchSize(**args["size"])
     device = torch.device(args["device"])
+    memory = args["memory"]
     warm = dataclasses.replace(size, unrolls=1, samples=1)
-    measure_step(warm, args["step"], args["bounded"], 1 if args["chunk"] else None, device)
-    print(json.dumps(measure_step(size, args["step"], args["bounded"], args["chunk"], device)))
+    warm_memory = (
+        None if memory is None else {**memory, "sample_chunk": 1 if memory["sample_chunk"] else None}
+    )
+    if not args.get("repeats"):
+        measure_step(warm, args["step"], warm_memory, device)
+        print(json.dumps(measure_step(size, args["step"], memory, device)))
+        return
+    measure_step(warm, args["step"], None, device)
+    measure_step(warm, args["step"], warm_memory, device)
+    times: dict[str, list[float]] = {"plain": [], "bounded": []}
+    for repeat in range(args["repeats"]):
+        order = ("plain", "bounded") if repeat % 2 == 0 else ("bounded", "plain")
+        for which in order:
+            seconds = measure_step(size, args["step"], None if which == "plain" else memory, device)[1]
+            times[which].append(seconds)
+    print(json.dumps([times["plain"], times["bounded"]]))
 
 
 def measure_in_fresh_process(
-    size: BenchSize, step: str, bounded: bool, chunk: int | None, device: torch.device
+    size: BenchSize, step: str, memory: dict[str, Any] | None, device: torch.device
 ) -> tuple[float, float]:
     """:func:`measure_step` in a new Python process (:func:`run_in_fresh_process`)."""
-    args = {
-        "size": dataclasses.asdict(size),
-        "step": step,
-        "bounded": bounded,
-        "chunk": chunk,
-        "device": str(device),
-    }
-    what = f"memory benchmark of {step} ({'bounded' if bounded else 'plain'})"
+    args = {"size": dataclasses.asdict(size), "step": step, "memory": memory, "device": str(device)}
+    what = f"memory benchmark of {step} ({'plain' if memory is None else 'bounded'})"
     peak, seconds = run_in_fresh_process("memory", args, what)
     return peak, seconds
 
 
+def _interleaved_times(
+    size: BenchSize, step: str, memory: dict[str, Any], device: torch.device, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Seconds of ``repeats`` plain and bounded steps timed alternately in one fresh process."""
+    args = {
+        "size": dataclasses.asdict(size),
+        "step": step,
+        "memory": memory,
+        "device": str(device),
+        "repeats": repeats,
+    }
+    plain, bounded = run_in_fresh_process("memory", args, f"timing of {step}")
+    return plain, bounded
+
+
 def memory_benchmarks(
-    size: BenchSize, device: torch.device, steps=MEMORY_STEPS, chunk: int | None = 2, log=None
+    size: BenchSize,
+    device: torch.device,
+    steps=MEMORY_STEPS,
+    memory: dict[str, Any] = CHECKPOINTED,
+    log=None,
+    plain: bool = True,
+    time_repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """Plain against bounded peak memory and time of each step, each measured in a fresh process,
-    bounded first (a plain step that does not fit then leaves the bounded figure measured)."""
+    """Plain against bounded (``memory``: :func:`smug.models.set_memory`'s options) peak memory and
+    time of each step, each measured in a fresh process, bounded first (a plain step that does not
+    fit then leaves the bounded figure measured); ``plain=False`` measures the bounded steps only
+    (their plain columns empty). With ``time_repeats`` above 1 the times are instead the medians of
+    that many plain and bounded steps timed alternately in one further process, and
+    ``time_ratio_low``/``_high`` the range of the ratio over the adjacent pairs."""
+    if time_repeats < 1:
+        raise ValueError(f"time_repeats must be at least 1, got {time_repeats}")
     if device.type != "cuda" and not os.path.exists("/proc/self/clear_refs"):
         raise OSError("peak memory on CPU needs Linux's /proc/self/clear_refs")
     rows = []
     for step in steps:
-        bounded_mib, bounded_s = measure_in_fresh_process(size, step, True, chunk, device)
-        plain_mib, plain_s = measure_in_fresh_process(size, step, False, chunk, device)
+        bounded_mib, bounded_s = measure_in_fresh_process(size, step, memory, device)
+        nan = float("nan")
+        plain_mib, plain_s = measure_in_fresh_process(size, step, None, device) if plain else (nan, nan)
+        pair_ratios = [bounded_s / plain_s]
+        if plain and time_repeats > 1:
+            plain_times, bounded_times = _interleaved_times(size, step, memory, device, time_repeats)
+            plain_s, bounded_s = statistics.median(plain_times), statistics.median(bounded_times)
+            pair_ratios = [b / p for p, b in zip(plain_times, bounded_times)]
         row = {
             "step": step,
             "plain_mib": round(plain_mib, 1),
@@ -192,6 +247,9 @@ def memory_benchmarks(
             "plain_s": round(plain_s, 3),
             "bounded_s": round(bounded_s, 3),
             "time_ratio": round(bounded_s / plain_s, 3),
+            "time_repeats": time_repeats if plain else 1,
+            "time_ratio_low": round(min(pair_ratios), 3),
+            "time_ratio_high": round(max(pair_ratios), 3),
         }
         if log is not None:
             log(row)
