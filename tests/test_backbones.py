@@ -512,6 +512,20 @@ def test_a_backbones_departures_reach_its_models_specs_but_not_their_names():
         backbone_models(config)
 
 
+def test_a_departure_reaches_only_the_models_that_read_it():
+    config = copy.deepcopy(CONFIG)
+    config["backbones"]["settings"] = {"varnet": {"training.lambda_rec": 10.0, "training.epochs.smug": 5}}
+    models = {m.name: m for m in backbone_models(config)}
+    # SMUG reads both; its stage's epochs read as epochs
+    assert models["smug@model.backbone=varnet"].label == "backbone=varnet, epochs=5, lambda_rec=10"
+    assert spec_settings(*model_setup("smug@model.backbone=varnet", config)[:2])["training"]["epochs"] == 5
+    # vanilla MoDL and RS-E2E read neither, so neither names them
+    assert models["modl@model.backbone=varnet"].label == "backbone=varnet"
+    assert models["rs_e2e@model.backbone=varnet"].label == "backbone=varnet"
+    weighted = spec_settings(*model_setup("weighted_smug@model.backbone=varnet", config)[:2])["training"]
+    assert weighted["lambda_rec"] == 10.0 and weighted["epochs"] == CONFIG["training"]["epochs"]["weighted_smug"]
+
+
 def test_an_ablation_variant_that_names_a_backbone_model_with_other_settings_is_refused():
     from smug.study import variant_models
 

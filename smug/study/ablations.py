@@ -57,14 +57,18 @@ class Variant:
 
     @property
     def label(self) -> str:
-        """How tables and figures name it: its settings by their last key (``sigma=0.02``), or the
-        method for a reference."""
+        """How tables and figures name it: its settings by their last key (``sigma=0.02``; a stage's
+        ``training.epochs.smug`` as ``epochs``), or the method for a reference."""
         if self.role == REFERENCE:
             return self.method
         return (
-            ", ".join(f"{key.rsplit('.', 1)[-1]}={format_value(value)}" for key, value in self.settings)
-            or "default"
+            ", ".join(f"{_label_key(key)}={format_value(value)}" for key, value in self.settings) or "default"
         )
+
+
+def _label_key(key: str) -> str:
+    *parents, leaf = key.split(".")
+    return "epochs" if parents and parents[-1] == "epochs" else leaf
 
 
 def format_value(value: Any) -> str:
@@ -173,13 +177,31 @@ def backbone_models(config: dict) -> list[Variant]:
             if backbone == own:
                 models.append(Variant(method, method, ((BACKBONE_KEY, own),), VARIANT))
                 continue
-            settings = {BACKBONE_KEY: backbone, **departures.get(backbone, {})}
-            _check_variant(method, settings, f"backbones ({method} on {backbone})")
+            where = f"backbones ({method} on {backbone})"
+            read = _departures_read(method, backbone, departures.get(backbone, {}), config, where)
+            settings = {BACKBONE_KEY: backbone, **read}
+            _check_variant(method, settings, where)
             name = variant_name(method, {BACKBONE_KEY: backbone})
             models.append(Variant(name, method, tuple(sorted(settings.items())), VARIANT))
     # The baselines with no backbone (the diffusion prior) are the run's own models, shown beside.
     models += [Variant(method, method, (), REFERENCE) for method in section.get("baselines") or []]
     return models
+
+
+def _departures_read(
+    method: str, backbone: str, departures: dict[str, Any], config: dict, where: str
+) -> dict[str, Any]:
+    """The departures of ``backbone`` that ``method``'s model reads: those that change its spec
+    (vanilla MoDL reads neither SMUG's epochs nor its ``lambda_rec``), so its settings, its label and
+    its starting point name nothing it ignores."""
+    on_backbone = apply_settings(config, {BACKBONE_KEY: backbone}, where)
+    spec = spec_settings(method, on_backbone)
+    return {
+        key: value
+        for key, value in departures.items()
+        if spec_settings(method, apply_settings(on_backbone, {key: value}, f"backbones.settings.{backbone}"))
+        != spec
+    }
 
 
 def variant_models(config: dict) -> dict[str, Variant]:
