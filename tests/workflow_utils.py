@@ -33,7 +33,15 @@ TINY_CONFIG = {
         "varnet": {"num_cascades": 2, "chans": 4, "pools": 1},
         "ista": {"num_phases": 2, "num_filters": 4},
     },
-    "backbones": {"methods": ["modl", "smug"]},
+    "backbones": {
+        "methods": ["modl", "smug"],
+        # The backbones' epoch departures set to the tiny recipe's: equal to it, they are none (the
+        # label shows lambda_rec alone) and cost the tiny runs nothing.
+        "settings": {
+            "varnet": {"training.epochs.smug": 1, "training.epochs.weighted_smug": 1, "training.epochs.rs_e2e": 1},
+            "ista": {"training.epochs.rs_e2e": 1},
+        },
+    },
     "smoothing": {"num_samples": 2, "weight_encoder": {"num_chans": 4, "num_blocks": 2}},
     "training": {
         "val_slices": 2,
