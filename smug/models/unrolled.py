@@ -207,7 +207,9 @@ class SmoothedUnrolling(nn.Module):
         solve), checkpointed where the unroll would have been but is not because its draws are
         chunked (:attr:`checkpoint_unrolls` with :attr:`draws_chunked`): its autograd record, every
         CG iteration's, is recomputed in the backward pass instead of kept for every unroll. Exact:
-        the step draws no noise and normalises by no batch statistics."""
+        the step draws no noise and normalises by no batch statistics. ISTA-Net+'s gradient step and
+        E2E-VarNet's soft data consistency are not wrapped: each applies a linear operator once, so
+        its record is a few image- or coil-sized tensors per unroll, not an iteration record."""
         if self.checkpoint_unrolls and self.draws_chunked and torch.is_grad_enabled():
             return checkpoint(function, *args, use_reentrant=False, **kwargs)
         return function(*args, **kwargs)
