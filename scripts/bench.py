@@ -28,7 +28,7 @@ import torch
 
 from benchmarks.cases import run_benchmarks
 from benchmarks.harness import SIZES, TARGET_COLUMNS, THROUGHPUT_COLUMNS, bench_size
-from benchmarks.memory import MEMORY_COLUMNS, MEMORY_STEPS, memory_benchmarks
+from benchmarks.memory import CPU_MEMORY, MEMORY_COLUMNS, MEMORY_STEPS, memory_benchmarks
 from benchmarks.report import format_summary, write_rows
 from benchmarks.rules import RULE_COLUMNS, rule_benchmarks
 from smug.training import AMP_MODES, PerformanceOptions
@@ -102,6 +102,14 @@ def main(argv: list[str] | None = None) -> None:
         "process, and report medians and the ratio's range (default: 1, the memory runs' own times)",
     )
     parser.add_argument(
+        "--cpu-memory",
+        default="live",
+        choices=list(CPU_MEMORY),
+        help="memory case on CPU: live: the peak of live tensors (freed blocks returned to the kernel at "
+        "once; what CUDA's peak allocation counts); resident: the resident set under the scripts' "
+        "allocator settings, which keep freed blocks for speed (default: live)",
+    )
+    parser.add_argument(
         "--bounded-only",
         action="store_true",
         help="memory case: measure the bounded steps only (where a plain step does not fit)",
@@ -158,6 +166,7 @@ def _memory_case(args: argparse.Namespace, size, device: torch.device) -> None:
         f"{size.chans}/{size.depth}, N={size.unrolls}, M={size.samples}, batch {size.batch}, "
         f"bounded: checkpoint_unrolls {args.checkpoint_unrolls}, sample_chunk {args.sample_chunk}; "
         f"{device}, {torch.get_num_threads()} threads"
+        + (f", {args.cpu_memory} memory" if device.type == "cpu" else "")
     )
     print(
         f"{'step':<16} {'plain MiB':>10} {'bounded MiB':>12} {'ratio':>6} {'plain s':>8} {'bounded s':>10} "
@@ -181,6 +190,7 @@ def _memory_case(args: argparse.Namespace, size, device: torch.device) -> None:
         log=show,
         plain=not args.bounded_only,
         time_repeats=args.time_repeats,
+        cpu_memory=args.cpu_memory,
     )
     out = Path(args.out_dir) / "memory.csv"
     write_rows(out, rows, MEMORY_COLUMNS)

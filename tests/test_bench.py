@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -452,6 +453,38 @@ def test_layout_benchmark_rates_each_variant_against_eager_and_compile_matches_i
 
 # ----------------------------------------------------------------------------------------------
 # the memory case (issue 27): plain against memory-bounded steps
+_ALLOCATOR_PROBE = """
+import sys, torch
+from smug.utils import set_malloc_thresholds, tune_cpu_runtime
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+if sys.argv[1] == "live":
+    assert set_malloc_thresholds(1 << 20, 1 << 20)
+else:
+    assert tune_cpu_runtime()
+before = rss_mib()
+block = torch.ones(5 * 2**20)  # 20 MiB, below the scripts' 32 MiB mmap threshold
+del block
+print(rss_mib() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_live_cpu_memory_returns_freed_blocks_and_the_scripts_settings_keep_them():
+    """What --cpu-memory chooses between: a freed 20 MiB block leaves the resident set at once under
+    the live measurement's thresholds, and stays resident (in the heap, for reuse) under the
+    scripts' own settings."""
+    grown = {}
+    for mode in ("live", "resident"):
+        done = subprocess.run(
+            [sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True, check=True
+        )
+        grown[mode] = float(done.stdout.strip().splitlines()[-1])
+    assert grown["live"] < 4 and grown["resident"] > 16, grown
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -468,7 +501,10 @@ def test_memory_case_writes_its_table_and_bounded_steps_keep_less(tmp_path, caps
     finally:
         torch.set_num_threads(threads)
     columns, rows = _read_csv(tmp_path / "memory.csv")
-    assert tuple(columns) == tuple(MEMORY_COLUMNS) and [r["step"] for r in rows] == ["smug", "pgd_attack_smug"]
+    assert tuple(columns) == tuple(MEMORY_COLUMNS) and [r["step"] for r in rows] == [
+        "smug",
+        "pgd_attack_smug",
+    ]
     assert "bounded MiB" in capsys.readouterr().out
     # where activations dominate (6 unrolls, 4 draws of a 16-channel DnCNN on 64x64), checkpointing
     # each unroll keeps a fraction of them
@@ -492,7 +528,11 @@ def test_memory_case_times_plain_and_bounded_steps_alternately_when_asked(tmp_pa
     assert row["time_repeats"] == 3
     assert row["time_ratio_low"] <= row["time_ratio_high"]
     assert row["plain_s"] > 0 and row["bounded_s"] > 0
-    (alone,) = memory_benchmarks(size, torch.device("cpu"), ["smug"], memory, plain=False)
+    (alone,) = memory_benchmarks(
+        size, torch.device("cpu"), ["smug"], memory, plain=False, cpu_memory="resident"
+    )
     assert math.isnan(alone["plain_mib"]) and math.isnan(alone["time_ratio"]) and alone["bounded_mib"] >= 0
     with pytest.raises(ValueError, match="time_repeats must be at least 1"):
         memory_benchmarks(size, torch.device("cpu"), ["smug"], memory, time_repeats=0)
+    with pytest.raises(ValueError, match="unknown cpu_memory 'rss'"):
+        memory_benchmarks(size, torch.device("cpu"), ["smug"], memory, cpu_memory="rss")

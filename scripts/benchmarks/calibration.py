@@ -31,6 +31,7 @@ from smug.models.reconstruct import reconstruct
 from smug.study import KINDS
 from smug.training.loop import make_optimizer
 from smug.training.stages import loss_for, train_settings
+from smug.utils import tune_cpu_runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +137,9 @@ def _child_main() -> None:
     the last line of stdout."""
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
+    # The jobs run with the scripts' CPU runtime settings (setup_compute), whose allocator thresholds
+    # decide how much freed memory the process keeps: calibrate under the same ones.
+    tune_cpu_runtime()
     result = calibrate(
         args["spec"], Problem(**args["problem"]), torch.device(args["device"]), args["memory"],
         args["steps"], args["warmup"],

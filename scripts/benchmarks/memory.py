@@ -3,7 +3,12 @@ and with the memory bounds of :func:`smug.models.set_memory` (bounded), side by 
 
 Peak memory is the growth of the process's peak resident set during the step on CPU (Linux: the
 high-water mark is reset before each step through ``/proc/self/clear_refs``), or of the device's
-peak allocation on CUDA. Each step runs the pipeline's own objectives (:mod:`smug.training.objectives`)
+peak allocation on CUDA. On CPU what the resident set counts depends on the C library's allocator
+(:data:`CPU_MEMORY`): by default (``live``) the measuring process hands every freed block of 1 MiB or
+more back to the kernel, so the peak is that of the live tensors, the figure CUDA's peak allocation
+gives; ``resident`` measures under the scripts' own allocator settings
+(:func:`smug.utils.tune_cpu_runtime`), whose heap keeps freed blocks for speed: the host memory a CPU
+job holds. Timed repeats always run under the scripts' settings. Each step runs the pipeline's own objectives (:mod:`smug.training.objectives`)
 and attack (:func:`smug.attacks.pgd_kspace_attack`) on a random problem of the preset's size.
 """
 
@@ -28,6 +33,7 @@ from benchmarks.cases import make_problem
 from benchmarks.harness import BenchSize
 from smug.attacks import pgd_kspace_attack
 from smug.models import MoDL, RSE2E, WeightEncoder, build_denoiser, set_memory
+from smug.utils import set_malloc_thresholds, tune_cpu_runtime
 from smug.training.objectives import (
     distillation_loss,
     end_to_end_loss,
@@ -69,6 +75,21 @@ def _objective(step: str, model: nn.Module) -> Callable[[Any, torch.Generator], 
     if step == "modl_pgd":
         return lambda batch, gen: pgd_training_loss(model, batch, gen, eps=0.02, steps=1)
     return lambda batch, gen: end_to_end_loss(model, batch, gen)
+
+
+# What a CPU peak counts: the live tensors (freed blocks returned to the kernel at once), or the resident
+# set under the scripts' allocator settings (freed blocks kept in the heap).
+CPU_MEMORY = ("live", "resident")
+_LIVE_THRESHOLD = 1 << 20
+
+
+def _set_cpu_allocator(cpu_memory: str) -> None:
+    """The measuring process's allocator settings for ``cpu_memory`` (:data:`CPU_MEMORY`)."""
+    if cpu_memory == "live":
+        if not set_malloc_thresholds(_LIVE_THRESHOLD, _LIVE_THRESHOLD):
+            raise OSError("--cpu-memory live needs glibc's mallopt; use --cpu-memory resident")
+    else:
+        tune_cpu_runtime()
 
 
 # The bounded steps' default: every unroll checkpointed, the draws all at once (the paper configs add
@@ -163,6 +184,8 @@ def _child_main() -> None:
     measures one step (``[MiB, seconds]``)."""
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
+    if args["device"] == "cpu":
+        _set_cpu_allocator("resident" if args.get("repeats") else args["cpu_memory"])
     size = BenchSize(**args["size"])
     device = torch.device(args["device"])
     memory = args["memory"]
@@ -186,10 +209,21 @@ def _child_main() -> None:
 
 
 def measure_in_fresh_process(
-    size: BenchSize, step: str, memory: dict[str, Any] | None, device: torch.device
+    size: BenchSize,
+    step: str,
+    memory: dict[str, Any] | None,
+    device: torch.device,
+    cpu_memory: str = "live",
 ) -> tuple[float, float]:
-    """:func:`measure_step` in a new Python process (:func:`run_in_fresh_process`)."""
-    args = {"size": dataclasses.asdict(size), "step": step, "memory": memory, "device": str(device)}
+    """:func:`measure_step` in a new Python process (:func:`run_in_fresh_process`), its CPU
+    allocator set for ``cpu_memory`` (:data:`CPU_MEMORY`)."""
+    args = {
+        "size": dataclasses.asdict(size),
+        "step": step,
+        "memory": memory,
+        "device": str(device),
+        "cpu_memory": cpu_memory,
+    }
     what = f"memory benchmark of {step} ({'plain' if memory is None else 'bounded'})"
     peak, seconds = run_in_fresh_process("memory", args, what)
     return peak, seconds
@@ -218,22 +252,29 @@ def memory_benchmarks(
     log=None,
     plain: bool = True,
     time_repeats: int = 1,
+    cpu_memory: str = "live",
 ) -> list[dict[str, Any]]:
     """Plain against bounded (``memory``: :func:`smug.models.set_memory`'s options) peak memory and
     time of each step, each measured in a fresh process, bounded first (a plain step that does not
     fit then leaves the bounded figure measured); ``plain=False`` measures the bounded steps only
     (their plain columns empty). With ``time_repeats`` above 1 the times are instead the medians of
     that many plain and bounded steps timed alternately in one further process, and
-    ``time_ratio_low``/``_high`` the range of the ratio over the adjacent pairs."""
+    ``time_ratio_low``/``_high`` the range of the ratio over the adjacent pairs. ``cpu_memory``:
+    what a CPU peak counts (:data:`CPU_MEMORY`); the single runs' times include its allocator's cost
+    (``live``: every large block page-faulted afresh), the repeated timings do not."""
     if time_repeats < 1:
         raise ValueError(f"time_repeats must be at least 1, got {time_repeats}")
+    if cpu_memory not in CPU_MEMORY:
+        raise ValueError(f"unknown cpu_memory {cpu_memory!r}; valid: {', '.join(CPU_MEMORY)}")
     if device.type != "cuda" and not os.path.exists("/proc/self/clear_refs"):
         raise OSError("peak memory on CPU needs Linux's /proc/self/clear_refs")
     rows = []
     for step in steps:
-        bounded_mib, bounded_s = measure_in_fresh_process(size, step, memory, device)
+        bounded_mib, bounded_s = measure_in_fresh_process(size, step, memory, device, cpu_memory)
         nan = float("nan")
-        plain_mib, plain_s = measure_in_fresh_process(size, step, None, device) if plain else (nan, nan)
+        plain_mib, plain_s = (
+            measure_in_fresh_process(size, step, None, device, cpu_memory) if plain else (nan, nan)
+        )
         pair_ratios = [bounded_s / plain_s]
         if plain and time_repeats > 1:
             plain_times, bounded_times = _interleaved_times(size, step, memory, device, time_repeats)

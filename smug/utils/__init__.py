@@ -36,6 +36,7 @@ __getattr__, __dir__, __all__ = lazy_surface(
             "limit_threads",
             "provenance",
             "select_device",
+            "set_malloc_thresholds",
             "setup_compute",
             "tune_cpu_runtime",
             "use_deterministic_algorithms",

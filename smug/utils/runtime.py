@@ -70,6 +70,26 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
 
+def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's mmap threshold (allocations at least this large get their own pages, unmapped on
+    free) and trim threshold (free memory above this at the heap's top goes back to the kernel), both
+    in bytes, for the rest of the process. Fixing them stops glibc's own adjustment, which raises the
+    mmap threshold to the size of any block freed (up to 32 MiB). Returns whether both were set
+    (False where the C library is not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc_name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(libc_name) if libc_name else None
+    except OSError:
+        return False
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    )
+
+
 def tune_cpu_runtime() -> list[str]:
     """Process-wide CPU settings that change speed, never results beyond rounding of denormals.
 
@@ -78,7 +98,10 @@ def tune_cpu_runtime() -> list[str]:
     - glibc serves each allocation above its mmap threshold (128 KiB at first) with fresh pages
       from the kernel and unmaps them on free, so every batch of activations of a few MB page-faults
       again; smoothing's M-fold batches made SMUG's forward pass 30-100 % slower, and unstably so.
-      Raising the threshold (to 32 MiB) and the trim threshold keeps those blocks in the heap.
+      Raising the threshold (to 32 MiB) and the trim threshold keeps those blocks in the heap. The
+      price is host memory: the heap keeps freed blocks, so the resident peak exceeds the peak of
+      live tensors (at the paper size a bounded Weighted SMUG step's by several GB;
+      ``scripts/bench.py --case memory --cpu-memory``).
 
     Returns:
         what was changed, for the log (empty where nothing applies, e.g. not glibc).
@@ -86,17 +109,8 @@ def tune_cpu_runtime() -> list[str]:
     changed = []
     if torch.set_flush_denormal(True):
         changed.append("denormals flushed to zero")
-    if sys.platform.startswith("linux"):
-        libc_name = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(libc_name) if libc_name else None
-        except OSError:
-            libc = None
-        if libc is not None and hasattr(libc, "mallopt"):
-            if libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(
-                _M_TRIM_THRESHOLD, 8 * _MMAP_THRESHOLD_MAX
-            ):
-                changed.append(f"malloc mmap threshold {_MMAP_THRESHOLD_MAX >> 20} MiB")
+    if set_malloc_thresholds(_MMAP_THRESHOLD_MAX, 8 * _MMAP_THRESHOLD_MAX):
+        changed.append(f"malloc mmap threshold {_MMAP_THRESHOLD_MAX >> 20} MiB")
     return changed
 
 
