@@ -24,7 +24,15 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.calibration import calibrate_in_fresh_process, measure_startup
-from benchmarks.planning import PLAN_COLUMNS, dry_run_jobs, gpu_hours, load_config, predict, problem_size
+from benchmarks.planning import (
+    FAILED,
+    PLAN_COLUMNS,
+    dry_run_jobs,
+    gpu_hours,
+    load_config,
+    predict,
+    problem_size,
+)
 from benchmarks.report import write_rows
 from smug.utils import parse_args, select_device, setup_compute, setup_logging
 
@@ -84,9 +92,10 @@ def main(argv: list[str] | None = None) -> None:
 
         def calibrate(spec):
             progress.set_postfix_str(spec["name"])
-            found = calibrate_in_fresh_process(spec, problem, device, config["memory"], args.steps, warmup)
-            progress.update()
-            return found
+            try:
+                return calibrate_in_fresh_process(spec, problem, device, config["memory"], args.steps, warmup)
+            finally:
+                progress.update()
 
         startup = measure_startup()
         rows = predict(config, jobs, calibrate, args.margin, accelerator, startup)
@@ -115,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         f"calibrated jobs + {requested:.1f} requested by the others = {predicted + requested:.1f}"
     )
     print(f"wrote {args.out}")
+    failed = sorted({row["basis"] for row in rows if row["status"] == FAILED})
+    if failed:
+        sys.exit(f"error: {len(failed)} calibration(s) failed, their jobs unplanned: {'; '.join(failed)}")
 
 
 def _text(value) -> str:

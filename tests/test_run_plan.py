@@ -17,7 +17,7 @@ from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_upd
 sys.path.insert(0, str(REPO / "scripts"))
 try:
     from benchmarks.calibration import Calibration
-    from benchmarks.planning import PLAN_COLUMNS, Job, gpu_hours, load_config, parse_dry_run, predict
+    from benchmarks.planning import FAILED, PLAN_COLUMNS, Job, gpu_hours, load_config, parse_dry_run, predict
 finally:
     sys.path.pop(0)
 
@@ -109,6 +109,52 @@ def test_a_calibration_scales_by_the_jobs_steps_and_the_margin():
         (rows[0]["predicted_runtime_min"] + rows[1]["predicted_runtime_min"]) / 60
     )
     assert requested == pytest.approx(30 / 60)  # the uncalibrated GPU job counts as requested
+
+
+def test_a_failed_calibration_marks_its_models_jobs_and_the_others_are_still_planned():
+    """A calibration killed for memory (as RS-E2E's at the paper size beside another large process)
+    leaves that model's jobs unplanned with the reason, not the whole plan."""
+    config = _tiny_config()
+    found = Calibration(
+        base_mib=100,
+        train_step_s=2.0,
+        forward_s=0.8,
+        attack_step_s=0.5,
+        train_peak_mib=300,
+        attack_peak_mib=50,
+    )
+
+    def calibrate(spec):
+        if spec["name"] == "smug":
+            raise ValueError(
+                "calibration of smug: the process was killed by SIGKILL, most likely for lack of memory"
+            )
+        return found
+
+    jobs = [
+        Job("train", {"model": "smug", "seed": "0"}, 60, 4000, 1),
+        Job("train", {"model": "modl", "seed": "0"}, 60, 4000, 1),
+        Job("attack", {"seed": "0", "model": "smug", "attack": "pgd_kspace_linf"}, 600, 4000, 1),
+    ]
+    smug_train, modl_train, smug_attack = predict(config, jobs, calibrate, margin=1.5)
+    for row in (smug_train, smug_attack):
+        assert row["status"] == FAILED and row["predicted_runtime_min"] is None and "SIGKILL" in row["basis"]
+    assert modl_train["status"] == "ok" and modl_train["predicted_runtime_min"] > 0
+
+
+def test_a_killed_measuring_process_is_named_with_its_signal(monkeypatch):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from benchmarks import memory
+    finally:
+        sys.path.pop(0)
+
+    def killed(command, **kwargs):
+        return subprocess.CompletedProcess(command, -9, stdout="", stderr="")
+
+    monkeypatch.setattr(memory.subprocess, "run", killed)
+    with pytest.raises(ValueError, match="calibration of x: the process was killed by SIGKILL, most likely"):
+        memory.run_in_fresh_process("calibration", {}, "calibration of x")
 
 
 def _tiny_config() -> dict:

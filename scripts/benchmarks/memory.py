@@ -19,6 +19,7 @@ import dataclasses
 import gc
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,6 +171,10 @@ def run_in_fresh_process(module: str, args: dict[str, Any], what: str) -> Any:
     args = {**args, "threads": torch.get_num_threads()}
     entry = f"import sys; sys.path.insert(0, {str(_SCRIPTS)!r}); from benchmarks.{module} import _child_main; _child_main()"
     done = subprocess.run([sys.executable, "-c", entry, json.dumps(args)], capture_output=True, text=True)
+    if done.returncode < 0:  # killed: by the kernel's out-of-memory killer where it is SIGKILL
+        name = signal.Signals(-done.returncode).name
+        hint = ", most likely for lack of memory" if -done.returncode == signal.SIGKILL else ""
+        raise ValueError(f"{what}: the process was killed by {name}{hint}")
     if done.returncode != 0:
         lines = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()
         raise ValueError(f"{what}: {lines[-1]}")

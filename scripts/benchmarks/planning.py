@@ -44,6 +44,8 @@ PLAN_COLUMNS = [
     "basis",
 ]
 CALIBRATED_RULES = ("train", "attack", "protocol_attack")
+# The status of the jobs of a model whose calibration failed (its basis says why).
+FAILED = "calibration failed"
 
 
 @dataclasses.dataclass
@@ -164,7 +166,9 @@ def predict(
     accelerator_mib: float | None = None,
     startup_s: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """One row per job (:data:`PLAN_COLUMNS`); ``calibrate(spec)`` is called once per model.
+    """One row per job (:data:`PLAN_COLUMNS`); ``calibrate(spec)`` is called once per model. Where it
+    raises ValueError (a calibration that failed, e.g. killed for memory) the model's jobs get the
+    status :data:`FAILED` with the error as their basis, and the other models are still planned.
 
     Each calibrated job's runtime includes ``startup_s``, a job process's fixed start-up
     (:func:`benchmarks.calibration.measure_startup`). A CPU calibration (``accelerator_mib`` None)
@@ -193,8 +197,15 @@ def predict(
             continue
         spec = study_plan.training_spec(config, model, 0, variants)
         if model not in calibrations:
-            calibrations[model] = calibrate(spec)
+            try:
+                calibrations[model] = calibrate(spec)
+            except ValueError as exc:  # e.g. killed for memory: its jobs say so, the others are planned
+                calibrations[model] = exc
         found = calibrations[model]
+        if isinstance(found, ValueError):
+            row.update(status=FAILED, basis=str(found))
+            rows.append(row)
+            continue
         if job.rule == "train":
             seconds, memory, basis = _train_prediction(config, spec, found)
         else:
