@@ -42,6 +42,13 @@ localrule all:
 """
 
 
+# A calibration whose scaling the tests check by hand: seconds of a step, a forward pass and an attack
+# gradient, and MiB.
+KNOWN_CALIBRATION = Calibration(
+    base_mib=100, train_step_s=2.0, forward_s=0.8, attack_step_s=0.5, train_peak_mib=300, attack_peak_mib=50
+)
+
+
 def test_the_dry_runs_jobs_are_read_with_their_wildcards_and_requests():
     masks, train, final = parse_dry_run(DRY_RUN)
     assert (masks.rule, masks.wildcards, masks.runtime, masks.mem_mb, masks.gpu) == ("masks", {}, 15, 2000, 0)
@@ -57,14 +64,7 @@ def test_the_dry_runs_jobs_are_read_with_their_wildcards_and_requests():
 
 def test_a_calibration_scales_by_the_jobs_steps_and_the_margin():
     config = _tiny_config()
-    found = Calibration(
-        base_mib=100,
-        train_step_s=2.0,
-        forward_s=0.8,
-        attack_step_s=0.5,
-        train_peak_mib=300,
-        attack_peak_mib=50,
-    )
+    found = KNOWN_CALIBRATION
     specs = []
     jobs = [
         Job("train", {"model": "modl", "seed": "0"}, 1, 200, 1),
@@ -115,14 +115,7 @@ def test_a_failed_calibration_marks_its_models_jobs_and_the_others_are_still_pla
     """A calibration killed for memory (as RS-E2E's at the paper size beside another large process)
     leaves that model's jobs unplanned with the reason, not the whole plan."""
     config = _tiny_config()
-    found = Calibration(
-        base_mib=100,
-        train_step_s=2.0,
-        forward_s=0.8,
-        attack_step_s=0.5,
-        train_peak_mib=300,
-        attack_peak_mib=50,
-    )
+    found = KNOWN_CALIBRATION
 
     def calibrate(spec):
         if spec["name"] == "smug":
