@@ -32,6 +32,7 @@ from benchmarks.planning import (
     load_config,
     predict,
     problem_size,
+    suggested_resources,
 )
 from benchmarks.report import write_rows
 from smug.utils import parse_args, select_device, setup_compute, setup_logging
@@ -123,6 +124,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(rows)} jobs, {calibrated} calibrated on {name}; GPU-hours: {predicted:.1f} predicted for the "
         f"calibrated jobs + {requested:.1f} requested by the others = {predicted + requested:.1f}"
     )
+    suggested = suggested_resources(rows)
+    if suggested:
+        print(f"requests covering every calibrated job's prediction on {name} (cluster.resources):")
+        for rule, request in suggested.items():
+            print(f"  {rule}: {{{', '.join(f'{key}: {value}' for key, value in request.items())}}}")
     print(f"wrote {args.out}")
     failed = sorted({row["basis"] for row in rows if row["status"] == FAILED})
     if failed:

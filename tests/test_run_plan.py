@@ -17,7 +17,16 @@ from tests.workflow_utils import BIN, REPO, TINY_CONFIG, copy_workflow, deep_upd
 sys.path.insert(0, str(REPO / "scripts"))
 try:
     from benchmarks.calibration import Calibration
-    from benchmarks.planning import FAILED, PLAN_COLUMNS, Job, gpu_hours, load_config, parse_dry_run, predict
+    from benchmarks.planning import (
+        FAILED,
+        PLAN_COLUMNS,
+        Job,
+        gpu_hours,
+        load_config,
+        parse_dry_run,
+        predict,
+        suggested_resources,
+    )
 finally:
     sys.path.pop(0)
 
@@ -109,6 +118,11 @@ def test_a_calibration_scales_by_the_jobs_steps_and_the_margin():
         (rows[0]["predicted_runtime_min"] + rows[1]["predicted_runtime_min"]) / 60
     )
     assert requested == pytest.approx(30 / 60)  # the uncalibrated GPU job counts as requested
+    # the requests that cover each calibrated rule: 10-minute steps, 1,000 MB steps of the MiB predicted
+    assert suggested_resources(rows) == {
+        "train": {"runtime": 10, "mem_mb": 1000},  # 0.23 min, 600 MiB = 629 MB
+        "attack": {"runtime": 10 * math.ceil(rows[1]["predicted_runtime_min"] / 10), "mem_mb": 1000},
+    }
 
 
 def test_a_failed_calibration_marks_its_models_jobs_and_the_others_are_still_planned():
@@ -183,3 +197,5 @@ def test_a_tiny_plan_writes_every_job_and_warns_for_an_under_requested_rule(tmp_
         assert f"rule train ({row['job']}): requests 60 min and 1 MB" in done.stderr
     assert {row["rule"] for row in rows} >= {"synthetic_dataset", "masks", "train"}
     assert "GPU-hours" in done.stdout and not (root / "results" / "models").exists()  # nothing was run
+    # the request that would cover both training jobs, printed for cluster.resources
+    assert "(cluster.resources):\n  train: {runtime: " in done.stdout and ", mem_mb: " in done.stdout

@@ -8,8 +8,9 @@ peak allocation on CUDA. On CPU what the resident set counts depends on the C li
 more back to the kernel, so the peak is that of the live tensors, the figure CUDA's peak allocation
 gives; ``resident`` measures under the scripts' own allocator settings
 (:func:`smug.utils.tune_cpu_runtime`), whose heap keeps freed blocks for speed: the host memory a CPU
-job holds. Timed repeats always run under the scripts' settings. Each step runs the pipeline's own objectives (:mod:`smug.training.objectives`)
-and attack (:func:`smug.attacks.pgd_kspace_attack`) on a random problem of the preset's size.
+job holds. Timed repeats always run under the scripts' settings. Each step runs the pipeline's own
+objectives (:mod:`smug.training.objectives`) and attack (:func:`smug.attacks.pgd_kspace_attack`) on a
+random problem of the preset's size.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from benchmarks.cases import make_problem
 from benchmarks.harness import BenchSize
 from smug.attacks import pgd_kspace_attack
 from smug.models import MoDL, RSE2E, WeightEncoder, build_denoiser, set_memory
-from smug.utils import set_malloc_thresholds, tune_cpu_runtime
 from smug.training.objectives import (
     distillation_loss,
     end_to_end_loss,
     pgd_training_loss,
     unrolled_stability_loss,
 )
+from smug.utils import set_malloc_thresholds, tune_cpu_runtime
 
 _SCRIPTS = Path(__file__).resolve().parents[1]
 # The steps measured: each method's training step, and one PGD step through the smoothed SMUG.

@@ -281,6 +281,23 @@ def _status(row: dict, memory_limit: float | None) -> str:
     return "under-requested " + " and ".join(short) if short else "ok"
 
 
+def suggested_resources(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per calibrated rule, the smallest ``cluster.resources`` request that covers every one of its
+    jobs' predictions (the margin included): ``runtime`` in minutes rounded up to 10, and, where the
+    predictions are of host memory (a CPU calibration), ``mem_mb`` rounded up to 1,000 MB. A GPU
+    calibration predicts the GPU's memory, which no request of ``mem_mb`` sets."""
+    suggested: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row["predicted_runtime_min"] is None:
+            continue
+        rule = suggested.setdefault(row["rule"], {"runtime": 0})
+        rule["runtime"] = max(rule["runtime"], 10 * math.ceil(row["predicted_runtime_min"] / 10))
+        if row["memory_of"] == "host":
+            mem_mb = 1000 * math.ceil(row["predicted_memory_mib"] * 2**20 / 1e6 / 1000)
+            rule["mem_mb"] = max(rule.get("mem_mb", 0), mem_mb)
+    return suggested
+
+
 def gpu_hours(rows: list[dict[str, Any]]) -> tuple[float, float]:
     """``(predicted, requested)`` GPU-hours of the GPU jobs: the calibrated jobs' predictions, and
     the requests of the jobs left uncalibrated (counted as requested)."""
