@@ -119,9 +119,15 @@ def test_a_calibration_scales_by_the_jobs_steps_and_the_margin():
     )
     assert requested == pytest.approx(30 / 60)  # the uncalibrated GPU job counts as requested
     # the requests that cover each calibrated rule: 10-minute steps, 1,000 MB steps of the MiB predicted
+    attack_runtime = 10 * math.ceil(rows[1]["predicted_runtime_min"] / 10)
     assert suggested_resources(rows) == {
         "train": {"runtime": 10, "mem_mb": 1000},  # 0.23 min, 600 MiB = 629 MB
-        "attack": {"runtime": 10 * math.ceil(rows[1]["predicted_runtime_min"] / 10), "mem_mb": 1000},
+        "attack": {"runtime": attack_runtime, "mem_mb": 1000},
+    }
+    # a protocol attack's job takes rule attack's entry (cluster.resources has no protocol_attack)
+    protocol = {**rows[1], "rule": "protocol_attack", "predicted_runtime_min": attack_runtime + 5}
+    assert suggested_resources([rows[1], protocol]) == {
+        "attack": {"runtime": attack_runtime + 10, "mem_mb": 1000}
     }
 
 

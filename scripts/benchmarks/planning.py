@@ -46,6 +46,9 @@ PLAN_COLUMNS = [
 CALIBRATED_RULES = ("train", "attack", "protocol_attack")
 # The status of the jobs of a model whose calibration failed (its basis says why).
 FAILED = "calibration failed"
+# Rules whose jobs take another rule's cluster.resources entry (workflow/rules/attack.smk: a paper's
+# protocol attack is rule attack with that paper's settings).
+RESOURCES_OF = {"protocol_attack": "attack"}
 
 
 @dataclasses.dataclass
@@ -282,15 +285,16 @@ def _status(row: dict, memory_limit: float | None) -> str:
 
 
 def suggested_resources(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per calibrated rule, the smallest ``cluster.resources`` request that covers every one of its
-    jobs' predictions (the margin included): ``runtime`` in minutes rounded up to 10, and, where the
-    predictions are of host memory (a CPU calibration), ``mem_mb`` rounded up to 1,000 MB. A GPU
-    calibration predicts the GPU's memory, which no request of ``mem_mb`` sets."""
+    """Per ``cluster.resources`` entry of a calibrated rule, the smallest request that covers every
+    prediction of the jobs that take it (:data:`RESOURCES_OF`; the margin included): ``runtime`` in
+    minutes rounded up to 10, and, where the predictions are of host memory (a CPU calibration),
+    ``mem_mb`` rounded up to 1,000 MB. A GPU calibration predicts the GPU's memory, which no request
+    of ``mem_mb`` sets."""
     suggested: dict[str, dict[str, int]] = {}
     for row in rows:
         if row["predicted_runtime_min"] is None:
             continue
-        rule = suggested.setdefault(row["rule"], {"runtime": 0})
+        rule = suggested.setdefault(RESOURCES_OF.get(row["rule"], row["rule"]), {"runtime": 0})
         rule["runtime"] = max(rule["runtime"], 10 * math.ceil(row["predicted_runtime_min"] / 10))
         if row["memory_of"] == "host":
             mem_mb = 1000 * math.ceil(row["predicted_memory_mib"] * 2**20 / 1e6 / 1000)
