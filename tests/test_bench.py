@@ -453,6 +453,9 @@ def test_layout_benchmark_rates_each_variant_against_eager_and_compile_matches_i
 
 # ----------------------------------------------------------------------------------------------
 # the memory case (issue 27): plain against memory-bounded steps
+# ----------------------------------------------------------------------------------------------
+
+
 _ALLOCATOR_PROBE = """
 import sys, torch
 from smug.utils import set_malloc_thresholds, tune_cpu_runtime
@@ -483,9 +486,6 @@ def test_live_cpu_memory_returns_freed_blocks_and_the_scripts_settings_keep_them
         )
         grown[mode] = float(done.stdout.strip().splitlines()[-1])
     assert grown["live"] < 4 and grown["resident"] > 16, grown
-
-
-# ----------------------------------------------------------------------------------------------
 
 
 def test_memory_case_writes_its_table_and_bounded_steps_keep_less(tmp_path, capsys):
